@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set-up and the two everyday jobs, on a fresh machine or a warm one.
+#   bash infra/dev.sh demo        set up, then run the end-to-end demo on a local broker
+#   bash infra/dev.sh test [ARGS] set up, then run the whole test suite (ARGS go to pytest)
+#   bash infra/dev.sh setup       only set up
+# The virtualenv and Kafka's jars live outside the clone (FMS_HOME, default ~/.cache/feature-memory)
+# and are reused between runs; dependencies are reinstalled only when pyproject.toml changes.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export FMS_HOME="${FMS_HOME:-$HOME/.cache/feature-memory}"
+venv="${FMS_VENV:-$FMS_HOME/venv}"
+extras="${FMS_EXTRAS:-test,bench}"
+python="${PYTHON:-python3.11}"
+command -v "$python" >/dev/null || python=python3
+
+setup() {
+  mkdir -p "$FMS_HOME"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "creating virtualenv $venv" >&2
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip setuptools wheel
+  fi
+  local stamp="$venv/.fms-deps" want
+  want="$(cat "$repo/pyproject.toml" | sha256sum | cut -c1-16) $extras"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "installing dependencies ($extras) into $venv" >&2
+    "$venv/bin/pip" install -q --upgrade setuptools wheel
+    if ! "$venv/bin/pip" install -q -e "$repo[$extras]" > "$FMS_HOME/pip-install.log" 2>&1; then
+      cat "$FMS_HOME/pip-install.log" >&2; exit 1
+    fi
+    echo "$want" > "$stamp"
+  fi
+  # The clone may have moved (CI clones afresh): point the editable install at this one.
+  "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo" >/dev/null 2>&1 \
+    || "$venv/bin/pip" install -q --no-deps -e "$repo"
+  bash "$repo/infra/kafka/broker.sh" fetch >/dev/null
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  demo) shift; setup; exec "$venv/bin/fms" demo "$@" ;;
+  test) shift; setup; cd "$repo"; exec "$venv/bin/python" -m pytest "$@" ;;
+  *) echo "usage: bash infra/dev.sh demo|test|setup" >&2; exit 2 ;;
+esac

@@ -1,0 +1,164 @@
+"""The faust app: topics, changelogged RocksDB tables, agents and web views, built from Settings.
+
+`create_runtime` builds everything from one Settings object instead of at import time, so that a
+process can hold apps with different settings (tests, benchmarks) and agents stay plain functions
+that receive what they need.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from schemas.records import ValidationLimits
+from streams.core.patterns import PatternConfig
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.state import PatternStore
+
+
+@dataclass
+class Topics:
+    audio: faust.TopicT
+    audio_features: faust.TopicT
+    interactions: faust.TopicT
+    recognitions: faust.TopicT
+    patterns: faust.TopicT
+    optimizations: faust.TopicT
+    breaker_state: faust.TopicT
+    resource_metrics: faust.TopicT
+    dead_letter: faust.TopicT
+
+
+@dataclass
+class Runtime:
+    """What agents and views share. One per worker process."""
+
+    settings: Settings
+    app: faust.App
+    topics: Topics
+    store: PatternStore
+    limits: ValidationLimits
+    metrics: Metrics
+    started: float = field(default_factory=time.time)
+
+
+def rocksdb_options(settings: Settings) -> dict:
+    # faust pops keys from this dict, so every table gets its own copy.
+    return {
+        "driver": "rocksdict",
+        "block_cache_size": settings.rocksdb_block_cache_bytes,
+        "block_cache_compressed_size": settings.rocksdb_block_cache_bytes // 4,
+        "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+        "max_write_buffer_number": 2,
+        "max_open_files": 256,
+    }
+
+
+def _broker_credentials(settings: Settings):
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=_ssl_context(settings),
+        )
+    if settings.security_protocol in {"SSL", "SASL_SSL"}:
+        return faust.SSLCredentials(_ssl_context(settings))
+    return None
+
+
+def _ssl_context(settings: Settings):
+    if settings.security_protocol not in {"SSL", "SASL_SSL"}:
+        return None
+    from aiokafka.helpers import create_ssl_context
+
+    return create_ssl_context(
+        cafile=settings.ssl_cafile or None,
+        certfile=settings.ssl_certfile or None,
+        keyfile=settings.ssl_keyfile or None,
+    )
+
+
+def create_runtime(settings: Settings) -> Runtime:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
+        broker_credentials=_broker_credentials(settings),
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=settings.standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        # Raw table contents and internal routing stay private: /patterns answers through the core.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        autodiscover=False,
+    )
+
+    def topic(name: str, **kw) -> faust.TopicT:
+        return app.topic(settings.topic(name), partitions=settings.partitions,
+                         key_serializer="raw", value_serializer="raw", **kw)
+
+    topics = Topics(
+        audio=topic("audio"),
+        audio_features=topic("audio-features"),
+        interactions=topic("interactions"),
+        recognitions=topic("recognitions"),
+        patterns=topic("patterns"),
+        optimizations=topic("optimizations"),
+        breaker_state=topic("breaker-state"),
+        resource_metrics=topic("resource-metrics"),
+        dead_letter=topic("dead-letter"),
+    )
+
+    def table(name: str) -> faust.Table:
+        # bytes in, bytes out: schemas.state owns the encoding.
+        return app.Table(name, default=None, partitions=settings.partitions,
+                         key_type=bytes, value_type=bytes, options=rocksdb_options(settings))
+
+    pattern_cfg = PatternConfig(
+        match_threshold=settings.match_threshold,
+        max_patterns=settings.max_patterns,
+        confidence_threshold=settings.confidence_threshold,
+    )
+    store = PatternStore(table("patterns"), table("spaces"), pattern_cfg)
+    metrics = Metrics.create()
+    setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
+
+    runtime = Runtime(
+        settings=settings,
+        app=app,
+        topics=topics,
+        store=store,
+        limits=ValidationLimits(max_dim=settings.max_dim),
+        metrics=metrics,
+    )
+
+    # A rebalance can hand a space to another worker and back: never match against a stale index.
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(sender, revoked, **kwargs) -> None:
+        store.invalidate()
+
+    @app.on_partitions_assigned.connect
+    async def _on_assigned(sender, assigned, **kwargs) -> None:
+        store.invalidate()
+
+    from agents import recognition
+    from streams import web
+
+    recognition.register(runtime)
+    web.register(runtime)
+    return runtime

@@ -1,0 +1,136 @@
+"""`fms demo`: the whole path on a local broker, from generated features to what the memory learned.
+
+It starts what is not running (the local broker, one worker), publishes a stream drawn from known
+groups, reads the recognitions and the compacted pattern topic back, prints how the patterns match
+the groups, and stops and removes what it started. Each run uses its own topics and state, so runs
+never see each other's records.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from schemas.codec import decode
+from schemas.records import AudioFeature
+from streams.core.quality import adjusted_rand_index, contingency, normalized_mutual_information, purity
+from streams.publish import publish, read_topic
+from streams.settings import Settings
+from streams.topics import ensure_topics, kafka_client_options, topic_specs
+from streams.worker_process import WorkerProcess
+
+
+def grouped_stream(records: int, groups: int, dim: int = 64, spread: float = 0.05, seed: int = 7,
+                   space: str = "demo") -> tuple[list[AudioFeature], list[int]]:
+    """Unit-norm group centres plus Gaussian noise, shuffled; returns the records and their true groups."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(groups, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    truth = rng.integers(0, groups, size=records)
+    vectors = (centres[truth] + rng.normal(scale=spread, size=(records, dim))).astype(np.float32)
+    t0 = 1_700_000_000.0
+    feats = [AudioFeature(id=f"demo-{i}", space=space, vector=vectors[i], model_id="demo-generator",
+                          ts=t0 + i * 0.01, meta=None) for i in range(records)]
+    return feats, truth.tolist()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _reachable(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def _delete_topics(settings: Settings, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [n for n in names if n in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> int:
+    from streams.cli import BROKER_SCRIPT
+
+    started_broker = False
+    if not _reachable(base.bootstrap_servers):
+        print(f"starting the local broker ({BROKER_SCRIPT})", flush=True)
+        subprocess.run(["bash", str(BROKER_SCRIPT), "start"], check=True)
+        started_broker = True
+
+    run = f"demo{int(time.time())}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"fms-{run}-"))
+    env = {"KAFKA_BOOTSTRAP_SERVERS": base.bootstrap_servers, "FMS_TOPIC_PREFIX": f"{run}.",
+           "FMS_APP_ID": f"fms-{run}", "FMS_DATA_DIR": str(workdir / "state"), "FMS_LOG_LEVEL": "warning"}
+    settings = dataclasses.replace(base, topic_prefix=f"{run}.", app_id=f"fms-{run}")
+    worker = WorkerProcess(env, workdir / "worker.log", web_port=_free_port())
+    try:
+        await ensure_topics(settings)
+        print(f"starting a worker (web http://127.0.0.1:{worker.web_port}, log {worker.log_path})", flush=True)
+        await asyncio.to_thread(worker.start)
+
+        feats, truth = grouped_stream(records, groups)
+        t = time.perf_counter()
+        await publish(settings, settings.topic("audio-features"), feats)
+        print(f"published {records} feature vectors from {groups} known groups", flush=True)
+        recognitions = await read_topic(settings, settings.topic("recognitions"), count=records, timeout=180)
+        elapsed = time.perf_counter() - t
+        print(f"received {len(recognitions)} recognitions in {elapsed:.1f}s", flush=True)
+
+        by_event = {}
+        for _, raw in recognitions:
+            rec = decode("recognitions", raw).record
+            by_event[rec.event_id] = rec
+        predicted = [by_event[f.id].pattern_id for f in feats]
+
+        latest: dict[str, bytes | None] = {}
+        for key, raw in await read_topic(settings, settings.topic("patterns")):
+            latest[key] = raw
+        patterns = [decode("patterns", raw).record for raw in latest.values() if raw is not None]
+        patterns.sort(key=lambda p: -p.count)
+
+        print("\npatterns the memory learned (fms.patterns, newest state per key):")
+        print(f"  {'pattern_id':<20} {'count':>6} {'confidence':>10}  established")
+        for p in patterns:
+            print(f"  {p.pattern_id:<20} {p.count:>6} {p.confidence:>10.3f}  "
+                  f"{'yes' if p.confidence >= base.confidence_threshold else 'no'}")
+
+        table, rows, cols = contingency(truth, predicted)
+        top = [c for c, _ in Counter(predicted).most_common(8)]
+        print("\nhow recognitions match the known groups (rows: group, columns: pattern):")
+        print("  group " + " ".join(f"{c[-8:]:>9}" for c in top))
+        for i, g in enumerate(rows):
+            print(f"  {g:>5} " + " ".join(f"{table[i, cols.index(c)]:>9}" for c in top))
+        print(f"\n  groups {groups}, patterns {len(patterns)}, "
+              f"ARI {adjusted_rand_index(truth, predicted):.3f}, NMI {normalized_mutual_information(truth, predicted):.3f}, "
+              f"purity {purity(truth, predicted):.3f}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 0
+    finally:
+        worker.stop()
+        await _delete_topics(settings, [s.name for s in topic_specs(settings)] + [
+            f"fms-{run}-patterns-changelog", f"fms-{run}-spaces-changelog", f"fms-{run}-__assignor-__leader"])
+        if started_broker:
+            subprocess.run(["bash", str(BROKER_SCRIPT), "stop"], check=False)

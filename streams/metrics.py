@@ -1,0 +1,46 @@
+"""Prometheus metrics of one worker, in their own registry so that tests can build several apps.
+
+Names follow Prometheus' conventions: `fms_` prefix, base units, `_total` on counters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Recognition is sub-millisecond in process; the buckets resolve that range as well as slow outliers.
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    records_in: Counter
+    records_out: Counter
+    errors: Counter
+    dead_letters: Counter
+    recognition_seconds: Histogram
+    storage_seconds: Histogram
+    patterns: Gauge
+    spaces: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
+        r = registry or CollectorRegistry()
+        return cls(
+            registry=r,
+            records_in=Counter("fms_records_in", "Input records consumed", ["topic"], registry=r),
+            records_out=Counter("fms_records_out", "Output records produced", ["topic"], registry=r),
+            errors=Counter("fms_errors", "Errors while processing a record", ["operation"], registry=r),
+            dead_letters=Counter("fms_dead_letters", "Records sent to the dead-letter topic", ["code"], registry=r),
+            recognition_seconds=Histogram(
+                "fms_recognition_latency_seconds", "Time to recognize and learn one vector",
+                buckets=_LATENCY_BUCKETS, registry=r,
+            ),
+            storage_seconds=Histogram(
+                "fms_storage_operation_latency_seconds", "Time of one state-store operation",
+                ["operation"], buckets=_LATENCY_BUCKETS, registry=r,
+            ),
+            patterns=Gauge("fms_patterns", "Patterns held in this worker's cached spaces", registry=r),
+            spaces=Gauge("fms_spaces", "Spaces cached on this worker", registry=r),
+        )

@@ -1,0 +1,109 @@
+"""Worker settings, read once from the environment.
+
+Every setting has a default that works on a developer machine with the local broker from infra/.
+README.md lists them; keep the two in step.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def _bool(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "fms."
+    app_id: str = "feature-memory"
+    partitions: int = 4
+    replication_factor: int = 1
+    # -1 keeps input history forever, so that `fms replay` can rebuild the memory from the start.
+    input_retention_ms: int = -1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    # State
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    rocksdb_block_cache_bytes: int = 8 * 1024 * 1024
+    rocksdb_write_buffer_bytes: int = 4 * 1024 * 1024
+    standby_replicas: int = 1
+    # Web
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    max_request_bytes: int = 1024 * 1024
+    # Pattern memory
+    match_threshold: float = 0.80
+    max_patterns: int = 1000
+    max_dim: int = 1000
+    confidence_threshold: float = 0.7
+    # Worker
+    worker_name: str = ""
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        d = cls()
+        return cls(
+            bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
+            topic_prefix=_env("FMS_TOPIC_PREFIX", d.topic_prefix),
+            app_id=_env("FMS_APP_ID", d.app_id),
+            partitions=_int("FMS_PARTITIONS", d.partitions),
+            replication_factor=_int("FMS_REPLICATION_FACTOR", d.replication_factor),
+            input_retention_ms=_int("FMS_INPUT_RETENTION_MS", d.input_retention_ms),
+            security_protocol=_env("KAFKA_SECURITY_PROTOCOL", d.security_protocol),
+            sasl_mechanism=_env("KAFKA_SASL_MECHANISM", d.sasl_mechanism),
+            sasl_username=_env("KAFKA_SASL_USERNAME", d.sasl_username),
+            sasl_password=_env("KAFKA_SASL_PASSWORD", d.sasl_password),
+            ssl_cafile=_env("KAFKA_SSL_CAFILE", d.ssl_cafile),
+            ssl_certfile=_env("KAFKA_SSL_CERTFILE", d.ssl_certfile),
+            ssl_keyfile=_env("KAFKA_SSL_KEYFILE", d.ssl_keyfile),
+            data_dir=Path(_env("FMS_DATA_DIR", str(d.data_dir))),
+            rocksdb_block_cache_bytes=_int("FMS_ROCKSDB_BLOCK_CACHE_BYTES", d.rocksdb_block_cache_bytes),
+            rocksdb_write_buffer_bytes=_int("FMS_ROCKSDB_WRITE_BUFFER_BYTES", d.rocksdb_write_buffer_bytes),
+            standby_replicas=_int("FMS_STANDBY_REPLICAS", d.standby_replicas),
+            web_host=_env("FMS_WEB_HOST", d.web_host),
+            web_port=_int("FMS_WEB_PORT", d.web_port),
+            max_request_bytes=_int("FMS_MAX_REQUEST_BYTES", d.max_request_bytes),
+            match_threshold=_float("FMS_MATCH_THRESHOLD", d.match_threshold),
+            max_patterns=_int("FMS_MAX_PATTERNS", d.max_patterns),
+            max_dim=_int("FMS_MAX_DIM", d.max_dim),
+            confidence_threshold=_float("FMS_CONFIDENCE_THRESHOLD", d.confidence_threshold),
+            worker_name=_env("FMS_WORKER_NAME", d.worker_name),
+            log_level=_env("FMS_LOG_LEVEL", d.log_level),
+        )
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def worker(self) -> str:
+        return self.worker_name or f"{self.web_host}:{self.web_port}"
+
+    def redacted(self) -> dict:
+        """For logs and /health: never print credentials."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "***" if f.name == "sasl_password" and value else str(value)
+        return out
