@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 
-from schemas.codec import dead_letter, encode
+from schemas.codec import dead_letter
 from schemas.validation import ValidationResult
 
 log = logging.getLogger(__name__)
@@ -17,9 +17,8 @@ async def send_dead_letter(runtime, event, result: ValidationResult) -> None:
         topic=message.topic, partition=message.partition, offset=message.offset,
         raw=message.value, result=result, ts=time.time(),
     )
-    await runtime.topics.dead_letter.send(key=message.key, value=encode(record))
+    await runtime.emit.send("dead-letter", message.key, record)
     for issue in result.errors:
         runtime.metrics.dead_letters.labels(code=issue.code).inc()
-    runtime.metrics.records_out.labels(topic="dead-letter").inc()
     log.info("dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset,
              ", ".join(f"{i.code}({i.field})" for i in result.errors))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from agents.dead_letter import send_dead_letter
-from schemas.codec import decode, encode
+from schemas.codec import decode
 from schemas.records import PatternEvent, Recognition
 from schemas.validation import ValidationResult
 from schemas.vectors import check_dimension
@@ -15,12 +15,14 @@ from streams.state import pattern_key
 
 
 def register(runtime) -> None:
-    topics, store, metrics = runtime.topics, runtime.store, runtime.metrics
+    topics, store, metrics, emit = runtime.topics, runtime.store, runtime.metrics, runtime.emit
+    records_in = metrics.records_in.labels(topic="audio-features")
+    state_writes = metrics.storage_seconds.labels(operation="write")
 
     @runtime.app.agent(topics.audio_features, name="recognition")
     async def recognition(stream):
         async for event in stream.events():
-            metrics.records_in.labels(topic="audio-features").inc()
+            records_in.inc()
             decoded = decode("audio-features", event.message.value, runtime.limits)
             feature = decoded.record
             if feature is None:
@@ -32,13 +34,7 @@ def register(runtime) -> None:
                 continue
 
             started = time.perf_counter()
-            try:
-                learned = memory.learn_one(feature.id, feature.vector, feature.ts)
-            except ValueError as exc:  # a zero vector cannot be normalized
-                result = ValidationResult([], [], {})
-                result.error("vector_zero", str(exc), "vector")
-                await send_dead_letter(runtime, event, result)
-                continue
+            learned = memory.learn_one(feature.id, feature.vector, feature.ts)
             metrics.recognition_seconds.observe(time.perf_counter() - started)
 
             started = time.perf_counter()
@@ -49,23 +45,19 @@ def register(runtime) -> None:
                 store.invalidate()
                 metrics.errors.labels(operation="state_write").inc()
                 raise
-            metrics.storage_seconds.labels(operation="write").observe(time.perf_counter() - started)
+            state_writes.observe(time.perf_counter() - started)
 
-            await topics.recognitions.send(key=feature.space, value=encode(Recognition(
+            await emit.send("recognitions", feature.space, Recognition(
                 event_id=feature.id, space=feature.space, pattern_id=learned.pattern_id,
                 similarity=learned.similarity, confidence=learned.confidence, new=learned.new,
                 ts=time.time(),
-            )))
-            metrics.records_out.labels(topic="recognitions").inc()
+            ))
             for pattern in learned.changed:
                 kind = "created" if learned.new and pattern.pattern_id == learned.pattern_id else "updated"
-                await topics.patterns.send(
-                    key=pattern_key(feature.space, pattern.pattern_id),
-                    value=encode(pattern_event(feature.space, pattern, kind, feature.ts)),
-                )
+                await emit.send("patterns", pattern_key(feature.space, pattern.pattern_id),
+                                pattern_event(feature.space, pattern, kind, feature.ts))
             for pattern_id in learned.evicted:
-                await topics.patterns.send(key=pattern_key(feature.space, pattern_id), value=None)
-            metrics.records_out.labels(topic="patterns").inc(len(learned.changed) + len(learned.evicted))
+                await emit.send("patterns", pattern_key(feature.space, pattern_id), None)
             metrics.patterns.set(sum(store.counts().values()))
 
 

@@ -14,6 +14,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from schemas.records import ValidationLimits
 from streams.core.patterns import PatternConfig
+from streams.emit import Emitter
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.state import PatternStore
@@ -42,6 +43,7 @@ class Runtime:
     store: PatternStore
     limits: ValidationLimits
     metrics: Metrics
+    emit: Emitter
     started: float = field(default_factory=time.time)
 
 
@@ -95,6 +97,9 @@ def create_runtime(settings: Settings) -> Runtime:
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         producer_acks=-1,
+        # Outputs and changelog writes of a burst share produce requests instead of one each.
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=True,
@@ -136,7 +141,10 @@ def create_runtime(settings: Settings) -> Runtime:
     )
     store = PatternStore(table("patterns"), table("spaces"), pattern_cfg)
     metrics = Metrics.create()
-    setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
+    if settings.faust_sensor:
+        setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
+    else:
+        metrics.serve(app, "/metrics")
 
     runtime = Runtime(
         settings=settings,
@@ -145,6 +153,7 @@ def create_runtime(settings: Settings) -> Runtime:
         store=store,
         limits=ValidationLimits(max_dim=settings.max_dim),
         metrics=metrics,
+        emit=Emitter(app, settings, metrics),
     )
 
     # A rebalance can hand a space to another worker and back: never match against a stale index.

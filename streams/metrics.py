@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Recognition is sub-millisecond in process; the buckets resolve that range as well as slow outliers.
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -44,3 +44,11 @@ class Metrics:
             patterns=Gauge("fms_patterns", "Patterns held in this worker's cached spaces", registry=r),
             spaces=Gauge("fms_spaces", "Spaces cached on this worker", registry=r),
         )
+
+    def serve(self, app, path: str) -> None:
+        """/metrics without faust's sensor (which registers its own view when enabled)."""
+        registry = self.registry
+
+        @app.page(path)
+        async def metrics_view(view, request):
+            return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])

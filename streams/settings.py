@@ -52,6 +52,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     max_request_bytes: int = 1024 * 1024
+    # faust's own Prometheus sensor: per-message bookkeeping that roughly halves peak throughput.
+    faust_sensor: bool = True
     # Pattern memory
     match_threshold: float = 0.80
     max_patterns: int = 1000
@@ -85,6 +87,7 @@ class Settings:
             web_host=_env("FMS_WEB_HOST", d.web_host),
             web_port=_int("FMS_WEB_PORT", d.web_port),
             max_request_bytes=_int("FMS_MAX_REQUEST_BYTES", d.max_request_bytes),
+            faust_sensor=_bool("FMS_FAUST_SENSOR", d.faust_sensor),
             match_threshold=_float("FMS_MATCH_THRESHOLD", d.match_threshold),
             max_patterns=_int("FMS_MAX_PATTERNS", d.max_patterns),
             max_dim=_int("FMS_MAX_DIM", d.max_dim),

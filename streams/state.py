@@ -72,8 +72,7 @@ class PatternStore:
         for pattern_id in learned.evicted:
             self._patterns.pop(pattern_key(memory.space, pattern_id), None)
         if learned.new or learned.evicted:
-            ids = tuple(p.pattern_id for p in memory.patterns())
-            self._spaces[memory.space] = SpaceState(memory.space, memory.dim, ids).encode()
+            self._spaces[memory.space] = SpaceState(memory.space, memory.dim, memory.pattern_ids()).encode()
 
     def counts(self) -> dict[str, int]:
         return {space: len(memory) for space, memory in self._memories.items()}

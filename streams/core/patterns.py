@@ -61,13 +61,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 import numpy as np
 
 __all__ = [
-    "CapacityExceeded",
     "DimensionMismatch",
     "Learned",
     "Match",
@@ -89,13 +88,6 @@ class DimensionMismatch(ValueError):
         super().__init__(f"dimension mismatch: expected {expected}, got {actual}")
         self.expected = expected
         self.actual = actual
-
-
-class CapacityExceeded(Exception):
-    """Reserved for a policy that refuses new patterns instead of evicting.
-
-    :class:`SpaceMemory` never raises it today: it evicts instead.
-    """
 
 
 @dataclass(frozen=True)
@@ -217,7 +209,7 @@ class Learned:
     new: bool
     changed: tuple[Pattern, ...]  # snapshots to persist and emit
     event: str  # "created" | "updated", for `pattern_id`
-    evicted: tuple[str, ...] = field(default=())  # ids the shell must delete
+    evicted: tuple[str, ...] = ()  # ids the shell must delete
 
 
 def pattern_id_for(space: str, first_event_id: str) -> str:
@@ -253,8 +245,8 @@ def eviction_order(patterns: Iterable[Pattern], now: float) -> list[Pattern]:
     return sorted(patterns, key=lambda p: (p.confidence, p.last_ts, p.pattern_id))
 
 
-def _fixed_sum(rows: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
-    """Row sums of ``rows * other`` (or of ``rows``) in float64, in a fixed order.
+def _fixed_sum(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Row sums of ``rows * other`` in float64, in a fixed order.
 
     A pairwise tree built from elementwise IEEE adds: unlike ``np.sum`` or
     BLAS, its rounding cannot depend on SIMD width, threads, library version
@@ -264,10 +256,7 @@ def _fixed_sum(rows: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
     c, d = rows.shape
     width = 1 << (d - 1).bit_length()
     buf = np.zeros((c, width))  # zero padding adds exactly
-    if other is None:
-        buf[:, :d] = rows
-    else:
-        np.multiply(rows, other, out=buf[:, :d])
+    np.multiply(rows, other, out=buf[:, :d])
     while width > 1:
         width //= 2
         np.add(buf[:, :width], buf[:, width : 2 * width], out=buf[:, :width])
@@ -318,6 +307,10 @@ class SpaceMemory:
     def patterns(self) -> list[Pattern]:
         """Snapshots in insertion order (restore inserts in pattern order)."""
         return [p._snapshot() for p in self._patterns.values()]
+
+    def pattern_ids(self) -> tuple[str, ...]:
+        """Ids in the order of `patterns()`, without copying any pattern."""
+        return tuple(self._patterns)
 
     def get(self, pattern_id: str) -> Pattern | None:
         p = self._patterns.get(pattern_id)
