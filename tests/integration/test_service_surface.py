@@ -1,0 +1,114 @@
+"""What operators and clients touch besides the records: topics as created, /health, /metrics, and
+the `fms` commands that publish files and watch topics."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import urllib.request
+
+import numpy as np
+
+from schemas.codec import decode, encode_json
+from streams.publish import read_topic
+from streams.topics import ensure_topics, kafka_client_options, topic_specs
+from tests.integration.test_recognition import settings_of
+
+
+def fms(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout, check=True)
+
+
+def test_topics_are_created_with_their_configuration(memory_env):
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    env = memory_env(FMS_INPUT_RETENTION_MS="-1")
+    settings = settings_of(env)
+
+    async def go():
+        created = await ensure_topics(settings)
+        again = await ensure_topics(settings)
+        admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+        await admin.start()
+        try:
+            names = [s.name for s in topic_specs(settings)]
+            described = await admin.describe_topics(names)
+            configs = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        finally:
+            await admin.close()
+        return created, again, described, configs
+
+    created, again, described, configs = asyncio.run(go())
+    assert len(created) == 9 and again == []
+    assert {t["topic"]: len(t["partitions"]) for t in described} == {n: 2 for n in created}
+    by_topic = {}
+    for response in configs:
+        for resource in response.resources:
+            _, _, _, name, entries = resource[:5]
+            by_topic[name] = {e[0]: e[1] for e in entries}
+    p = settings.topic
+    for name in ("patterns", "optimizations", "breaker-state"):
+        assert by_topic[p(name)]["cleanup.policy"] == "compact", name
+    for name in ("audio", "audio-features", "interactions"):
+        assert by_topic[p(name)]["cleanup.policy"] == "delete"
+        assert by_topic[p(name)]["retention.ms"] == "-1", "input history is kept for replay"
+
+
+def test_health_and_metrics_endpoints(memory_env, workers, tmp_path):
+    env = memory_env()
+    worker = workers(env)
+    with urllib.request.urlopen(f"{worker.url}/health", timeout=5) as resp:
+        assert resp.status == 200
+        health = decode_json_body(resp.read())
+    assert health["status"] == "healthy"
+    assert set(health["components"]) >= {"kafka", "patterns", "worker"}
+
+    vectors = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    fms(env, "publish", str(tmp_path / "v.npy"), "--space", "m")
+    asyncio.run(read_topic(settings_of(env), settings_of(env).topic("recognitions"), count=20))
+
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    assert 'fms_records_in_total{topic="audio-features"} 20.0' in text
+    assert 'fms_records_out_total{topic="recognitions"} 20.0' in text
+    assert "fms_recognition_latency_seconds_bucket" in text
+    assert "fms_storage_operation_latency_seconds_count" in text
+    assert "fms_faust_messages_received" in text, "faust's own sensor is served too"
+    # Raw table contents are not served.
+    for path in ("/table/patterns/", "/router/"):
+        try:
+            urllib.request.urlopen(f"{worker.url}{path}", timeout=5)
+            raise AssertionError(f"{path} should not be served")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+
+
+def decode_json_body(raw: bytes):
+    from schemas.codec import decode_json
+    return decode_json(raw)
+
+
+def test_fms_publish_jsonl_and_watch(memory_env, workers, tmp_path):
+    env = memory_env()
+    workers(env)
+    lines = [encode_json({"id": f"j{i}", "space": "cli", "vector": [1.0, float(i % 2), 0.5]}) for i in range(6)]
+    (tmp_path / "f.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    out = fms(env, "publish", str(tmp_path / "f.jsonl"))
+    assert "published 6 records" in out.stdout
+
+    watched = fms(env, "watch", "recognitions", "--from-beginning", "--limit", "6")
+    rows = [line.split("\t", 1) for line in watched.stdout.strip().splitlines()]
+    assert len(rows) == 6 and all(k == "cli" for k, _ in rows)
+    assert sorted(decode("recognitions", v.encode()).record.event_id for _, v in rows) == [f"j{i}" for i in range(6)]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(encode_json({"id": "x", "space": "cli", "vector": [float("nan")]}) + b"\n")
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(bad)],
+                            env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "bad.jsonl:1" in result.stderr
