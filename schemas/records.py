@@ -918,20 +918,25 @@ def _issues(f: _Fields, key: str) -> tuple[Issue, ...] | None:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RecognizeRequest(Record):
-    """The body of ``POST /recognize``; HTTP bodies carry no ``v``."""
+    """The body of ``POST /recognize``; HTTP bodies carry no ``v``.
+
+    ``k`` (an addition to the contract, default 5, at most MAX_RECOGNIZE_K) is how many of the
+    nearest patterns to return.
+    """
 
     KIND: ClassVar[str] = "recognize-request"
 
     space: str
     vector: np.ndarray
     model_id: str | None = None
+    k: int = 5
 
     def __post_init__(self) -> None:
         Record.__post_init__(self)
         object.__setattr__(self, "vector", as_vector(self.vector))
 
     def to_dict(self, vector_form: str = "b64") -> dict[str, Any]:
-        out = {"space": self.space, "vector": encode_vector(self.vector, vector_form)}
+        out = {"space": self.space, "vector": encode_vector(self.vector, vector_form), "k": self.k}
         return _with_optional(out, model_id=self.model_id)
 
     @classmethod
@@ -939,9 +944,16 @@ class RecognizeRequest(Record):
         cls, obj: Mapping[str, Any], result: ValidationResult, limits: ValidationLimits = DEFAULT_LIMITS
     ) -> Self | None:
         f = _Fields(obj, result, limits)
+        k = f.integer("k", required=False, minimum=1)
+        if k is not None and k > MAX_RECOGNIZE_K:
+            result.error(OUT_OF_RANGE, f"k = {k} is above {MAX_RECOGNIZE_K}", "k")
         return f.build(
-            cls, space=f.ident("space"), vector=f.vector("vector"), model_id=f.ident("model_id", required=False)
+            cls, space=f.ident("space"), vector=f.vector("vector"),
+            model_id=f.ident("model_id", required=False), k=5 if k is None else k,
         )
+
+
+MAX_RECOGNIZE_K = 100
 
 
 RECORD_TYPES: tuple[type[Record], ...] = (

@@ -106,6 +106,8 @@ def create_runtime(settings: Settings) -> Runtime:
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # Other workers forward /recognize and /patterns here: the address they can reach.
+        canonical_url=settings.advertised_url,
         # Raw table contents and internal routing stay private: /patterns answers through the core.
         web_tables_enabled=False,
         web_router_enabled=False,

@@ -6,6 +6,7 @@ README.md lists them; keep the two in step.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -51,6 +52,8 @@ class Settings:
     # Web
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # How other workers reach this one (they forward /recognize and /patterns to the owner of a space).
+    canonical_url: str = ""
     max_request_bytes: int = 1024 * 1024
     # faust's own Prometheus sensor: per-message bookkeeping that roughly halves peak throughput.
     faust_sensor: bool = True
@@ -86,6 +89,7 @@ class Settings:
             standby_replicas=_int("FMS_STANDBY_REPLICAS", d.standby_replicas),
             web_host=_env("FMS_WEB_HOST", d.web_host),
             web_port=_int("FMS_WEB_PORT", d.web_port),
+            canonical_url=_env("FMS_CANONICAL_URL", d.canonical_url),
             max_request_bytes=_int("FMS_MAX_REQUEST_BYTES", d.max_request_bytes),
             faust_sensor=_bool("FMS_FAUST_SENSOR", d.faust_sensor),
             match_threshold=_float("FMS_MATCH_THRESHOLD", d.match_threshold),
@@ -98,6 +102,13 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def advertised_url(self) -> str:
+        if self.canonical_url:
+            return self.canonical_url
+        host = self.web_host if self.web_host not in {"0.0.0.0", "::", ""} else socket.gethostname()
+        return f"http://{host}:{self.web_port}"
 
     @property
     def worker(self) -> str:

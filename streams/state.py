@@ -26,7 +26,7 @@ class PatternStore:
     def __init__(self, patterns: MutableMapping, spaces: MutableMapping, cfg: PatternConfig) -> None:
         self._patterns = patterns
         self._spaces = spaces
-        self._cfg = cfg
+        self.cfg = cfg
         self._memories: dict[str, SpaceMemory] = {}
 
     def invalidate(self) -> None:
@@ -54,9 +54,9 @@ class PatternStore:
     def _load(self, space: str) -> SpaceMemory:
         raw = self._spaces.get(space)
         if raw is None:
-            return SpaceMemory(space, self._cfg)
+            return SpaceMemory(space, self.cfg)
         index = SpaceState.decode(raw)
-        memory = SpaceMemory(space, self._cfg, dim=index.dim)
+        memory = SpaceMemory(space, self.cfg, dim=index.dim)
         patterns = []
         for pattern_id in index.pattern_ids:
             state = self._patterns.get(pattern_key(space, pattern_id))

@@ -1,9 +1,17 @@
-"""The worker's HTTP surface beyond faust's own: /health (and /metrics, set up in streams.app)."""
+"""The worker's HTTP surface beyond faust's own: /health, /recognize and /patterns/<space>.
+
+/metrics is set up in streams.app. The two read endpoints are answered by the worker that owns the
+space's partition: another worker forwards the request there (one hop, marked with a header so it
+can never loop) and relays the answer. Nothing here writes state.
+"""
 from __future__ import annotations
 
 import time
 
-from schemas.codec import encode_json
+from schemas.codec import decode, decode_json, encode_json
+from schemas.vectors import check_dimension, encode_vector
+
+ROUTED_HEADER = "X-FMS-Routed"
 
 
 def health(runtime) -> tuple[str, dict]:
@@ -14,11 +22,11 @@ def health(runtime) -> tuple[str, dict]:
     except Exception:  # before the consumer exists
         assigned = 0
     rebalancing = bool(getattr(app, "rebalancing", False))
+    counts = runtime.store.counts()
     components = {
         "kafka": {"status": "degraded" if rebalancing else "healthy", "assigned_partitions": assigned,
                   "rebalancing": rebalancing},
-        "patterns": {"status": "healthy", "spaces": len(runtime.store.counts()),
-                     "patterns": sum(runtime.store.counts().values())},
+        "patterns": {"status": "healthy", "spaces": len(counts), "patterns": sum(counts.values())},
         "worker": {"status": "healthy", "uptime_s": round(time.time() - runtime.started, 3),
                    "name": runtime.settings.worker},
     }
@@ -27,11 +35,118 @@ def health(runtime) -> tuple[str, dict]:
     return status, components
 
 
+def pattern_view(pattern, now: float | None, cfg) -> dict:
+    return {
+        "pattern_id": pattern.pattern_id,
+        "count": pattern.count,
+        "confidence": pattern.confidence,
+        "established": pattern.confidence >= cfg.confidence_threshold,
+        "centroid": encode_vector(pattern.centroid),
+        "created_ts": pattern.created_ts,
+        "last_ts": pattern.last_ts,
+    }
+
+
+def recognize(runtime, body: bytes) -> tuple[int, dict]:
+    """The nearest patterns of a vector in its space, read-only."""
+    decoded = decode("recognize-request", body, runtime.limits)
+    request = decoded.record
+    if request is None:
+        return 400, {"errors": [e.to_dict() for e in decoded.result.errors]}
+    memory = runtime.store.peek(request.space)
+    if memory is None:
+        return 404, {"errors": [{"code": "unknown_space", "message": f"no patterns in space {request.space!r}",
+                                 "field": "space"}]}
+    if not check_dimension(request.vector, memory.dim, "vector", decoded.result):
+        return 400, {"errors": [e.to_dict() for e in decoded.result.errors]}
+    matches = memory.predict_one(request.vector, k=request.k)
+    return 200, {
+        "space": request.space,
+        "matches": [{"pattern_id": m.pattern_id, "similarity": m.similarity, "confidence": m.confidence,
+                     "established": m.confidence >= runtime.store.cfg.confidence_threshold} for m in matches],
+        "optimizations": [],
+        "worker": runtime.settings.worker,
+    }
+
+
+def patterns_of(runtime, space: str) -> tuple[int, dict]:
+    memory = runtime.store.peek(space)
+    if memory is None:
+        return 404, {"errors": [{"code": "unknown_space", "message": f"no patterns in space {space!r}",
+                                 "field": "space"}]}
+    cfg = runtime.store.cfg
+    return 200, {"space": space, "dim": memory.dim, "worker": runtime.settings.worker,
+                 "patterns": [pattern_view(p, None, cfg) for p in memory.patterns()]}
+
+
+async def read_body(request, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than `limit` (declared or actual)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = await request.content.read(limit + 1)
+    return None if len(body) > limit else body
+
+
 def register(runtime) -> None:
+    from faust import web
+
     app = runtime.app
+    limit = runtime.settings.max_request_bytes
+
+    def reply(view, status: int, body: dict):
+        return view.bytes(encode_json(body), content_type="application/json", status=status)
+
+    def too_large(view):
+        return reply(view, 413, {"errors": [{"code": "request_too_large",
+                                             "message": f"request body over {limit} bytes"}]})
+
+    async def forward(view, request, space: str, body: bytes | None):
+        """The owner's answer when another worker owns `space`; None when this worker should answer."""
+        if request.headers.get(ROUTED_HEADER):
+            return None
+        try:
+            owner = app.router.key_store("spaces", space)
+        except KeyError:  # no assignment yet (rebalancing)
+            return reply(view, 503, {"errors": [{"code": "unavailable", "message": "partitions are being assigned"}]})
+        canonical = app.conf.canonical_url
+        if (owner.host, owner.port) == (canonical.host, canonical.port):
+            return None
+        target = request.url.with_host(owner.host).with_port(owner.port)
+        headers = {ROUTED_HEADER: "1", "Content-Type": "application/json"}
+        async with app.http_client.request(request.method, target, data=body, headers=headers) as resp:
+            return view.bytes(await resp.read(), content_type="application/json", status=resp.status)
 
     @app.page("/health")
     async def health_view(self, request):
         status, components = health(runtime)
-        return self.bytes(encode_json({"status": status, "components": components}),
-                          content_type="application/json", status=503 if status == "unhealthy" else 200)
+        return reply(self, 503 if status == "unhealthy" else 200, {"status": status, "components": components})
+
+    @app.page("/recognize")
+    class RecognizeView(web.View):
+        async def post(self, request):
+            body = await read_body(request, limit)
+            if body is None:
+                return too_large(self)
+            space = _space_of(body)
+            if space is not None:
+                routed = await forward(self, request, space, body)
+                if routed is not None:
+                    return routed
+            return reply(self, *recognize(runtime, body))
+
+    @app.page("/patterns/{space}")
+    async def patterns_view(self, request, space: str):
+        routed = await forward(self, request, space, None)
+        if routed is not None:
+            return routed
+        return reply(self, *patterns_of(runtime, space))
+
+
+def _space_of(body: bytes) -> str | None:
+    """The space a request names, for routing only; validation happens where it is answered."""
+    try:
+        obj = decode_json(body)
+    except ValueError:
+        return None
+    space = obj.get("space") if isinstance(obj, dict) else None
+    return space if isinstance(space, str) and space else None
