@@ -1,6 +1,7 @@
 """fms.audio-features -> pattern memory -> fms.recognitions and fms.patterns.
 
-Decode, call the core, write state, emit: the learning itself is in streams.core.patterns.
+Decode, call the core, write state, emit: the learning is in streams.core.patterns, the limits in
+streams.core.limits, the persistence in streams.state.
 """
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import time
 
 from agents.dead_letter import send_dead_letter
 from schemas.codec import decode
-from schemas.records import PatternEvent, Recognition
-from schemas.validation import ValidationResult
+from schemas.records import PatternEvent, Recognition, Related
 from schemas.vectors import check_dimension
 from streams.state import pattern_key
 
@@ -17,7 +17,6 @@ from streams.state import pattern_key
 def register(runtime) -> None:
     topics, store, metrics, emit = runtime.topics, runtime.store, runtime.metrics, runtime.emit
     records_in = metrics.records_in.labels(topic="audio-features")
-    state_writes = metrics.storage_seconds.labels(operation="write")
 
     @runtime.app.agent(topics.audio_features, name="recognition")
     async def recognition(stream):
@@ -34,35 +33,36 @@ def register(runtime) -> None:
                 continue
 
             started = time.perf_counter()
-            learned = memory.learn_one(feature.id, feature.vector, feature.ts)
-            metrics.recognition_seconds.observe(time.perf_counter() - started)
-
-            started = time.perf_counter()
             try:
-                store.save(memory, learned)
+                learned, change = store.learn(memory, feature.id, feature.vector, feature.ts)
             except Exception:
-                # The cached index already moved on; make the next record reload it from the tables.
+                # The cached index may have moved on without its tables: reload it from them.
                 store.invalidate()
-                metrics.errors.labels(operation="state_write").inc()
+                metrics.errors.labels(operation="learn").inc()
                 raise
-            state_writes.observe(time.perf_counter() - started)
+            metrics.recognition_seconds.observe(time.perf_counter() - started)
 
             await emit.send("recognitions", feature.space, Recognition(
                 event_id=feature.id, space=feature.space, pattern_id=learned.pattern_id,
                 similarity=learned.similarity, confidence=learned.confidence, new=learned.new,
                 ts=time.time(),
             ))
-            for pattern in learned.changed:
-                kind = "created" if learned.new and pattern.pattern_id == learned.pattern_id else "updated"
-                await emit.send("patterns", pattern_key(feature.space, pattern.pattern_id),
-                                pattern_event(feature.space, pattern, kind, feature.ts))
-            for pattern_id in learned.evicted:
-                await emit.send("patterns", pattern_key(feature.space, pattern_id), None)
+            await emit_pattern_changes(emit, feature.space, change, feature.ts)
             metrics.patterns.set(sum(store.counts().values()))
+
+
+async def emit_pattern_changes(emit, space: str, change, ts: float) -> None:
+    """Each changed pattern's new state; an evicted or absorbed pattern ends with a tombstone."""
+    for pattern, kind in change.events:
+        await emit.send("patterns", pattern_key(space, pattern.pattern_id), pattern_event(space, pattern, kind, ts))
+    for pattern_id in change.removed:
+        await emit.send("patterns", pattern_key(space, pattern_id), None)
 
 
 def pattern_event(space: str, pattern, kind: str, ts: float) -> PatternEvent:
     return PatternEvent(
         space=space, pattern_id=pattern.pattern_id, event=kind, count=pattern.count,
-        confidence=pattern.confidence, centroid=pattern.centroid, related=None, ts=ts,
+        confidence=pattern.confidence, centroid=pattern.centroid,
+        related=tuple(Related(pattern_id=pid, similarity=sim) for pid, sim in pattern.related) or None,
+        ts=ts,
     )

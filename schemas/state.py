@@ -1,70 +1,82 @@
 """Records of the worker's own changelogged state (not on the wire contract).
 
 They live here with the contract records so that the project has one place that turns bytes into
-records. Centroids use the contract's float32 base64 form, which round-trips bit for bit: a table
-restored from its changelog must give the same matches as the table that wrote it.
+records. Arrays use the contract's float32 base64 vector form, which round-trips bit for bit: a
+table restored from its changelog must give the same matches as the table that wrote it.
 """
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 
-STATE_VERSION = 1
+from schemas.codec import decode_json, encode_json
+from schemas.validation import ValidationResult
+from schemas.vectors import decode_vector, encode_vector
+
+STATE_VERSION = 2
 
 
 class StateCorrupt(ValueError):
     """A state record this worker cannot read: a bug or a foreign writer, never user input."""
 
 
-def _b64(arr: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(arr, dtype="<f4").tobytes()).decode("ascii")
+def _arrays_out(d: dict) -> dict:
+    return {k: ({"array": encode_vector(v)} if isinstance(v, np.ndarray) else v) for k, v in d.items()}
 
 
-def _unb64(s: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype="<f4").astype(np.float32)
+def _arrays_in(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and set(v) == {"array"}:
+            b64 = v["array"]["b64"]
+            # An empty array (e.g. no centring mean yet) has no valid vector form; keep it empty.
+            if b64 == "":
+                out[k] = np.zeros(0, dtype=np.float32)
+                continue
+            result = ValidationResult()
+            vec = decode_vector(v["array"], k, result, max_dim=None)
+            if vec is None:
+                raise StateCorrupt(f"array {k}: {[e.code for e in result.errors]}")
+            out[k] = vec
+        else:
+            out[k] = v
+    return out
 
 
 def encode_pattern_state(state: dict) -> bytes:
-    """`state` is `Pattern.to_state()`: JSON-able but for the centroid array."""
-    out = dict(state)
-    out["centroid"] = _b64(state["centroid"])
-    out["sv"] = STATE_VERSION
-    return orjson.dumps(out)
+    """`state` is `Pattern.to_state()`: JSON-able but for numpy arrays."""
+    return encode_json({"sv": STATE_VERSION, **_arrays_out(state)})
 
 
 def decode_pattern_state(raw: bytes) -> dict:
     try:
-        d = orjson.loads(raw)
+        d = decode_json(raw)
         if d.pop("sv", None) != STATE_VERSION:
-            raise StateCorrupt(f"pattern state version {d.get('sv')!r}")
-        d["centroid"] = _unb64(d["centroid"])
-        return d
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise StateCorrupt("unknown pattern state version")
+        return _arrays_in(d)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateCorrupt(f"unreadable pattern state: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SpaceState:
-    """The index of one space: its dimension and its pattern ids in creation order."""
+    """One space's index (pattern ids in creation order) and the core's space-level state."""
 
     space: str
-    dim: int | None
     pattern_ids: tuple[str, ...]
+    core: dict
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {"sv": STATE_VERSION, "space": self.space, "dim": self.dim, "pattern_ids": list(self.pattern_ids)}
-        )
+        return encode_json({"sv": STATE_VERSION, "space": self.space, "pattern_ids": list(self.pattern_ids),
+                            "core": _arrays_out(self.core)})
 
     @classmethod
     def decode(cls, raw: bytes) -> "SpaceState":
         try:
-            d = orjson.loads(raw)
+            d = decode_json(raw)
             if d.get("sv") != STATE_VERSION:
-                raise StateCorrupt(f"space state version {d.get('sv')!r}")
-            return cls(space=d["space"], dim=d["dim"], pattern_ids=tuple(d["pattern_ids"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                raise StateCorrupt("unknown space state version")
+            return cls(space=d["space"], pattern_ids=tuple(d["pattern_ids"]), core=_arrays_in(d["core"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StateCorrupt(f"unreadable space state: {exc}") from exc

@@ -13,6 +13,7 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from schemas.records import ValidationLimits
+from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig
 from streams.emit import Emitter
 from streams.metrics import Metrics
@@ -141,8 +142,15 @@ def create_runtime(settings: Settings) -> Runtime:
         max_patterns=settings.max_patterns,
         confidence_threshold=settings.confidence_threshold,
     )
-    store = PatternStore(table("patterns"), table("spaces"), pattern_cfg)
+    limits = Limits(
+        max_memory_bytes=settings.max_memory_bytes,
+        cleanup_patterns=settings.cleanup_patterns,
+        cleanup_memory_bytes=settings.cleanup_memory_bytes,
+        cleanup_interval_s=settings.cleanup_interval_s,
+    )
     metrics = Metrics.create()
+    store = PatternStore(table("patterns"), table("spaces"), pattern_cfg, limits,
+                         observe_write=metrics.storage_seconds.labels(operation="write").observe)
     if settings.faust_sensor:
         setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
     else:

@@ -62,6 +62,11 @@ class Settings:
     max_patterns: int = 1000
     max_dim: int = 1000
     confidence_threshold: float = 0.7
+    # Per space: see streams.core.limits.
+    max_memory_bytes: int = 100 * 1024 * 1024
+    cleanup_patterns: int = 800
+    cleanup_memory_bytes: int = 80 * 1024 * 1024
+    cleanup_interval_s: float = 86400.0
     # Worker
     worker_name: str = ""
     log_level: str = "info"
@@ -96,6 +101,10 @@ class Settings:
             max_patterns=_int("FMS_MAX_PATTERNS", d.max_patterns),
             max_dim=_int("FMS_MAX_DIM", d.max_dim),
             confidence_threshold=_float("FMS_CONFIDENCE_THRESHOLD", d.confidence_threshold),
+            max_memory_bytes=_int("FMS_MAX_MEMORY_BYTES", d.max_memory_bytes),
+            cleanup_patterns=_int("FMS_CLEANUP_PATTERNS", d.cleanup_patterns),
+            cleanup_memory_bytes=_int("FMS_CLEANUP_MEMORY_BYTES", d.cleanup_memory_bytes),
+            cleanup_interval_s=_float("FMS_CLEANUP_INTERVAL_S", d.cleanup_interval_s),
             worker_name=_env("FMS_WORKER_NAME", d.worker_name),
             log_level=_env("FMS_LOG_LEVEL", d.log_level),
         )

@@ -35,13 +35,15 @@ def health(runtime) -> tuple[str, dict]:
     return status, components
 
 
-def pattern_view(pattern, now: float | None, cfg) -> dict:
+def pattern_view(memory, pattern) -> dict:
+    """A pattern's newest state, with confidence decayed to the space's event clock."""
     return {
         "pattern_id": pattern.pattern_id,
         "count": pattern.count,
-        "confidence": pattern.confidence,
-        "established": pattern.confidence >= cfg.confidence_threshold,
+        "confidence": memory.confidence_at(pattern),
+        "established": memory.is_established(pattern),
         "centroid": encode_vector(pattern.centroid),
+        "related": [{"pattern_id": pid, "similarity": sim} for pid, sim in pattern.related],
         "created_ts": pattern.created_ts,
         "last_ts": pattern.last_ts,
     }
@@ -63,7 +65,7 @@ def recognize(runtime, body: bytes) -> tuple[int, dict]:
     return 200, {
         "space": request.space,
         "matches": [{"pattern_id": m.pattern_id, "similarity": m.similarity, "confidence": m.confidence,
-                     "established": m.confidence >= runtime.store.cfg.confidence_threshold} for m in matches],
+                     "established": m.established} for m in matches],
         "optimizations": [],
         "worker": runtime.settings.worker,
     }
@@ -74,9 +76,8 @@ def patterns_of(runtime, space: str) -> tuple[int, dict]:
     if memory is None:
         return 404, {"errors": [{"code": "unknown_space", "message": f"no patterns in space {space!r}",
                                  "field": "space"}]}
-    cfg = runtime.store.cfg
-    return 200, {"space": space, "dim": memory.dim, "worker": runtime.settings.worker,
-                 "patterns": [pattern_view(p, None, cfg) for p in memory.patterns()]}
+    return 200, {"space": space, "dim": memory.dim, "worker": runtime.settings.worker, "now": memory.now,
+                 "patterns": [pattern_view(memory, p) for p in memory.patterns()]}
 
 
 async def read_body(request, limit: int) -> bytes | None:

@@ -4,63 +4,173 @@ A :class:`SpaceMemory` holds the patterns of one space (one model's feature
 space, with a dimension fixed by the first vector it accepts). It is modelled
 on River's estimators: small, pure, ``learn_one`` / ``predict_one``, no I/O.
 The shell (a faust agent) persists every pattern in ``Learned.changed``,
-deletes every id in ``Learned.evicted`` and emits the events.
+deletes the evicted and absorbed ones, writes :meth:`SpaceMemory.space_state`
+when ``Learned.space_changed`` says so, and emits the events.
 
-Algorithm, per record ``(event_id, vector, ts)``:
+Notation: ``u`` is a record's L2-normalized input vector (float32), ``c`` a
+pattern centroid (float32, *input* space: the running mean of its members'
+``u``; this is what goes on the wire), ``n`` the number of records the space
+has learned, ``now`` the space's latest event time.
 
-1. **Prepare.** ``x = normalize(transform(vector))``. ``transform`` is the
-   identity today; it is the single place where a later change will centre
-   embeddings that share a large common component. Normalization is L2, and
-   the result is rounded to float32 once. A zero vector is rejected.
+1. **Prepare.** ``u = normalize(vector)``: L2, via a scale by the largest
+   magnitude (no overflow), rounded to float32 once. A zero vector is
+   rejected.
 
-2. **Recognize.** ``s_i = cos(x, c_i)`` against every pattern centroid
-   ``c_i``. The nearest pattern wins; ties go to the earliest pattern, where
-   "earliest" is the smallest ``(created_ts, pattern_id)``: the same order
-   :meth:`SpaceMemory.restore` rebuilds in, so a live and a restored memory
-   agree on every tie.
+2. **Matching space (centring).** Embeddings such as pooled wav2vec2 share a
+   large common component, so their raw cosines are all high. Matching
+   therefore compares ``u`` and ``c`` after subtracting ``mu``, the mean of
+   the space's inputs, and lifting both by a small constant ``h`` along an
+   extra axis::
 
-3. **Join or create.** If ``s_best >= match_threshold`` the record joins that
-   pattern (event ``"updated"``)::
+       t(y)   = [y - mu, h] / ||[y - mu, h]||           (y = u or c)
+       sim    = t(u) . t(c)  =  ((u-mu).(c-mu) + h^2) / (|[u-mu,h]| |[c-mu,h]|)
+       h^2    = center_lift * max(1 - |mu|^2, 1e-4)
 
-       n  = count + 1
-       c += (x - c) / n                  # float32, this exact operation order
+   ``1 - |mu|^2`` is the members' mean squared distance from ``mu`` (they
+   are unit vectors), so the lift is a fixed small fraction of the spread:
+   ``sim`` is the centred cosine ``cos(u - mu, c - mu)`` up to ~``center_lift``,
+   but stays defined (-> 1) for inputs that sit on ``mu`` itself, e.g. a
+   constant stream. Without a ``mu`` (``centering=False``, or before the
+   first refresh) ``h = 0`` and ``sim`` is the plain cosine.
+
+   ``mu`` is applied in epochs so that it cannot change on every record: it
+   is a snapshot, recomputed after the record that brings ``n`` to
+   ``center_warmup`` and then whenever ``n - n_at_last_refresh >=
+   min(max(center_refresh, patterns), n_at_last_refresh)``: doubling
+   intervals (1, 2, 4, ... times the warm-up) until they reach
+   ``center_refresh``, and never fewer records than there are patterns, so
+   the O(patterns x dim) refresh costs O(dim) per record. At a refresh::
+
+       mu = sum_i count_i * c_i / sum_i count_i        (live patterns)
+
+   the mean of every live member's ``u`` (evicted members drop out), summed
+   in float64 in a fixed order (creation order, fixed pairwise blocks) and
+   rounded to float32, and every row of the matching matrix is recomputed
+   from the centroids, vectorized. ``n`` itself is not stored: it is
+   ``sum(count) + retired`` (``retired`` = members of evicted patterns), and
+   merges preserve counts, so it follows from the patterns and the
+   space state. The first refresh also re-measures the cohesion of the
+   patterns formed under plain cosine (step 7). The snapshot ``mu`` is part of :meth:`SpaceMemory.space_state`,
+   which therefore changes only at refreshes, evictions and merges.
+
+3. **Recognize.** ``s_i = sim(u, c_i)`` for every pattern. The nearest
+   wins; ties go to the smallest ``(created_ts, pattern_id)``.
+
+4. **Join or create.** If ``s_best >= match_threshold`` the record joins
+   (event ``"updated"``)::
+
+       count += 1
+       c     += (u - c) / count         # float32, this exact operation order
        similarity_sum += s_best          # similarity to the pre-move centroid
+       last_ts = max(last_ts, ts)
 
-   so the centroid is the running mean of the normalized members. Otherwise
-   a pattern is created (event ``"created"``) with ``c = x``, ``count = 1``
-   and ``similarity_sum = 1.0`` (a record is perfectly similar to itself).
-   If the space is full (``max_patterns``) the first pattern of
-   :func:`eviction_order` is evicted before the new one is added.
+   otherwise a pattern is created (event ``"created"``) with ``c = u``,
+   ``count = 1``, ``similarity_sum = 1.0``; if the space is full
+   (``max_patterns``) the lowest-value pattern (see 8) is evicted first.
+   The new pattern's ``seq`` is ``n``: creation order survives restores.
 
-4. **Confidence** (:func:`confidence`) after every join or creation::
+5. **Relationships.** After a pattern's centroid changes, its similarity to
+   every other pattern is known: for a created pattern it *is* the record's
+   similarity vector (``t(c) = t(u)``); after a join one more product gives
+   it, restricted to the rows that the record's own similarities cannot rule
+   out (:meth:`SpaceMemory._scan_after_join`; a rigorous screen, so the
+   result is that of the full product). ``related`` = the up to ``max_related`` patterns with
+   similarity in ``[match_threshold - related_band, match_threshold)``,
+   sorted by similarity desc, then id: recomputed whenever the pattern's
+   own centroid changes (it is persisted then anyway). When a pattern is
+   created or survives a merge, each of them is also offered the
+   relationship back: if it does not list the pattern yet and it ranks in
+   its top ``max_related``, it is inserted (entries naming patterns that no
+   longer exist are dropped at that moment), and it is in
+   ``Learned.changed`` with event ``"updated"``. Plain joins make no offers,
+   so a join writes one pattern. Entries are otherwise refreshed only when
+   their owner changes, so an entry may name an absorbed or evicted
+   pattern: :meth:`SpaceMemory.resolve` tells.
 
-       confidence = (1 - exp(-count / evidence_scale)) * clamp(cohesion, 0, 1)
-       cohesion   = similarity_sum / count
+6. **Merges.** After a join, if the joined pattern's centroid similarity to
+   another pattern is ``>= merge_threshold`` (the most similar first), the
+   two merge: the survivor is the older one, smallest ``(created_ts,
+   pattern_id)``; counts, similarity sums and feedback add, ``last_ts`` is
+   the max, the centroid is the count-weighted mean (float64, rounded once);
+   the absorbed id enters an alias map (absorbed -> survivor, chains
+   compressed, newest ``max_aliases`` kept). Repeated until the survivor has
+   no pattern over the threshold, then relationships are recomputed as in 5.
+   The survivor is in ``Learned.changed`` with event ``"merged"``; if the
+   record's pattern was absorbed, ``Learned.pattern_id`` is the survivor.
 
-   The first factor is evidence: 0 with no members, ~63% after
-   ``evidence_scale`` members, approaching 1. The second is how tightly the
-   members agreed with the pattern when they joined. Both lie in 0..1, so
-   confidence does too. ``confidence >= confidence_threshold`` means
-   "established".
+7. **Confidence** (:func:`confidence`, stored on the pattern, and
+   :func:`confidence_at`, decayed)::
 
-Recognition is one float32 matrix-vector product over a contiguous matrix
-of normalized centroids. BLAS may round a row's dot product differently
-depending on where the row sits in the matrix (block remainders, thread
-splits), and an evicted pattern's row is reused, so a restored memory does not
-have the live memory's layout. The product is therefore only a screen: every
-row within a rigorous float32 error bound of the best one is re-scored in
-float64 from exact products, summed in a fixed pairwise order
-(:func:`_fixed_sum`). Decisions and reported similarities use those
-re-scored values, so they depend only on the data, never on the layout, the
-BLAS build or the CPU. That is what makes restore-and-continue bit-identical
-to an uninterrupted run, on this worker or on the one a rebalance moves the
-partition to.
+       evidence    = 1 - exp(-(count + successes) / evidence_scale)
+       cohesion    = clamp(similarity_sum / count, 0, 1)
+       reliability = (feedback_prior + successes)
+                     / (feedback_prior + successes + failures)
+       confidence  = evidence * cohesion * reliability         (stored)
+       confidence_at(now) = confidence * 2^(-max(0, now - last_ts) / decay_half_life_s)
+
+   Evidence grows with members (~63% at ``evidence_scale``); cohesion is how
+   tightly members agreed with the pattern when they joined; reliability is
+   a Beta-style posterior mean over interaction feedback with a prior of
+   ``feedback_prior`` successes (1.0 with no failures).
+   :meth:`SpaceMemory.apply_feedback` is the one place feedback enters: an
+   outcome scores ``y = quality (default 1) if success else 0``, then
+   ``successes += y``, ``failures += 1 - y``, ``last_ts = max(last_ts, ts)``.
+   "Established" means ``confidence_at(now) >= confidence_threshold``.
+   At the first centring refresh each pattern's ``similarity_sum`` is capped
+   at ``count * |c - mu| / sqrt(1 - 2 c.mu + |mu|^2)``, its members' mean
+   resultant length once centred (computable from ``c`` and ``mu`` alone):
+   a warm-up pattern that only held together by the common component stops
+   looking established. Those patterns are in ``Learned.changed``.
+
+8. **Value and eviction** (:func:`value_score`)::
+
+       value = (confidence_at(now) + recency + frequency) / 3         in 0..1
+       recency   = 2^(-max(0, now - last_ts) / decay_half_life_s)
+       frequency = min(1, log2(1 + count) / 10)                # saturates ~1000
+
+   The lowest value goes first; ties by ``last_ts``, then id. Per-row numpy
+   arrays of count, last_ts and stored confidence make picking victims an
+   ``np.partition`` over the rows.
+
+Determinism. Recognition is one float32 matrix-vector product over a
+contiguous matrix of matching-space rows. BLAS may round a row's dot product
+differently depending on where the row sits (block remainders, threads), and
+rows move on removal, so a restored memory does not have the live memory's
+layout. The product is therefore only a screen: every row within a rigorous
+float32 error bound of a decision boundary is re-scored from exact float64
+products rounded to fixed point and summed as integers (:func:`_exact_dot`:
+order-independent by construction), and decisions and reported similarities
+use those values only. Row normalization and mu use the same exact dots
+and fixed orders (a row's bits do not depend on whether it was computed
+alone or in a block). The exponentials and logarithms of confidence, decay
+and value are evaluated with fixed polynomials built from IEEE ``+ * /``
+and exact ``ldexp``/``frexp`` (:func:`_exp2`, :func:`_log2`), not with libm
+or numpy's CPU-dispatched SIMD kernels, so they too are the same on every
+machine. Together with the persisted space state this makes
+restore-and-continue bit-identical to an uninterrupted run, on this worker
+or on the one a rebalance moves the partition to.
+
+Persistence. ``Pattern.to_state()`` is JSON-able except ``"centroid"``
+(float32 ndarray); ``SpaceMemory.space_state()`` is JSON-able except
+``"mu"`` (float32 ndarray, empty before the first refresh) and holds
+``dim``, ``mu``, ``mu_n`` (records at the last refresh), ``retired``,
+``now_floor`` (the space's ``now`` when last written) and ``aliases``. It
+changes only when the dimension is fixed, at refreshes, evictions and
+merges. ``restore(patterns, space_state)`` rebuilds the memory bit-exactly;
+``n`` and ``now`` are derived (``now = max(now_floor, max last_ts)``).
+
+Cost. A join is the record's product, one product over the rows the
+record's similarities cannot rule out (usually few), a handful of exact
+re-scores and O(dim) updates. A refresh is O(patterns x dim), at most once
+per ``max(center_refresh, patterns)`` records. Eviction is O(patterns) numpy
+work. BLAS should run single-threaded for products this small.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -74,11 +184,18 @@ __all__ = [
     "PatternConfig",
     "SpaceMemory",
     "confidence",
+    "confidence_at",
     "eviction_order",
+    "is_established",
     "pattern_id_for",
+    "value_score",
 ]
 
 _F32 = np.float32
+_SPREAD_FLOOR = 1e-4  # of 1 - |mu|^2, so the lift never vanishes
+_FREQ_LOG2_SCALE = 10.0  # frequency saturates at ~2**10 members
+_ROW_CHUNK = 512  # rows per block when recomputing the matrix or summing mu
+_STATE_VERSION = 1
 
 
 class DimensionMismatch(ValueError):
@@ -92,10 +209,23 @@ class DimensionMismatch(ValueError):
 
 @dataclass(frozen=True)
 class PatternConfig:
-    match_threshold: float = 0.80  # cosine similarity needed to join a pattern
+    match_threshold: float = 0.80  # similarity needed to join a pattern
     max_patterns: int = 1000  # per space (design documents' maxPatterns)
     evidence_scale: float = 5.0  # records after which evidence is ~63% saturated
     confidence_threshold: float = 0.7  # "established"
+    # centring (module docstring, step 2)
+    centering: bool = True
+    center_warmup: int = 32  # records before the first mu; plain cosine until then
+    center_refresh: int = 256  # steady-state records between mu refreshes (at least len(patterns))
+    center_lift: float = 0.01  # h^2 as a fraction of the spread 1 - |mu|^2
+    # confidence
+    decay_half_life_s: float = 7 * 86400.0  # event time; inf disables decay
+    feedback_prior: float = 4.0  # pseudo-successes behind the reliability factor
+    # relationships and merges
+    related_band: float = 0.1  # related: [match_threshold - related_band, match_threshold)
+    max_related: int = 5
+    merge_threshold: float = 0.95  # > 1 disables merges
+    max_aliases: int = 10_000
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.match_threshold <= 1.0:
@@ -106,6 +236,93 @@ class PatternConfig:
             raise ValueError("evidence_scale must be > 0")
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ValueError("confidence_threshold must be in [0, 1]")
+        if self.center_warmup < 1 or self.center_refresh < 1:
+            raise ValueError("center_warmup and center_refresh must be >= 1")
+        if not 0.0 <= self.center_lift < math.inf:
+            raise ValueError("center_lift must be >= 0 and finite")
+        if not self.decay_half_life_s > 0.0:
+            raise ValueError("decay_half_life_s must be > 0")
+        if not 0.0 < self.feedback_prior < math.inf:
+            raise ValueError("feedback_prior must be > 0 and finite")
+        if not 0.0 <= self.related_band <= 2.0:
+            raise ValueError("related_band must be in [0, 2]")
+        if self.max_related < 0 or self.max_aliases < 0:
+            raise ValueError("max_related and max_aliases must be >= 0")
+        if not self.merge_threshold >= -1.0:  # also rejects NaN
+            raise ValueError("merge_threshold must be >= -1 (> 1 disables merges)")
+
+
+# -- deterministic elementary functions -------------------------------------
+#
+# Each exists twice, for Python floats and for float64 arrays, with the same
+# operations in the same order, so both give the same bits (tested).
+
+_LN2 = 0.6931471805599453
+_LOG2E = 1.4426950408889634
+_SQRT_HALF = 0.7071067811865476
+
+
+def _exp2_coefs() -> tuple[float, ...]:
+    out, c = [1.0], 1.0
+    for k in range(1, 14):
+        c = c * _LN2 / k  # IEEE ops only: the same on every machine
+        out.append(c)
+    return tuple(out)
+
+
+_EXP2_C = _exp2_coefs()  # 2**f = sum (f ln2)^k / k!, |f| <= 1/2: error < 1e-17
+_LOG_C = tuple(1.0 / (2 * j + 1) for j in range(12))  # atanh series, |t| <= 0.172
+
+
+def _exp2(y: float) -> float:
+    """``2**y`` for finite ``y <= 0`` or moderate positive ``y``."""
+    y = max(y, -1100.0)
+    k = math.floor(y + 0.5)
+    f = y - k
+    p = _EXP2_C[-1]
+    for c in _EXP2_C[-2::-1]:
+        p = p * f + c
+    return math.ldexp(p, k)
+
+
+def _exp2_v(y: np.ndarray) -> np.ndarray:
+    y = np.maximum(y, -1100.0)
+    k = np.floor(y + 0.5)
+    f = y - k
+    p = np.full(y.shape, _EXP2_C[-1])
+    for c in _EXP2_C[-2::-1]:
+        p = p * f + c
+    return np.ldexp(p, k.astype(np.int64))
+
+
+def _log2(x: float) -> float:
+    """``log2(x)`` for finite ``x > 0``."""
+    m, e = math.frexp(x)
+    if m < _SQRT_HALF:
+        m = m * 2.0
+        e -= 1
+    t = (m - 1.0) / (m + 1.0)
+    t2 = t * t
+    s = _LOG_C[-1]
+    for c in _LOG_C[-2::-1]:
+        s = s * t2 + c
+    return e + (2.0 * t * s) * _LOG2E
+
+
+def _log2_v(x: np.ndarray) -> np.ndarray:
+    m, e = np.frexp(x)
+    low = m < _SQRT_HALF
+    m = np.where(low, m * 2.0, m)
+    e = e - low
+    t = (m - 1.0) / (m + 1.0)
+    t2 = t * t
+    s = np.full(x.shape, _LOG_C[-1])
+    for c in _LOG_C[-2::-1]:
+        s = s * t2 + c
+    return e + (2.0 * t * s) * _LOG2E
+
+
+# -- records -----------------------------------------------------------------
 
 
 def _frozen_f32(a: Any) -> np.ndarray:
@@ -119,22 +336,29 @@ def _frozen_f32(a: Any) -> np.ndarray:
     return out
 
 
+Related = tuple[tuple[str, float], ...]
+
+
 @dataclass(slots=True, eq=False)
 class Pattern:
     pattern_id: str
     count: int
-    centroid: np.ndarray  # float32 running mean of the prepared member vectors
+    centroid: np.ndarray  # float32 running mean of the members' unit input vectors
     similarity_sum: float  # sum of member similarities at join time
-    confidence: float
+    confidence: float  # stored, undecayed: see confidence_at
     created_ts: float
     last_ts: float
+    seq: int = 0  # creation order in the space (the record count when created)
+    successes: float = 0.0  # interaction feedback (apply_feedback)
+    failures: float = 0.0
+    related: Related = ()  # (pattern_id, similarity), similarity desc then id
 
     @property
     def cohesion(self) -> float:
         return self.similarity_sum / self.count if self.count > 0 else 0.0
 
     def to_state(self) -> dict:
-        """JSON-able except ``centroid``, which stays a float32 ndarray."""
+        """JSON-able except ``centroid``, a float32 ndarray (the only array)."""
         return {
             "pattern_id": self.pattern_id,
             "count": int(self.count),
@@ -143,10 +367,15 @@ class Pattern:
             "confidence": float(self.confidence),
             "created_ts": float(self.created_ts),
             "last_ts": float(self.last_ts),
+            "seq": int(self.seq),
+            "successes": float(self.successes),
+            "failures": float(self.failures),
+            "related": [[pid, float(s)] for pid, s in self.related],
         }
 
     @classmethod
     def from_state(cls, d: dict) -> Pattern:
+        """Inverse of :meth:`to_state`; keys added later default (older states load)."""
         centroid = _frozen_f32(d["centroid"])
         if centroid.ndim != 1 or centroid.shape[0] == 0:
             raise ValueError("centroid must be a non-empty 1-D vector")
@@ -161,6 +390,10 @@ class Pattern:
             confidence=float(d["confidence"]),
             created_ts=float(d["created_ts"]),
             last_ts=float(d["last_ts"]),
+            seq=int(d.get("seq", 0)),
+            successes=float(d.get("successes", 0.0)),
+            failures=float(d.get("failures", 0.0)),
+            related=tuple((str(pid), float(s)) for pid, s in d.get("related", ())),
         )
 
     def _snapshot(self) -> Pattern:
@@ -173,6 +406,10 @@ class Pattern:
             self.confidence,
             self.created_ts,
             self.last_ts,
+            self.seq,
+            self.successes,
+            self.failures,
+            self.related,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -186,6 +423,10 @@ class Pattern:
             and self.confidence == other.confidence
             and self.created_ts == other.created_ts
             and self.last_ts == other.last_ts
+            and self.seq == other.seq
+            and self.successes == other.successes
+            and self.failures == other.failures
+            and self.related == other.related
             and self.centroid.dtype == other.centroid.dtype
             and self.centroid.shape == other.centroid.shape
             and self.centroid.tobytes() == other.centroid.tobytes()
@@ -198,18 +439,22 @@ class Pattern:
 class Match:
     pattern_id: str
     similarity: float
-    confidence: float
+    confidence: float  # confidence_at(now)
+    established: bool = False
 
 
 @dataclass(frozen=True)
 class Learned:
-    pattern_id: str
-    similarity: float  # of the record to `pattern_id` (1.0 when it created it)
-    confidence: float
+    pattern_id: str  # the live pattern that now holds the record
+    similarity: float  # of the record to the pattern it joined (1.0 when it created it)
+    confidence: float  # confidence_at(now) of `pattern_id`
     new: bool
-    changed: tuple[Pattern, ...]  # snapshots to persist and emit
-    event: str  # "created" | "updated", for `pattern_id`
-    evicted: tuple[str, ...] = ()  # ids the shell must delete
+    changed: tuple[Pattern, ...]  # snapshots to persist and emit; `pattern_id` first
+    event: str  # "created" | "updated" | "merged", for `pattern_id`
+    evicted: tuple[Pattern, ...] = ()  # final snapshots; the shell deletes and tombstones them
+    merged: tuple[tuple[str, str], ...] = ()  # (survivor, absorbed); delete absorbed
+    change_events: tuple[str, ...] = ()  # event of each `changed` entry, same order
+    space_changed: bool = False  # persist SpaceMemory.space_state()
 
 
 def pattern_id_for(space: str, first_event_id: str) -> str:
@@ -220,60 +465,198 @@ def pattern_id_for(space: str, first_event_id: str) -> str:
     return "p-" + h.hexdigest()
 
 
-def confidence(count: int, cohesion: float, cfg: PatternConfig) -> float:
-    """``(1 - exp(-count / evidence_scale)) * clamp(cohesion, 0, 1)``, in 0..1.
+# -- confidence and value -----------------------------------------------------
 
-    Evidence saturates with members (~63% at ``evidence_scale`` members);
-    cohesion is the mean similarity of members to the pattern when they
-    joined. A large, loose pattern and a tight, young one both score low.
+
+def confidence(
+    count: int,
+    cohesion: float,
+    cfg: PatternConfig,
+    successes: float = 0.0,
+    failures: float = 0.0,
+) -> float:
+    """Stored (undecayed) confidence, in 0..1: evidence * cohesion * reliability.
+
+    ``evidence = 1 - e^(-(count + successes) / evidence_scale)`` saturates
+    with members and successful uses (~63% at ``evidence_scale``);
+    ``cohesion`` (clamped to 0..1) is the mean similarity of members to the
+    pattern when they joined; ``reliability = (prior + successes) / (prior +
+    successes + failures)`` is 1.0 without failures. A large loose pattern, a
+    young tight one and one that keeps failing all score low.
     """
     if count <= 0:
         return 0.0
-    evidence = -math.expm1(-count / cfg.evidence_scale)  # accurate for small counts
-    return evidence * min(1.0, max(0.0, cohesion))
+    evidence = 1.0 - _exp2(-((count + successes) / cfg.evidence_scale) * _LOG2E)
+    prior = cfg.feedback_prior
+    reliability = (prior + successes) / (prior + successes + failures)
+    return evidence * min(1.0, max(0.0, cohesion)) * reliability
 
 
-def eviction_order(patterns: Iterable[Pattern], now: float) -> list[Pattern]:
-    """Patterns from lowest to highest value: evict from the front.
+def _pattern_confidence(p: Pattern, cfg: PatternConfig) -> float:
+    return confidence(p.count, p.cohesion, cfg, p.successes, p.failures)
 
-    Today: lowest ``(confidence, last_ts, pattern_id)`` first, so a weak
-    pattern goes before a strong one, a stale one before a fresh one, and
-    the id makes the order total. ``now`` is unused until a value score
-    (age, decay) replaces this key.
+
+def confidence_at(pattern: Pattern, now: float, cfg: PatternConfig) -> float:
+    """``pattern.confidence`` halved every ``decay_half_life_s`` unseen since ``last_ts``."""
+    return pattern.confidence * _exp2(-max(0.0, now - pattern.last_ts) / cfg.decay_half_life_s)
+
+
+def is_established(pattern: Pattern, now: float, cfg: PatternConfig) -> bool:
+    return confidence_at(pattern, now, cfg) >= cfg.confidence_threshold
+
+
+def _values(conf: np.ndarray, last: np.ndarray, count: np.ndarray, now: float, cfg: PatternConfig) -> np.ndarray:
+    recency = _exp2_v(-np.maximum(0.0, now - last) / cfg.decay_half_life_s)
+    frequency = np.minimum(1.0, _log2_v(1.0 + count) / _FREQ_LOG2_SCALE)
+    return (conf * recency + recency + frequency) / 3.0
+
+
+def value_score(pattern: Pattern, now: float, cfg: PatternConfig) -> float:
+    """``(confidence_at(now) + recency + frequency) / 3``, in 0..1: evict the lowest.
+
+    ``recency = 2^(-age / decay_half_life_s)``; ``frequency = min(1,
+    log2(1 + count) / 10)``. A fresh pattern outranks a stale one of equal
+    evidence, a frequent one a rare one, an established one a weak one.
     """
-    del now
-    return sorted(patterns, key=lambda p: (p.confidence, p.last_ts, p.pattern_id))
+    v = _values(
+        np.array([pattern.confidence]),
+        np.array([float(pattern.last_ts)]),
+        np.array([float(pattern.count)]),
+        float(now),
+        cfg,
+    )
+    return float(v[0])
 
 
-def _fixed_sum(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Row sums of ``rows * other`` in float64, in a fixed order.
+def eviction_order(patterns: Iterable[Pattern], now: float, cfg: PatternConfig | None = None) -> list[Pattern]:
+    """Patterns from lowest to highest :func:`value_score`: evict from the front.
 
-    A pairwise tree built from elementwise IEEE adds: unlike ``np.sum`` or
-    BLAS, its rounding cannot depend on SIMD width, threads, library version
-    or where the row sits in memory. Vectorized over rows, so re-scoring a
-    handful of candidates costs about as much as one.
+    Ties: less recently active first, then smallest id, so the order is total.
     """
-    c, d = rows.shape
-    width = 1 << (d - 1).bit_length()
-    buf = np.zeros((c, width))  # zero padding adds exactly
-    np.multiply(rows, other, out=buf[:, :d])
-    while width > 1:
-        width //= 2
-        np.add(buf[:, :width], buf[:, width : 2 * width], out=buf[:, :width])
-    return buf[:, 0]
+    cfg = PatternConfig() if cfg is None else cfg
+    ps = list(patterns)
+    if not ps:
+        return []
+    v = _values(
+        np.array([p.confidence for p in ps], dtype=np.float64),
+        np.array([p.last_ts for p in ps], dtype=np.float64),
+        np.array([p.count for p in ps], dtype=np.float64),
+        float(now),
+        cfg,
+    ).tolist()
+    order = sorted(range(len(ps)), key=lambda i: (v[i], ps[i].last_ts, ps[i].pattern_id))
+    return [ps[i] for i in order]
 
 
-def _normalize(v: np.ndarray) -> np.ndarray | None:
-    """float64 vector -> float32 unit vector, or None for a zero vector.
+# -- fixed-order arithmetic ----------------------------------------------------
+
+
+def _exact_dot(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Row dot products ``rows @ other`` that are the same bits on every machine.
+
+    Each elementwise float64 product (exact for float32 inputs) is rounded
+    to a fixed-point integer with ``2^shift`` steps, ``shift = 58 -
+    ceil(log2 d)``, and the integers are summed. Integer addition is
+    associative, so unlike ``np.sum``, BLAS or any float summation the
+    result cannot depend on order, SIMD width, threads, library version or
+    where the row sits in memory. Requires ``|rows_i * other_i| <= 4`` (unit
+    rows, or rows scaled by their largest magnitude); the absolute error is below
+    ``d * 2^-(shift+1)``, ~1e-12 at 768 dimensions. Vectorized over rows.
+    """
+    d = rows.shape[-1]
+    shift = 58 - (d - 1).bit_length()  # |sum| <= d * 4 * 2^shift <= 2^60
+    # Scaling by a power of two is exact, so this is (rows * other) * 2^shift.
+    p = rows * (other * 2.0**shift)
+    np.rint(p, out=p)
+    return p.astype(np.int64, copy=False).sum(axis=-1).astype(np.float64) * 2.0**-shift
+
+
+def _scaled_dot(x: np.ndarray, y: np.ndarray) -> float:
+    """``x . y`` of float64 vectors of any size, via :func:`_exact_dot` of scaled copies."""
+    sx = max(float(np.max(np.abs(x))), 1.0)  # dividing by 1.0 is exact: unit-size vectors keep their bits
+    sy = max(float(np.max(np.abs(y))), 1.0)
+    return float(_exact_dot(x / sx, y / sy)) * sx * sy
+
+
+def _tree_sum_rows(a: np.ndarray) -> np.ndarray:
+    """Column sums of a float64 ``(m, d)`` array, a fixed pairwise tree over rows. Destroys ``a``."""
+    m = a.shape[0]
+    while m > 1:
+        half = m // 2
+        np.add(a[:half], a[half : 2 * half], out=a[:half])
+        if m % 2:
+            a[half] = a[m - 1]
+            m = half + 1
+        else:
+            m = half
+    return a[0].copy()
+
+
+def _unit_rows(v: np.ndarray) -> np.ndarray:
+    """float64 rows -> float32 unit rows; zero rows stay zero.
 
     Scaling by the largest magnitude first keeps the squares from overflowing.
+    The same operations as :func:`_unit_vector`, so the bits agree.
     """
+    m = np.max(np.abs(v), axis=1)
+    zero = m == 0.0
+    m[zero] = 1.0
+    s = v / m[:, None]
+    norm = np.sqrt(_exact_dot(s, s))
+    norm[zero] = 1.0
+    s /= norm[:, None]
+    return s.astype(_F32)
+
+
+def _unit_vector(v: np.ndarray) -> np.ndarray:
+    """A finite, non-zero float64 vector -> float32 unit vector."""
     m = float(np.max(np.abs(v)))
-    if m == 0.0:
-        return None
     s = v / m
-    norm = math.sqrt(float(_fixed_sum(s[None, :], s)[0]))
-    return (s / norm).astype(_F32)
+    return (s / math.sqrt(float(_exact_dot(s, s)))).astype(_F32)
+
+
+def _centred_rows(c: np.ndarray, mu64: np.ndarray | None, h2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Matching-space rows of float32 input-space vectors ``c`` (m, d).
+
+    Returns float32 rows ``a`` and float64 lift weights ``w`` with ``a_i . a_j +
+    w_i w_j`` the similarity (module docstring, step 2). ``z = c - mu`` is
+    scaled by its largest magnitude first, as in :func:`_unit_rows`, so any
+    centroid a table holds is safe. Elementwise IEEE ops and
+    :func:`_exact_dot` only: a row's bits do not depend on the block, and
+    :func:`_centred_row` computes the same bits for one vector.
+    """
+    if mu64 is None:
+        return _unit_rows(c.astype(np.float64)), np.zeros(c.shape[0])
+    s = c.astype(np.float64)
+    s -= mu64  # z = c - mu; in place from here on (same IEEE results, fewer copies)
+    m = np.max(np.abs(s), axis=1)
+    zero = m == 0.0  # c == mu: only the lift is left
+    m[zero] = 1.0
+    s /= m[:, None]
+    norm = np.sqrt(_exact_dot(s, s) + h2 / (m * m))
+    norm[norm == 0.0] = 1.0  # z == 0 and no lift: a zero row, which matches nothing
+    w = (math.sqrt(h2) / m) / norm  # pure lift (h / h == 1) where z == 0
+    s /= norm[:, None]
+    return s.astype(_F32), w
+
+
+def _centred_row(c: np.ndarray, mu64: np.ndarray | None, h2: float) -> tuple[np.ndarray, float]:
+    """:func:`_centred_rows` of one vector (the hot path): the same operations, the same bits."""
+    z = c.astype(np.float64)
+    if mu64 is not None:
+        z = z - mu64
+    m = float(np.max(np.abs(z)))
+    if m == 0.0:
+        m = 1.0
+    s = z / m
+    if mu64 is None:
+        norm = math.sqrt(float(_exact_dot(s, s)))
+        return (s / (norm or 1.0)).astype(_F32), 0.0
+    norm = math.sqrt(float(_exact_dot(s, s)) + h2 / (m * m)) or 1.0
+    return (s / norm).astype(_F32), (math.sqrt(h2) / m) / norm
+
+
+# -- the memory ----------------------------------------------------------------
 
 
 class SpaceMemory:
@@ -286,12 +669,28 @@ class SpaceMemory:
         self.cfg = cfg
         self._dim: int | None = None
         self._tol = 0.0
-        self._patterns: dict[str, Pattern] = {}  # insertion order
-        # Row r of _mat is the unit centroid of pattern _row_ids[r]; rows
-        # [0, len) are live and dense (removal moves the last row into the hole).
+        self._patterns: dict[str, Pattern] = {}  # creation (seq) order
+        # Row r of _mat is the matching-space row of pattern _row_ids[r];
+        # rows [0, len) are live and dense (removal moves the last row into
+        # the hole). _w, _cnt, _last, _conf are per-row too.
         self._row_ids: list[str] = []
         self._row_of: dict[str, int] = {}
         self._mat = np.zeros((0, 0), dtype=_F32)
+        self._w = np.zeros(0)
+        self._cnt = np.zeros(0)
+        self._last = np.zeros(0)
+        self._conf = np.zeros(0)
+        # Space state (persisted by space_state()).
+        self._mu: np.ndarray | None = None  # float32 snapshot
+        self._mu64: np.ndarray | None = None  # the one applied (None: plain cosine)
+        self._h2 = 0.0
+        self._mu_n = 0  # record count at the last refresh (0: never)
+        self._retired = 0  # members of evicted patterns
+        self._now_floor = -math.inf  # `now` when the space state was last written
+        self._aliases: dict[str, str] = {}  # absorbed -> survivor, oldest first
+        # Derived.
+        self._n = 0  # records learned: sum(count) + retired
+        self._now = -math.inf  # latest event ts: max(now_floor, max last_ts)
         if dim is not None:
             self._fix_dim(dim)
 
@@ -301,11 +700,26 @@ class SpaceMemory:
     def dim(self) -> int | None:
         return self._dim
 
+    @property
+    def now(self) -> float | None:
+        """The space's latest event time (records and feedback), None before any."""
+        return None if self._now == -math.inf else self._now
+
+    @property
+    def records(self) -> int:
+        """Records learned so far (members of live patterns plus evicted ones)."""
+        return self._n
+
+    @property
+    def center(self) -> np.ndarray | None:
+        """The ``mu`` matching currently subtracts (float32, read-only), or None."""
+        return None if self._mu64 is None else self._mu
+
     def __len__(self) -> int:
         return len(self._patterns)
 
     def patterns(self) -> list[Pattern]:
-        """Snapshots in insertion order (restore inserts in pattern order)."""
+        """Snapshots in creation order (``seq``)."""
         return [p._snapshot() for p in self._patterns.values()]
 
     def pattern_ids(self) -> tuple[str, ...]:
@@ -316,15 +730,82 @@ class SpaceMemory:
         p = self._patterns.get(pattern_id)
         return None if p is None else p._snapshot()
 
+    def resolve(self, pattern_id: str) -> str | None:
+        """The live pattern an id stands for now: itself, its merge survivor, or None."""
+        pid = pattern_id
+        for _ in range(len(self._aliases) + 1):
+            if pid in self._patterns:
+                return pid
+            nxt = self._aliases.get(pid)
+            if nxt is None:
+                return None
+            pid = nxt
+        return None
+
+    def _at(self, now: float | None) -> float:
+        if now is not None:
+            return float(now)
+        return self._now if self._now != -math.inf else 0.0
+
+    def confidence_at(self, pattern: Pattern, now: float | None = None) -> float:
+        """:func:`confidence_at` with this space's config; ``now`` defaults to :attr:`now`."""
+        return confidence_at(pattern, self._at(now), self.cfg)
+
+    def is_established(self, pattern: Pattern, now: float | None = None) -> bool:
+        return self.confidence_at(pattern, now) >= self.cfg.confidence_threshold
+
+    def value_score(self, pattern: Pattern, now: float | None = None) -> float:
+        return value_score(pattern, self._at(now), self.cfg)
+
+    def memory_estimate_bytes(self) -> int:
+        """An honest estimate of this memory's size in RAM.
+
+        Matrix and per-row arrays at their allocated capacity; per pattern its
+        centroid array, the Pattern object and its boxed fields, its id (held
+        by the pattern dict, the row list and the row map) and its related
+        entries; the alias map; mu.
+        """
+        total = sys.getsizeof(self)
+        for a in (self._mat, self._w, self._cnt, self._last, self._conf):
+            total += a.nbytes + _NDARRAY_HEADER
+        if self._mu is not None:
+            total += self._mu.nbytes + _NDARRAY_HEADER
+        n = len(self._patterns)
+        related = sum(len(p.related) for p in self._patterns.values())
+        dim = self._dim or 0
+        total += n * (_PER_PATTERN + dim * 4) + related * _PER_RELATED
+        total += len(self._aliases) * _PER_ALIAS
+        return int(total)
+
     # -- persistence -----------------------------------------------------
 
-    def restore(self, patterns: Iterable[Pattern]) -> None:
-        """Replace all state with persisted patterns.
+    def space_state(self) -> dict:
+        """Space-level state beside the patterns; JSON-able except ``"mu"``.
 
-        Insertion order is ``(created_ts, pattern_id)`` whatever order the
-        table yields them in, so rebuilds are deterministic.
+        ``mu`` is a float32 ndarray (empty before the first refresh). The
+        dict changes only when the first record fixes ``dim``, at centring
+        refreshes, evictions and merges: exactly when ``Learned.space_changed``
+        is set or :meth:`evict` returned something. Never on feedback.
         """
-        ordered = sorted(patterns, key=lambda p: (p.created_ts, p.pattern_id))
+        return {
+            "v": _STATE_VERSION,
+            "dim": self._dim,
+            "mu": np.zeros(0, dtype=_F32) if self._mu is None else self._mu,
+            "mu_n": int(self._mu_n),
+            "retired": int(self._retired),
+            "now_floor": None if self._now_floor == -math.inf else float(self._now_floor),
+            "aliases": [[a, s] for a, s in self._aliases.items()],
+        }
+
+    def restore(self, patterns: Iterable[Pattern], space_state: dict | None = None) -> None:
+        """Replace all state with persisted patterns and space state.
+
+        Patterns may come in any order; they are kept in ``(seq, created_ts,
+        pattern_id)`` order, the order a live memory created them in. Without
+        ``space_state`` (older tables) there is no mu, no alias and nothing
+        retired.
+        """
+        ordered = sorted(patterns, key=lambda p: (p.seq, p.created_ts, p.pattern_id))
         dim = self._dim
         seen: set[str] = set()
         for p in ordered:
@@ -334,96 +815,223 @@ class SpaceMemory:
             d = int(np.shape(p.centroid)[0]) if np.ndim(p.centroid) == 1 else -1
             if d < 1:
                 raise ValueError("centroid must be a non-empty 1-D vector")
+            if int(p.count) < 1:
+                raise ValueError("count must be >= 1")
             if dim is None:
                 dim = d
             elif d != dim:
                 raise DimensionMismatch(dim, d)
+        st = space_state or {}
+        if st.get("dim") is not None:
+            if dim is None:
+                dim = int(st["dim"])
+            elif int(st["dim"]) != dim:
+                raise DimensionMismatch(dim, int(st["dim"]))
+        mu = st.get("mu")
+        mu = None if mu is None or np.size(mu) == 0 else _frozen_f32(mu)
+        if mu is not None:
+            if mu.ndim != 1:
+                raise ValueError("mu must be a 1-D vector")
+            if dim is None:
+                dim = mu.shape[0]
+            elif mu.shape[0] != dim:
+                raise DimensionMismatch(dim, mu.shape[0])
+        aliases = {str(a): str(s) for a, s in st.get("aliases", ())}
+        now_floor = st.get("now_floor")
+        now_floor = -math.inf if now_floor is None else float(now_floor)
+        mu_n, retired = int(st.get("mu_n", 0)), int(st.get("retired", 0))
         # Validated: now mutate, so a bad snapshot leaves the memory untouched.
         self._patterns = {}
         self._row_ids = []
         self._row_of = {}
         if dim is not None:
             self._fix_dim(dim)
+        self._mu, self._mu_n, self._retired = mu, mu_n, retired
+        self._set_center()
+        self._now_floor = now_floor
+        self._aliases = aliases
         for p in ordered:
-            self._insert(
-                Pattern(
-                    p.pattern_id,
-                    int(p.count),
-                    _frozen_f32(p.centroid),
-                    float(p.similarity_sum),
-                    float(p.confidence),
-                    float(p.created_ts),
-                    float(p.last_ts),
-                )
+            self._patterns[p.pattern_id] = Pattern(
+                p.pattern_id,
+                int(p.count),
+                _frozen_f32(p.centroid),
+                float(p.similarity_sum),
+                float(p.confidence),
+                float(p.created_ts),
+                float(p.last_ts),
+                int(p.seq),
+                float(p.successes),
+                float(p.failures),
+                tuple((str(a), float(s)) for a, s in p.related),
             )
+        self._n = sum(p.count for p in self._patterns.values()) + retired
+        self._now = max([now_floor] + [p.last_ts for p in self._patterns.values()])
+        if dim is not None:
+            self._rebuild_rows()
 
     # -- estimator -------------------------------------------------------
 
-    def predict_one(self, vector: Any, k: int = 1) -> list[Match]:
-        """The nearest ``k`` patterns, most similar first. Read-only."""
+    def predict_one(self, vector: Any, k: int = 1, now: float | None = None) -> list[Match]:
+        """The nearest ``k`` patterns, most similar first. Changes nothing."""
         if k < 1:
             raise ValueError("k must be >= 1")
-        x32, x64 = self._prepare(vector)
-        return [
-            Match(pid, sim, self._patterns[pid].confidence)
-            for pid, sim in self._nearest(x32, x64, k)
-        ]
+        xr, wx = self._transform(self._prepare(vector))
+        at = self._at(now)
+        out = []
+        for pid, sim, _ in self._nearest(xr, wx, k)[0]:
+            c = confidence_at(self._patterns[pid], at, self.cfg)
+            out.append(Match(pid, sim, c, c >= self.cfg.confidence_threshold))
+        return out
 
     def learn_one(self, event_id: str, vector: Any, ts: float) -> Learned:
         ts = float(ts)
         if not math.isfinite(ts):
             raise ValueError("ts must be finite")
-        x32, x64 = self._prepare(vector)
-        if self._dim is None:
-            self._fix_dim(x32.shape[0])
+        u = self._prepare(vector)
+        fixes_dim = self._dim is None
+        if fixes_dim:
+            self._fix_dim(u.shape[0])
+        xr, wx = self._transform(u)
+        self._n += 1
+        self._now = max(self._now, ts)
+        cfg = self.cfg
 
-        best = self._nearest(x32, x64, 1)
-        if best and best[0][1] >= self.cfg.match_threshold:
-            pid, sim = best[0]
+        best, approx = self._nearest(xr, wx, 1)
+        events: dict[str, str] = {}
+        evicted: list[Pattern] = []
+        merged: list[tuple[str, str]] = []
+        space_changed = fixes_dim
+        if best and best[0][1] >= cfg.match_threshold:
+            pid, sim, _ = best[0]
             p = self._patterns[pid]
             p.count += 1
-            p.centroid = _move_centroid(p.centroid, x32, p.count)
+            p.centroid = _move_centroid(p.centroid, u, p.count)
             p.similarity_sum += sim
-            p.confidence = confidence(p.count, p.similarity_sum / p.count, self.cfg)
             # max: a late record must not make an active pattern look stale.
             p.last_ts = max(p.last_ts, ts)
-            self._mat[self._row_of[pid]] = self._unit_row(p.centroid)
-            return Learned(pid, sim, p.confidence, False, (p._snapshot(),), "updated")
-
-        evicted: list[str] = []
-        # A loop, not an if: a snapshot restored under a smaller max_patterns
-        # shrinks back to the limit here rather than failing.
-        while len(self._patterns) >= self.cfg.max_patterns:
-            victim = eviction_order(self._patterns.values(), ts)[0]
-            self._remove(victim.pattern_id)
-            evicted.append(victim.pattern_id)
-
-        pid = self._fresh_id(event_id)
-        p = Pattern(
+            p.confidence = _pattern_confidence(p, cfg)
+            self._set_row(pid)
+            events[pid] = "updated"
+            if self._scans():
+                # The moved centroid against the patterns that could matter.
+                scan = self._scan_after_join(pid, approx, xr, wx)
+                pid, scan = self._merge_loop(pid, scan, events, merged)
+                space_changed = space_changed or bool(merged)
+                if self._relates():
+                    self._relate(pid, scan, events, offer=bool(merged))
+            new, similarity = False, sim
+        else:
+            related = self._related_from(approx, xr, wx) if approx is not None and self._relates() else ()
+            # Before evicting: the new id is never one this same call evicts.
+            pid = self._fresh_id(event_id)
+            # A loop, not an if: a snapshot restored under a smaller max_patterns
+            # shrinks back to the limit here rather than failing.
+            while len(self._patterns) >= cfg.max_patterns:
+                evicted.extend(self._evict(1, self._now))
+            if evicted:
+                space_changed = True
+                gone = {p.pattern_id for p in evicted}
+                related = tuple(r for r in related if r[0] not in gone)
+            p = Pattern(pid, 1, _frozen_f32(u), 1.0, 0.0, ts, ts, self._n, related=related)
+            p.confidence = _pattern_confidence(p, cfg)
+            self._insert(p)
+            events[pid] = "created"
+            self._offer(pid, events)
+            new, similarity = True, 1.0
+        rescored = self._maybe_refresh()
+        if rescored is not None:
+            space_changed = True
+            for q in rescored:
+                events.setdefault(q, "updated")
+        primary = self._patterns[pid]
+        changed = tuple(self._patterns[q]._snapshot() for q in events)
+        return Learned(
             pattern_id=pid,
-            count=1,
-            centroid=_frozen_f32(x32),
-            similarity_sum=1.0,
-            confidence=confidence(1, 1.0, self.cfg),
-            created_ts=ts,
-            last_ts=ts,
+            similarity=similarity,
+            confidence=confidence_at(primary, self._now, cfg),
+            new=new,
+            changed=changed,
+            event=events[pid],
+            evicted=tuple(evicted),
+            merged=tuple(merged),
+            change_events=tuple(events.values()),
+            space_changed=space_changed,
         )
-        self._insert(p)
-        return Learned(pid, 1.0, p.confidence, True, (p._snapshot(),), "created", tuple(evicted))
+
+    def apply_feedback(self, pattern_id: str, success: bool, quality: float | None, ts: float) -> Pattern:
+        """Fold one interaction outcome into a pattern's confidence; returns the snapshot to persist.
+
+        The outcome scores ``y = quality (default 1.0) if success else 0.0``;
+        ``successes += y`` and ``failures += 1 - y`` (a Beta-style update),
+        then confidence is recomputed (:func:`confidence`): successes add
+        evidence and restore reliability, failures lower reliability. Any
+        feedback marks the pattern as seen: ``last_ts = max(last_ts, ts)``.
+        ``pattern_id`` may be an absorbed id; it is resolved. Unknown or
+        evicted ids raise KeyError. The space state does not change.
+        """
+        ts = float(ts)
+        if not math.isfinite(ts):
+            raise ValueError("ts must be finite")
+        if quality is not None:
+            quality = float(quality)
+            if not 0.0 <= quality <= 1.0:
+                raise ValueError("quality must be in [0, 1]")
+        pid = self.resolve(pattern_id)
+        if pid is None:
+            raise KeyError(pattern_id)
+        y = (1.0 if quality is None else quality) if success else 0.0
+        p = self._patterns[pid]
+        p.successes += y
+        p.failures += 1.0 - y
+        p.last_ts = max(p.last_ts, ts)
+        p.confidence = _pattern_confidence(p, self.cfg)
+        self._now = max(self._now, ts)
+        r = self._row_of[pid]
+        self._last[r] = p.last_ts
+        self._conf[r] = p.confidence
+        return p._snapshot()
+
+    def evict(self, n: int, now: float | None = None) -> list[Pattern]:
+        """Remove the ``n`` lowest-value patterns at ``now`` (default: :attr:`now`).
+
+        Returns their final snapshots, lowest value first. The space state
+        changes when anything was removed.
+        """
+        if n <= 0 or not self._patterns:
+            return []
+        return self._evict(n, self._at(now))
+
+    def evict_stale(self, min_confidence: float, limit: int, now: float | None = None) -> list[Pattern]:
+        """Remove up to ``limit`` patterns whose decayed confidence fell below ``min_confidence``,
+        lowest value first (the periodic cleanup of patterns nobody has seen for long)."""
+        at = self._at(now)
+        stale = {p.pattern_id for p in self._patterns.values() if self.confidence_at(p, at) < min_confidence}
+        if not stale or limit <= 0:
+            return []
+        order = [p for p in eviction_order(self._patterns.values(), at, self.cfg) if p.pattern_id in stale]
+        out = []
+        for p in order[:limit]:
+            out.append(p._snapshot())
+            self._retired += p.count
+            self._remove(p.pattern_id)
+        self._now_floor = self._now
+        return out
 
     # -- seams -----------------------------------------------------------
 
-    def _transform(self, v: np.ndarray) -> np.ndarray:
-        """Map a raw float64 vector into matching space. Identity for now.
+    def _transform(self, u: np.ndarray) -> tuple[np.ndarray, float]:
+        """Map a unit input vector into matching space: ``(row, lift weight)``.
 
-        Centring (removing a large component shared by all embeddings of a
-        space, which otherwise makes every cosine look high) belongs here.
+        Centring (module docstring, step 2) lives here and in
+        :func:`_centred_rows`; without a mu it is a plain normalization. The
+        row of a pattern created from ``u`` (``c = u``) is these same bits, so
+        the record's similarities are that pattern's.
         """
-        return v
+        return _centred_row(u, self._mu64, self._h2)
 
-    # -- internals -------------------------------------------------------
+    # -- internals: matching ---------------------------------------------
 
-    def _prepare(self, vector: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _prepare(self, vector: Any) -> np.ndarray:
         v = np.asarray(vector, dtype=np.float64)
         if v.ndim != 1:
             raise ValueError(f"expected a 1-D vector, got shape {v.shape}")
@@ -431,10 +1039,12 @@ class SpaceMemory:
             raise DimensionMismatch(self._dim, v.shape[0])
         if v.shape[0] == 0:
             raise ValueError("empty vector")
-        x32 = _normalize(self._transform(v))
-        if x32 is None:
+        m = float(np.max(np.abs(v)))
+        if not m < math.inf:  # inf or nan
+            raise ValueError("vector must be finite")
+        if m == 0.0:
             raise ValueError("zero vector")
-        return x32, x32.astype(np.float64)
+        return _unit_vector(v)
 
     def _fix_dim(self, dim: int) -> None:
         dim = int(dim)
@@ -442,46 +1052,333 @@ class SpaceMemory:
             raise ValueError("dim must be >= 1")
         self._dim = dim
         self._mat = np.zeros((0, dim), dtype=_F32)
-        # Screening window. A float32 dot of two (near-)unit vectors is off
+        self._w = np.zeros(0)
+        self._cnt = np.zeros(0)
+        self._last = np.zeros(0)
+        self._conf = np.zeros(0)
+        # Screening window. A float32 dot of two rows of norm <= 1 is off
         # by at most ~dim * 2**-24 in any summation order; two rows can err
         # in opposite directions, and the rest is margin. Any row that could
-        # be the exact best is therefore always re-scored.
+        # cross a decision boundary is therefore always re-scored.
         self._tol = 4.0 * dim * 2.0**-24
 
-    @staticmethod
-    def _unit_row(centroid: np.ndarray) -> np.ndarray:
-        u = _normalize(centroid.astype(np.float64))
-        # A centroid can only vanish if members cancel out; it then matches nothing.
-        return np.zeros(centroid.shape, dtype=_F32) if u is None else u
+    def _approx(self, a: np.ndarray, w: float) -> np.ndarray:
+        """Screening similarities of a matching-space row to every live row (float64)."""
+        n = len(self._row_ids)
+        approx = (self._mat[:n] @ a).astype(np.float64)
+        if self._mu64 is not None:
+            approx += self._w[:n] * w
+        return approx
 
-    def _nearest(self, x32: np.ndarray, x64: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def _exact(self, rows: np.ndarray, a: np.ndarray, w: float) -> np.ndarray:
+        # float32 x float32 products are exact in float64, so the re-score
+        # is a function of the two vectors alone.
+        exact = _exact_dot(self._mat[rows], a.astype(np.float64)) + self._w[rows] * w
+        # Rounding rows to float32 can push a similarity a hair past +-1.
+        return np.clip(exact, -1.0, 1.0)
+
+    def _nearest(
+        self, a: np.ndarray, w: float, k: int
+    ) -> tuple[list[tuple[str, float, float]], np.ndarray | None]:
+        """The ``k`` best ``(pattern_id, similarity, created_ts)`` and the screening vector."""
         n = len(self._row_ids)
         if n == 0:
-            return []
-        approx = self._mat[:n] @ x32
+            return [], None
+        approx = self._approx(a, w)
         if k >= n:
             cand = np.arange(n)
         else:
             kth = approx.max() if k == 1 else np.partition(approx, n - k)[n - k]
             cand = np.flatnonzero(approx >= kth - self._tol)
-        # float32 x float32 products are exact in float64, so the re-score
-        # is a function of the two vectors alone.
-        exact = _fixed_sum(self._mat[cand], x64)
-        # Rounding unit vectors to float32 can push a cosine a hair past +-1.
-        np.clip(exact, -1.0, 1.0, out=exact)
+        exact = self._exact(cand, a, w)
         scored = []
         for r, sim in zip(cand.tolist(), exact.tolist()):  # candidates only: usually one
             pid = self._row_ids[r]
             scored.append((-sim, self._patterns[pid].created_ts, pid))
         scored.sort()
-        return [(pid, -neg) for neg, _, pid in scored[:k]]
+        return [(pid, -neg, c) for neg, c, pid in scored[:k]], approx
+
+    def _scans(self) -> bool:
+        return self.cfg.merge_threshold <= 1.0 or self._relates()
+
+    def _relates(self) -> bool:
+        return self.cfg.max_related > 0 and self.cfg.related_band > 0.0
+
+    def _scan_row(self, pid: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Screening similarities of pattern ``pid`` to all others (itself -inf)."""
+        r = self._row_of[pid]
+        a, w = self._mat[r].copy(), float(self._w[r])
+        approx = self._approx(a, w)
+        approx[r] = -math.inf
+        return approx, a, w
+
+    def _scan_after_join(
+        self, pid: str, approx_x: np.ndarray, xr: np.ndarray, wx: float
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`_scan_row` after a join, screened by the record's own product.
+
+        Merges and relationships only look at similarities >= ``floor =
+        min(merge_threshold, band low end)``. On the unit sphere of matching
+        space, ``angle(t_new, q) >= angle(x, q) - angle(x, t_new)``, so a
+        pattern ``q`` can reach ``floor`` only if the record's similarity to
+        it is at least ``cos(acos(floor) + angle(x, t_new))``. Only those rows
+        are multiplied (minus float32 margins, so the screen is rigorous);
+        the others are -inf, which no decision can pick. Where the cone
+        holds a third of the rows or more, the full product is cheaper.
+        Decisions still come from exact re-scores: results equal the full scan.
+        """
+        cfg, tol = self.cfg, self._tol
+        n = len(self._row_ids)
+        floor = min(
+            cfg.merge_threshold if cfg.merge_threshold <= 1.0 else math.inf,
+            cfg.match_threshold - cfg.related_band if self._relates() else math.inf,
+        )
+        r = self._row_of[pid]
+        a, w = self._mat[r].copy(), float(self._w[r])
+        if floor > -1.0:
+            c_xt = float(np.dot(a, xr)) + w * wx - tol  # a lower bound on cos(x, t_new)
+            cone = math.acos(max(-1.0, min(1.0, floor))) + math.acos(max(-1.0, min(1.0, c_xt)))
+            if cone < math.pi:
+                cut = math.cos(cone) - 2.0 * tol - 1e-6
+                cand = np.flatnonzero(approx_x >= cut)
+                cand = cand[cand != r]
+                if 3 * len(cand) < n:
+                    approx = np.full(n, -math.inf)
+                    if len(cand):
+                        approx[cand] = self._mat[cand] @ a
+                        if self._mu64 is not None:
+                            approx[cand] += self._w[cand] * w
+                    return approx, a, w
+        return self._scan_row(pid)
+
+    def _related_from(self, approx: np.ndarray, a: np.ndarray, w: float) -> Related:
+        """Top ``max_related`` in the related band, exact, from a screening vector."""
+        cfg, tol = self.cfg, self._tol
+        hi = cfg.match_threshold
+        lo = hi - cfg.related_band
+        k = cfg.max_related
+        idx = np.flatnonzero((approx >= lo - tol) & (approx < hi + tol))
+        if len(idx) > 4 * k + 8:
+            # Only the top k can be kept: rows surely inside the band set a
+            # floor that every row of the exact top k clears, screened.
+            av = approx[idx]
+            sure = av[(av >= lo + tol) & (av < hi - tol)]
+            if len(sure) >= k:
+                floor = np.partition(sure, len(sure) - k)[len(sure) - k]
+                idx = idx[av >= floor - tol]
+        if len(idx) == 0:
+            return ()
+        exact = self._exact(idx, a, w).tolist()
+        found = sorted(
+            (-s, self._row_ids[r]) for r, s in zip(idx.tolist(), exact) if lo <= s < hi
+        )
+        return tuple((pid, -neg) for neg, pid in found[:k])
+
+    def _relate(
+        self, pid: str, scan: tuple[np.ndarray, np.ndarray, float], events: dict[str, str], offer: bool
+    ) -> None:
+        approx, a, w = scan
+        p = self._patterns[pid]
+        p.related = self._related_from(approx, a, w)
+        if offer:
+            self._offer(pid, events)
+
+    def _offer(self, pid: str, events: dict[str, str]) -> None:
+        """Make ``pid``'s relationships mutual where they rank (docstring, step 5)."""
+        k = self.cfg.max_related
+        for qid, sim in self._patterns[pid].related:
+            q = self._patterns[qid]
+            if any(r == pid for r, _ in q.related):
+                continue
+            cand = [e for e in q.related if e[0] in self._patterns]
+            cand.append((pid, sim))
+            cand.sort(key=lambda e: (-e[1], e[0]))
+            rel = tuple(cand[:k])
+            if rel != q.related:
+                q.related = rel
+                events.setdefault(qid, "updated")
+
+    # -- internals: merges ---------------------------------------------------
+
+    def _merge_loop(
+        self,
+        pid: str,
+        scan: tuple[np.ndarray, np.ndarray, float],
+        events: dict[str, str],
+        merged: list[tuple[str, str]],
+    ) -> tuple[str, tuple[np.ndarray, np.ndarray, float]]:
+        """Merge ``pid`` while some pattern is >= merge_threshold; the survivor and its scan."""
+        mt = self.cfg.merge_threshold
+        while mt <= 1.0:
+            approx, a, w = scan
+            cand = np.flatnonzero(approx >= mt - self._tol)
+            if len(cand) == 0:
+                break
+            exact = self._exact(cand, a, w).tolist()
+            best = min(
+                ((-s, self._patterns[self._row_ids[r]].created_ts, self._row_ids[r])
+                 for r, s in zip(cand.tolist(), exact) if s >= mt),
+                default=None,
+            )
+            if best is None:
+                break
+            p, q = self._patterns[pid], self._patterns[best[2]]
+            if (q.created_ts, q.pattern_id) < (p.created_ts, p.pattern_id):
+                p, q = q, p
+            self._absorb(p, q)
+            merged.append((p.pattern_id, q.pattern_id))
+            events.pop(q.pattern_id, None)
+            events[p.pattern_id] = "merged"
+            pid = p.pattern_id
+            scan = self._scan_row(pid)
+        return pid, scan
+
+    def _absorb(self, s: Pattern, a: Pattern) -> None:
+        """Merge pattern ``a`` into survivor ``s``."""
+        total = s.count + a.count
+        c = (s.centroid.astype(np.float64) * s.count + a.centroid.astype(np.float64) * a.count) / total
+        s.centroid = _frozen_f32(c)
+        s.count = total
+        s.similarity_sum += a.similarity_sum
+        s.successes += a.successes
+        s.failures += a.failures
+        s.last_ts = max(s.last_ts, a.last_ts)
+        s.related = tuple(e for e in s.related if e[0] != a.pattern_id)  # recomputed after
+        s.confidence = _pattern_confidence(s, self.cfg)
+        self._remove(a.pattern_id)
+        self._set_row(s.pattern_id)
+        gone, target = a.pattern_id, s.pattern_id
+        for k, v in self._aliases.items():  # compress chains: always one hop
+            if v == gone:
+                self._aliases[k] = target
+        self._aliases[gone] = target
+        while len(self._aliases) > self.cfg.max_aliases:
+            del self._aliases[next(iter(self._aliases))]
+        self._now_floor = self._now
+
+    # -- internals: eviction -------------------------------------------------
+
+    def _evict(self, k: int, now: float) -> list[Pattern]:
+        n = len(self._row_ids)
+        v = _values(self._conf[:n], self._last[:n], self._cnt[:n], now, self.cfg)
+        if k >= n:
+            cand = np.arange(n)
+        else:
+            kth = np.partition(v, k - 1)[k - 1]
+            cand = np.flatnonzero(v <= kth)  # the k lowest plus any tie
+        cand = cand.tolist()
+        vals = v[cand].tolist()
+        ranked = sorted(
+            zip(cand, vals), key=lambda rv: (rv[1], self._last[rv[0]], self._row_ids[rv[0]])
+        )
+        victims = [self._row_ids[r] for r, _ in ranked[:k]]
+        out = []
+        for pid in victims:
+            p = self._patterns[pid]
+            out.append(p._snapshot())
+            self._retired += p.count
+            self._remove(pid)
+        self._now_floor = self._now
+        return out
+
+    # -- internals: centring ----------------------------------------------------
+
+    def _set_center(self) -> None:
+        if self._mu is None or not self.cfg.centering:
+            self._mu64, self._h2 = None, 0.0
+            return
+        self._mu64 = self._mu.astype(np.float64)
+        spread = 1.0 - _scaled_dot(self._mu64, self._mu64)
+        self._h2 = self.cfg.center_lift * max(spread, _SPREAD_FLOOR)
+
+    def _maybe_refresh(self) -> list[str] | None:
+        """Refresh mu if due (docstring, step 2). None if not due, else the ids
+        whose cohesion the first refresh re-measured (step 7)."""
+        cfg = self.cfg
+        if not cfg.centering or self._n < cfg.center_warmup:
+            return None
+        # A refresh costs O(patterns * dim): spacing refreshes at least as
+        # many records apart as there are patterns keeps it O(dim) per record.
+        interval = min(max(cfg.center_refresh, len(self._patterns)), self._mu_n)
+        if self._mu_n and self._n - self._mu_n < interval:
+            return None
+        first = self._mu_n == 0
+        ps = list(self._patterns.values())  # creation order: the fixed summation order
+        acc = np.zeros(self._dim)
+        for i in range(0, len(ps), _ROW_CHUNK):
+            block = ps[i : i + _ROW_CHUNK]
+            c = np.stack([p.centroid for p in block]).astype(np.float64)
+            c *= np.array([float(p.count) for p in block])[:, None]
+            acc += _tree_sum_rows(c)
+        mu = _frozen_f32(acc / float(sum(p.count for p in ps)))
+        self._mu, self._mu_n = mu, self._n
+        self._now_floor = self._now
+        self._set_center()
+        rescored = self._rescore_cohesion(ps, mu.astype(np.float64)) if first else []
+        self._rebuild_rows()
+        return rescored
+
+    def _rescore_cohesion(self, ps: list[Pattern], mu64: np.ndarray) -> list[str]:
+        """At the first refresh: cap each pattern's cohesion by its centred cohesion.
+
+        Members that joined under plain cosine were scored with the common
+        component still in: a warm-up "blob" of unrelated records looks tight.
+        For members ``u_i`` (unit) with mean ``c``, ``z_i = u_i - mu`` has mean
+        ``c - mu`` and mean square ``1 - 2 c.mu + |mu|^2``, so their mean
+        resultant length ``|c - mu| / sqrt(1 - 2 c.mu + |mu|^2)`` (in 0..1)
+        measures how tightly they agree once centred; it needs no members.
+        ``similarity_sum = min(similarity_sum, count * that)``. A blob centred
+        on ``mu`` drops to ~0 confidence; real groups barely move.
+        """
+        changed = []
+        mm = _scaled_dot(mu64, mu64)
+        for p in ps:
+            c = p.centroid.astype(np.float64)
+            z = c - mu64
+            ms = 1.0 - 2.0 * _scaled_dot(c, mu64) + mm
+            r = min(1.0, math.sqrt(_scaled_dot(z, z)) / math.sqrt(max(ms, 1e-12)))
+            capped = p.count * r
+            if capped < p.similarity_sum:
+                p.similarity_sum = capped
+                p.confidence = _pattern_confidence(p, self.cfg)
+                changed.append(p.pattern_id)
+        return changed
+
+    # -- internals: rows -------------------------------------------------------
+
+    def _rebuild_rows(self) -> None:
+        """Every row from the patterns, in creation order (vectorized by blocks)."""
+        ps = list(self._patterns.values())
+        n = len(ps)
+        self._row_ids = [p.pattern_id for p in ps]
+        self._row_of = {pid: r for r, pid in enumerate(self._row_ids)}
+        if n > self._mat.shape[0]:
+            self._grow(n)
+        for i in range(0, n, _ROW_CHUNK):
+            block = ps[i : i + _ROW_CHUNK]
+            a, w = _centred_rows(np.stack([p.centroid for p in block]), self._mu64, self._h2)
+            self._mat[i : i + len(block)] = a
+            self._w[i : i + len(block)] = w
+        self._mat[n:] = 0.0
+        self._w[n:] = 0.0
+        self._cnt[:n] = [p.count for p in ps]
+        self._last[:n] = [p.last_ts for p in ps]
+        self._conf[:n] = [p.confidence for p in ps]
+
+    def _set_row(self, pid: str) -> None:
+        p = self._patterns[pid]
+        r = self._row_of[pid]
+        self._mat[r], self._w[r] = _centred_row(p.centroid, self._mu64, self._h2)
+        self._cnt[r] = p.count
+        self._last[r] = p.last_ts
+        self._conf[r] = p.confidence
 
     def _fresh_id(self, event_id: str) -> str:
         pid = pattern_id_for(self.space, event_id)
         i = 0
-        # Only a redelivered event whose first pattern is still alive lands
-        # here; a deterministic suffix keeps ids unique without randomness.
-        while pid in self._patterns:
+        # Only a redelivered event whose first pattern is still alive (or was
+        # absorbed) lands here; a deterministic suffix keeps ids unique.
+        while pid in self._patterns or pid in self._aliases:
             i += 1
             pid = pattern_id_for(self.space, f"{event_id}\0{i}")
         return pid
@@ -490,10 +1387,10 @@ class SpaceMemory:
         n = len(self._row_ids)
         if n == self._mat.shape[0]:
             self._grow(n + 1)
-        self._mat[n] = self._unit_row(p.centroid)
         self._row_ids.append(p.pattern_id)
         self._row_of[p.pattern_id] = n
         self._patterns[p.pattern_id] = p
+        self._set_row(p.pattern_id)
 
     def _grow(self, need: int) -> None:
         cap = self._mat.shape[0]
@@ -503,6 +1400,11 @@ class SpaceMemory:
         mat = np.zeros((new_cap, self._mat.shape[1]), dtype=_F32)
         mat[:cap] = self._mat
         self._mat = mat
+        for name in ("_w", "_cnt", "_last", "_conf"):
+            old = getattr(self, name)
+            new = np.zeros(new_cap)
+            new[:cap] = old
+            setattr(self, name, new)
 
     def _remove(self, pattern_id: str) -> None:
         row = self._row_of.pop(pattern_id)
@@ -510,6 +1412,8 @@ class SpaceMemory:
         if row != last:
             moved = self._row_ids[last]
             self._mat[row] = self._mat[last]
+            for a in (self._w, self._cnt, self._last, self._conf):
+                a[row] = a[last]
             self._row_ids[row] = moved
             self._row_of[moved] = row
         self._row_ids.pop()
@@ -526,3 +1430,27 @@ def _move_centroid(c: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
     out = c + (x - c) / _F32(n)
     out.flags.writeable = False
     return out
+
+
+def _sizeof_estimates() -> tuple[int, int, int, int]:
+    """Per-object RAM estimates, measured once on this interpreter."""
+    hdr = sys.getsizeof(np.zeros(0, dtype=_F32))
+    pid = "p-" + "0" * 16
+    sample = Pattern(pid, 1, np.zeros(0, dtype=_F32), 1.0, 0.5, 1.0, 1.0, 1, 0.0, 0.0, ())
+    dict_entry = 3 * 8 * 2  # hash, key, value; dicts run at most 2/3 full
+    per_pattern = (
+        sys.getsizeof(sample)
+        + hdr  # centroid array object (its data is counted per dim)
+        + sys.getsizeof(pid)
+        + 5 * sys.getsizeof(1.0)  # boxed floats
+        + sys.getsizeof(10**6)  # boxed count / seq
+        + 2 * dict_entry  # _patterns, _row_of
+        + 8  # _row_ids slot
+        + sys.getsizeof(0)  # _row_of value
+    )
+    per_related = sys.getsizeof((pid, 0.5)) + sys.getsizeof(0.5) + 8
+    per_alias = 2 * sys.getsizeof(pid) + dict_entry
+    return hdr, per_pattern, per_related, per_alias
+
+
+_NDARRAY_HEADER, _PER_PATTERN, _PER_RELATED, _PER_ALIAS = _sizeof_estimates()
