@@ -1,0 +1,98 @@
+"""The pattern store over plain dicts (its tables), and the pure limit arithmetic."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streams.core.limits import Limits, crossed_interval, evictions_needed
+from streams.core.patterns import PatternConfig
+from streams.state import PatternStore, pattern_key
+
+MB = 1024 * 1024
+
+
+def stream(n: int, groups: int, dim: int = 16, seed: int = 0, spread: float = 0.05):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(groups, dim))
+    out = []
+    for i in range(n):
+        g = int(rng.integers(groups))
+        out.append((f"e{i}", (centres[g] + rng.normal(scale=spread, size=dim)).astype(np.float32), 1000.0 + i))
+    return out
+
+
+def run(store: PatternStore, records, space="s"):
+    results = []
+    for event_id, vec, ts in records:
+        learned, change = store.learn(store.space(space), event_id, vec, ts)
+        results.append((learned.pattern_id, learned.new, [(p.pattern_id, e) for p, e in change.events], change.removed))
+    return results
+
+
+def test_evictions_needed_is_zero_below_thresholds_and_bounded_above():
+    limits = Limits(cleanup_patterns=100, cleanup_memory_bytes=80 * MB, max_evictions_per_record=8)
+    assert evictions_needed(100, 1 * MB, limits) == 0
+    assert evictions_needed(101, 1 * MB, limits) == 8          # toward 90, at most 8 at once
+    assert evictions_needed(95, 1 * MB, limits) == 0           # below the threshold: hysteresis
+    assert evictions_needed(0, 0, limits) == 0
+
+
+def test_memory_thresholds_soft_and_hard():
+    limits = Limits(max_memory_bytes=100 * MB, cleanup_memory_bytes=80 * MB, cleanup_patterns=10_000,
+                    max_evictions_per_record=4)
+    # 1 MB per pattern: 85 patterns are over the 80 MB cleanup threshold, target 72.
+    assert evictions_needed(85, 85 * MB, limits) == 4
+    # 110 patterns are 10 MB over the hard budget: those 10 go at once, beyond the per-record bound
+    # of 4; the rest of the way to the cleanup target follows on later records.
+    assert evictions_needed(110, 110 * MB, limits) == 10
+
+
+def test_limits_validate():
+    with pytest.raises(ValueError):
+        Limits(cleanup_memory_bytes=200 * MB, max_memory_bytes=100 * MB)
+    with pytest.raises(ValueError):
+        Limits(cleanup_target=0)
+
+
+def test_crossed_interval_uses_event_time_boundaries():
+    assert crossed_interval(86399.0, 86400.0, 86400.0)
+    assert not crossed_interval(86400.0, 172799.0, 86400.0)
+    assert not crossed_interval(None, 5.0, 86400.0)
+
+
+def test_store_persists_everything_needed_to_continue_identically():
+    cfg = PatternConfig(center_warmup=4, center_refresh=16, merge_threshold=0.9, max_patterns=12)
+    limits = Limits(cleanup_patterns=10, max_evictions_per_record=2)
+    records = stream(400, 20, seed=3, spread=0.3)
+
+    reference = run(PatternStore({}, {}, cfg, limits), records)
+
+    patterns, spaces = {}, {}
+    first = run(PatternStore(patterns, spaces, cfg, limits), records[:170])
+    # A new worker: nothing cached, only the tables.
+    rest = run(PatternStore(patterns, spaces, cfg, limits), records[170:])
+    assert first + rest == reference
+    assert any(removed for *_, removed in reference), "the stream exercised evictions"
+
+
+def test_tables_hold_exactly_the_live_patterns():
+    cfg = PatternConfig(max_patterns=8)
+    limits = Limits(cleanup_patterns=6, max_evictions_per_record=1)
+    patterns, spaces = {}, {}
+    store = PatternStore(patterns, spaces, cfg, limits)
+    run(store, stream(300, 15, seed=4, spread=0.05))
+    memory = store.space("s")
+    assert len(memory) <= 6
+    assert set(patterns) == {pattern_key("s", pid) for pid in memory.pattern_ids()}
+    assert set(spaces) == {"s"}
+
+
+def test_events_report_evictions_with_a_tombstone():
+    cfg = PatternConfig(max_patterns=50)
+    limits = Limits(cleanup_patterns=3, max_evictions_per_record=5)
+    store = PatternStore({}, {}, cfg, limits)
+    results = run(store, stream(40, 10, seed=5, spread=0.01))
+    evicted = [(pid, removed) for *_, events, removed in results for pid, e in events if e == "evicted"]
+    assert evicted, "cleanup evicted something"
+    for pid, removed in evicted:
+        assert pid in removed
