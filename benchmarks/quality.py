@@ -1,0 +1,458 @@
+"""Clustering quality of the pattern memory on labelled streams, beside River's online clusterers.
+
+Six generated streams (fixed seeds) stand in for pooled audio embeddings: well-separated groups,
+overlapping groups, imbalanced groups, slow drift, groups that recur after days of absence, and
+wav2vec2-like vectors whose large shared component makes every raw cosine > 0.9. Each record is
+learned once, in order, and its predicted cluster is the one it is assigned right after learning
+(prequential), which is what the memory's recognition returns from `learn_one`.
+
+The memory runs with the product's default `PatternConfig` (plus one clearly labelled row with a
+single tuned config, the same for every stream). River runs DBSTREAM and KMeans (`learn_one`, then
+`predict_one`) on the same records. River is pure Python over dicts; if that is too slow, both the
+memory and River can learn the same evenly spaced subsample (`--river-records`), and the memory is
+then also scored on the whole stream.
+
+    python benchmarks/quality.py [--records 4000] [--dim 768] [--river-records N] [--streams a,b]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from common import save  # noqa: E402  (sets sys.path)
+from streams.core.patterns import PatternConfig, SpaceMemory
+from streams.core.quality import adjusted_rand_index, normalized_mutual_information, purity
+
+# Real embeddings vary mostly along a few shared directions (speaker, channel, loudness), not
+# isotropically: half of every group's noise variance lives in one low-rank "nuisance" subspace.
+NUISANCE_RANK = 16
+NUISANCE_SHARE = 0.5
+T0 = 1_700_000_000.0
+
+# The one tuned memory config, applied unchanged to every stream. Leader-style matching compares a
+# record with a centroid that starts as a single record, so the threshold must sit below the
+# within-group *pairwise* cosine (~kappa^2), not the cosine to the group centre (~kappa).
+TUNED = {"match_threshold": 0.6}
+
+
+@dataclass
+class Stream:
+    name: str
+    description: str
+    vectors: np.ndarray  # (n, dim) float32, as a producer would publish them (not normalized)
+    labels: np.ndarray  # (n,) true group
+    ts: np.ndarray  # (n,) event time, seconds
+
+
+def _frame(rng: np.random.Generator, dim: int, k: int) -> np.ndarray:
+    """k orthonormal rows: centres, drift targets and the nuisance subspace never share a direction."""
+    q, _ = np.linalg.qr(rng.normal(size=(dim, k)))
+    return q.T
+
+
+def _spread(kappa: np.ndarray) -> np.ndarray:
+    """Noise norm that puts a record at cosine ``kappa`` to its (unit) centre: 1/sqrt(1 + s^2)."""
+    return np.sqrt(1.0 / np.square(kappa) - 1.0)
+
+
+def _noise(rng: np.random.Generator, sigma: np.ndarray, dim: int, nuisance: np.ndarray) -> np.ndarray:
+    n = len(sigma)
+    iso = rng.normal(size=(n, dim)) * (sigma * math.sqrt((1 - NUISANCE_SHARE) / dim))[:, None]
+    low = (rng.normal(size=(n, NUISANCE_RANK)) @ nuisance) * (sigma * math.sqrt(NUISANCE_SHARE / NUISANCE_RANK))[:, None]
+    return iso + low
+
+
+def _balanced_order(rng: np.random.Generator, n: int, weights: np.ndarray) -> np.ndarray:
+    return rng.choice(len(weights), size=n, p=weights / weights.sum())
+
+
+def _ts(n: int, step_s: float) -> np.ndarray:
+    return T0 + step_s * np.arange(n, dtype=np.float64)
+
+
+def separated(n: int, dim: int, seed: int = 11) -> Stream:
+    rng = np.random.default_rng(seed)
+    k = 12
+    f = _frame(rng, dim, k + NUISANCE_RANK)
+    centres, nuisance = f[:k], f[k:]
+    labels = _balanced_order(rng, n, np.ones(k))
+    kappa = rng.uniform(0.88, 0.95, size=k)
+    x = centres[labels] + _noise(rng, _spread(kappa)[labels], dim, nuisance)
+    return Stream("separated", "12 equal groups, orthogonal centres, cos to centre 0.88-0.95",
+                  x.astype(np.float32), labels, _ts(n, 1.0))
+
+
+def overlapping(n: int, dim: int, seed: int = 12) -> Stream:
+    """Families of three sibling groups (say, similar speakers) whose centres are closer together
+    than the members of one group are to each other, and whose differences lie in the nuisance
+    subspace, where the noise is largest."""
+    rng = np.random.default_rng(seed)
+    families, per = 4, 3
+    k = families * per
+    f = _frame(rng, dim, families + NUISANCE_RANK)
+    fam, nuisance = f[:families], f[families:]
+    own = rng.normal(size=(k, NUISANCE_RANK)) @ nuisance
+    own /= np.linalg.norm(own, axis=1, keepdims=True)
+    sibling_cos = 0.6  # centre-to-centre within a family (centre = a*family + b*own, a^2 = 0.6)
+    centres = math.sqrt(sibling_cos) * fam[np.arange(k) // per] + math.sqrt(1 - sibling_cos) * own
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = _balanced_order(rng, n, np.ones(k))
+    kappa = rng.uniform(0.75, 0.85, size=k)
+    x = centres[labels] + _noise(rng, _spread(kappa)[labels], dim, nuisance)
+    return Stream("overlapping", "4 families x 3 sibling groups (sibling centres cos 0.6), cos to centre 0.75-0.85",
+                  x.astype(np.float32), labels, _ts(n, 1.0))
+
+
+def imbalanced(n: int, dim: int, seed: int = 13) -> Stream:
+    rng = np.random.default_rng(seed)
+    weights = np.array([0.60, 0.10, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02, 0.01, 0.01])
+    k = len(weights)
+    f = _frame(rng, dim, k + NUISANCE_RANK)
+    centres, nuisance = f[:k], f[k:]
+    labels = _balanced_order(rng, n, weights)
+    kappa = rng.uniform(0.85, 0.95, size=k)
+    x = centres[labels] + _noise(rng, _spread(kappa)[labels], dim, nuisance)
+    return Stream("imbalanced", "10 groups: one 60%, the smallest two 1% each, cos to centre 0.85-0.95",
+                  x.astype(np.float32), labels, _ts(n, 1.0))
+
+
+def drift(n: int, dim: int, seed: int = 14, degrees: float = 70.0) -> Stream:
+    """Every centre turns steadily towards a fresh direction; by the end it is ``degrees`` away."""
+    rng = np.random.default_rng(seed)
+    k = 8
+    f = _frame(rng, dim, 2 * k + NUISANCE_RANK)
+    start, target, nuisance = f[:k], f[k:2 * k], f[2 * k:]
+    labels = _balanced_order(rng, n, np.ones(k))
+    theta = np.radians(degrees) * np.arange(n) / max(1, n - 1)
+    centres = np.cos(theta)[:, None] * start[labels] + np.sin(theta)[:, None] * target[labels]
+    kappa = rng.uniform(0.88, 0.95, size=k)
+    x = centres + _noise(rng, _spread(kappa)[labels], dim, nuisance)
+    return Stream("drift", f"8 groups whose centres each rotate {degrees:.0f} degrees over the stream",
+                  x.astype(np.float32), labels, _ts(n, 1.0))
+
+
+def recurring(n: int, dim: int, seed: int = 15) -> Stream:
+    """Groups 0-2 vanish for the middle half of the stream (~2.8 days of event time at one record
+    every 2 minutes) and come back with a small session shift, as a returning speaker would."""
+    rng = np.random.default_rng(seed)
+    k, away = 8, 3
+    f = _frame(rng, dim, k + NUISANCE_RANK)
+    centres, nuisance = f[:k], f[k:]
+    labels = _balanced_order(rng, n, np.ones(k))
+    lo, hi = n // 4, 3 * n // 4
+    gap = np.arange(lo, hi)
+    absent = gap[labels[gap] < away]
+    labels[absent] = rng.integers(away, k, size=len(absent))  # others fill the gap
+    shifted = centres + 0.25 * rng.normal(size=centres.shape) / math.sqrt(dim)
+    shifted /= np.linalg.norm(shifted, axis=1, keepdims=True)  # cos ~0.97 to the first session
+    per_record = np.where((np.arange(n) >= hi)[:, None], shifted[labels], centres[labels])
+    kappa = rng.uniform(0.88, 0.95, size=k)
+    x = per_record + _noise(rng, _spread(kappa)[labels], dim, nuisance)
+    return Stream("recurring", "8 groups; 3 absent for the middle half (~2.8 days of event time), then back",
+                  x.astype(np.float32), labels, _ts(n, 120.0))
+
+
+def wav2vec2_like(n: int, dim: int, seed: int = 16) -> Stream:
+    """A shared component 4x the group offsets, with a few outlier dimensions carrying most of it
+    (as transformer features do), a shared non-zero offset mean, and +-10% record norms: raw
+    cosines between different groups are ~0.93, yet centred the groups separate."""
+    rng = np.random.default_rng(seed)
+    k = 10
+    f = _frame(rng, dim, k + NUISANCE_RANK + 1)
+    offsets, nuisance, shared = f[:k], f[k:k + NUISANCE_RANK], f[-1]
+    common = 0.4 * rng.normal(size=dim) / math.sqrt(dim)
+    outliers = rng.choice(dim, size=3, replace=False)
+    common[outliers] += np.array([3.0, -2.0, 1.5])
+    common *= 4.0 / np.linalg.norm(common)
+    labels = _balanced_order(rng, n, np.ones(k))
+    kappa = rng.uniform(0.85, 0.93, size=k)
+    latent = offsets[labels] + _noise(rng, _spread(kappa)[labels], dim, nuisance)
+    scale = rng.normal(1.0, 0.1, size=n)[:, None]
+    x = scale * (common + 0.7 * shared + latent)
+    return Stream("wav2vec2_like", "10 groups under a shared component |4| (+ outlier dims, offset mean |0.7|, +-10% norms)",
+                  x.astype(np.float32), labels, _ts(n, 1.0))
+
+
+STREAMS: dict[str, Callable[[int, int], Stream]] = {
+    "separated": separated,
+    "overlapping": overlapping,
+    "imbalanced": imbalanced,
+    "drift": drift,
+    "recurring": recurring,
+    "wav2vec2_like": wav2vec2_like,
+}
+
+
+# -- geometry -----------------------------------------------------------------
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def geometry(s: Stream, segments: int = 4) -> dict:
+    """What the generator produced, measured the way the memory sees it (L2-normalized, centred by
+    the stream mean). Group means are taken per quarter of the stream so that drift and recurrence
+    do not blur them; "oracle" assigns every record to the nearest such mean of its quarter, a
+    ceiling no online method that does not know the labels should be expected to reach."""
+    u = _unit(s.vectors)
+    mu = u.mean(axis=0)
+    uc = u - mu
+    n = len(u)
+    within, oracle = [], np.empty(n, dtype=np.int64)
+    pair_within: dict[int, list[np.ndarray]] = {}
+    between_raw, between_centred = [], []
+    rng = np.random.default_rng(0)
+    for q in range(segments):
+        rows = np.arange(q * n // segments, (q + 1) * n // segments)
+        groups = np.unique(s.labels[rows])
+        means = np.stack([u[rows[s.labels[rows] == g]].mean(axis=0) for g in groups])
+        mc = _unit(means - mu)
+        sims = _unit(uc[rows]) @ mc.T
+        oracle[rows] = groups[np.argmax(sims, axis=1)]
+        own = np.searchsorted(groups, s.labels[rows])
+        within.append(sims[np.arange(len(rows)), own])
+        for g in groups:  # pairwise within a group: what a one-record centroid first sees
+            m = rows[s.labels[rows] == g][:60]
+            c = _unit(uc[m]) @ _unit(uc[m]).T
+            pair_within.setdefault(int(g), []).append(c[np.triu_indices(len(m), 1)])
+        a, b = rng.integers(0, len(rows), size=(2, 4000))
+        diff = s.labels[rows[a]] != s.labels[rows[b]]
+        between_raw.append(np.sum(u[rows[a]] * u[rows[b]], axis=1)[diff])
+        off = ~np.eye(len(groups), dtype=bool)
+        between_centred.append((mc @ mc.T)[off])
+    within = np.concatenate(within)
+    pairs = {g: np.concatenate(v) for g, v in pair_within.items()}
+    pair_means = {g: float(v.mean()) for g, v in pairs.items() if len(v)}
+    worst = min(pair_means, key=pair_means.get)
+    return {
+        "centred_cos_to_group_mean": {"mean": round(float(within.mean()), 3),
+                                      "p10": round(float(np.percentile(within, 10)), 3),
+                                      "p90": round(float(np.percentile(within, 90)), 3)},
+        "centred_cos_within_group_pairs_mean": round(float(np.mean(list(pair_means.values()))), 3),
+        "centred_cos_within_group_pairs_worst_group": {"group": worst, "mean": round(pair_means[worst], 3),
+                                                       "share": round(float(np.mean(s.labels == worst)), 3)},
+        "centred_cos_between_group_means_max": round(float(np.concatenate(between_centred).max()), 3),
+        "raw_cos_between_groups_mean": round(float(np.concatenate(between_raw).mean()), 3),
+        "oracle_ari": round(adjusted_rand_index(s.labels.tolist(), oracle.tolist()), 4),
+    }
+
+
+# -- the methods ----------------------------------------------------------------
+
+
+def score(truth: np.ndarray, predicted: list, seconds: float, extra: dict | None = None) -> dict:
+    t = truth.tolist()
+    return {
+        "ari": round(adjusted_rand_index(t, predicted), 4),
+        "nmi": round(normalized_mutual_information(t, predicted), 4),
+        "purity": round(purity(t, predicted), 4),
+        "clusters": len(set(predicted)),
+        "groups": len(set(t)),
+        "us_per_record": round(seconds / len(t) * 1e6, 1),
+        **(extra or {}),
+    }
+
+
+def run_memory(s: Stream, rows: np.ndarray, cfg: PatternConfig) -> dict:
+    mem = SpaceMemory("bench", cfg)
+    x, ts = s.vectors[rows], s.ts[rows]
+    ids = [f"e{i}" for i in rows.tolist()]
+    seen: list[str] = []
+    t0 = time.perf_counter()
+    for i in range(len(rows)):
+        seen.append(mem.learn_one(ids[i], x[i], ts[i]).pattern_id)
+    seconds = time.perf_counter() - t0
+    # A record recognized as a pattern that was later absorbed belongs to the survivor; an evicted
+    # pattern (resolve -> None) stays a cluster of its own.
+    resolve = getattr(mem, "resolve", None)
+    final = [(resolve(p) or p) for p in seen] if resolve else seen
+    return score(s.labels[rows], final, seconds, {"live_patterns": len(mem)})
+
+
+def dbstream_radius(unit_rows: np.ndarray, sample: int = 300, factor: float = 1.6) -> float:
+    """River's DBSTREAM radius from the data's own scale, without labels: ``factor`` times the
+    median nearest-neighbour distance among the first ``sample`` records. That distance is a bit
+    under the typical distance between two members of one group; a leader only collects its group
+    if the radius covers that distance with room to spare, hence a factor above 1 (1.6 was the
+    best single factor over all six streams; 1.0 leaves most records outside every leader)."""
+    a = unit_rows[:sample]
+    d2 = np.maximum(0.0, 2.0 - 2.0 * a @ a.T)
+    np.fill_diagonal(d2, np.inf)
+    return float(factor * np.median(np.sqrt(d2.min(axis=1))))
+
+
+def run_river(s: Stream, rows: np.ndarray, make: Callable, extra: dict) -> dict:
+    # River gets the same L2-normalized vectors the memory works on: raw norms (+-10% on the
+    # wav2vec2-like stream) would otherwise swamp Euclidean distances.
+    unit = _unit(s.vectors[rows])
+    model = make()
+    labels: list = []
+    learn = predict = 0.0
+    for row in unit:
+        x = dict(enumerate(row.tolist()))  # conversion is River's input format, not its work: untimed
+        t0 = time.perf_counter()
+        model.learn_one(x)
+        t1 = time.perf_counter()
+        labels.append(model.predict_one(x))
+        t2 = time.perf_counter()
+        learn += t1 - t0
+        predict += t2 - t1
+    n = len(rows)
+    return score(s.labels[rows], labels, learn + predict,
+                 {"learn_us_per_record": round(learn / n * 1e6, 1), **extra})
+
+
+def river_methods(s: Stream, rows: np.ndarray, radius_factor: float, cleanup: int) -> dict[str, tuple[Callable, dict]]:
+    from river import cluster, preprocessing
+
+    r = dbstream_radius(_unit(s.vectors[rows]), factor=radius_factor)
+    k = len(np.unique(s.labels))
+    return {
+        # River's default cleanup_interval=2 drops a one-record micro-cluster two records later,
+        # before the next record of its group can arrive when there are more than two groups, so
+        # leaders rarely survive; a longer interval lets them.
+        "river_dbstream": (
+            lambda: cluster.DBSTREAM(clustering_threshold=r, cleanup_interval=cleanup),
+            {"params": f"clustering_threshold={r:.3f} ({radius_factor} x median NN distance), "
+                       f"cleanup_interval={cleanup}, other defaults"},
+        ),
+        # KMeans is told the true number of groups, an advantage the memory does not get. Centres
+        # start at the origin of the online-standardized space (sigma=0), so each new group first
+        # claims a fresh centre instead of all records collapsing onto one random one.
+        "river_kmeans": (
+            lambda: preprocessing.StandardScaler() | cluster.KMeans(n_clusters=k, sigma=0.0, seed=0),
+            {"params": f"StandardScaler | KMeans(n_clusters={k} (true), sigma=0, halflife=0.5 (default))"},
+        ),
+    }
+
+
+# -- report -----------------------------------------------------------------------
+
+
+TIE_ARI = 0.005  # ARI differences this small are within run-to-run variation of the streams' details
+TUNED_ROW = f"memory_tuned({', '.join(f'{k}={v}' for k, v in TUNED.items())})"
+
+
+def _outcome(a: float, b: float) -> str:
+    return "tie" if abs(a - b) <= TIE_ARI else ("win" if a > b else "loss")
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return None if b == 0 else round(a / b, 3)
+
+
+def print_stream(name: str, desc: str, geo: dict, res: dict, best: str, n: int, n_river: int) -> None:
+    print(f"\n== {name}: {desc}")
+    print(f"   {n} records ({n_river} for the same-records comparison); raw cos between groups "
+          f"{geo['raw_cos_between_groups_mean']}, centred cos to group mean {geo['centred_cos_to_group_mean']['mean']} "
+          f"(pairs within a group {geo['centred_cos_within_group_pairs_mean']}, worst group "
+          f"{geo['centred_cos_within_group_pairs_worst_group']['mean']}), oracle ARI {geo['oracle_ari']}")
+    print(f"   {'method':<36}{'ARI':>8}{'NMI':>8}{'purity':>8}{'clusters':>10}{'groups':>8}{'us/rec':>10}")
+    for m, r in res.items():
+        mark = " <- best River" if m == best else ""
+        print(f"   {m:<36}{r['ari']:>8.3f}{r['nmi']:>8.3f}{r['purity']:>8.3f}{r['clusters']:>10}{r['groups']:>8}"
+              f"{r['us_per_record']:>10.0f}{mark}")
+    mem, riv = res["memory"], res[best]
+    print(f"   memory / {best}: ARI x{_ratio(mem['ari'], riv['ari'])}, NMI x{_ratio(mem['nmi'], riv['nmi'])}, "
+          f"time x{_ratio(mem['us_per_record'], riv['us_per_record'])}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=4000, help="records per stream")
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--river-records", type=int, default=None,
+                    help="evenly spaced subsample both methods learn for the comparison (default: all records)")
+    ap.add_argument("--streams", default=",".join(STREAMS), help="comma-separated subset of: " + ", ".join(STREAMS))
+    ap.add_argument("--radius-factor", type=float, default=1.6, help="DBSTREAM radius / median NN distance")
+    ap.add_argument("--cleanup-interval", type=int, default=50, help="DBSTREAM cleanup_interval")
+    ap.add_argument("--no-save", action="store_true")
+    args = ap.parse_args()
+    if args.dim < 2 * 12 + NUISANCE_RANK:
+        ap.error(f"--dim must be >= {2 * 12 + NUISANCE_RANK}")
+
+    default_cfg = PatternConfig()
+    tuned_cfg = dataclasses.replace(default_cfg, **TUNED)
+    started = time.perf_counter()
+    out = []
+    for name in args.streams.split(","):
+        s = STREAMS[name](args.records, args.dim)
+        n = len(s.labels)
+        step = max(1, math.ceil(n / (args.river_records or n)))
+        rows = np.arange(0, n, step)
+        geo = geometry(s)
+        res = {"memory": run_memory(s, rows, default_cfg), TUNED_ROW: run_memory(s, rows, tuned_cfg)}
+        for m, (make, extra) in river_methods(s, rows, args.radius_factor, args.cleanup_interval).items():
+            res[m] = run_river(s, rows, make, extra)
+        if len(rows) < n:
+            res["memory_full_stream"] = run_memory(s, np.arange(n), default_cfg)
+        # "Best River" is picked by ARI against the labels: a selection River could not make
+        # online, so it only makes the comparison harder for the memory.
+        best = max((m for m in res if m.startswith("river_")), key=lambda m: res[m]["ari"])
+        print_stream(name, s.description, geo, res, best, n, len(rows))
+        mem, riv, tun = res["memory"], res[best], res[TUNED_ROW]
+        out.append({
+            "stream": name, "description": s.description, "records": n, "compared_records": len(rows),
+            "dim": args.dim, "geometry": geo, "results": res, "best_river": best,
+            "memory_over_best_river": {"ari": _ratio(mem["ari"], riv["ari"]), "nmi": _ratio(mem["nmi"], riv["nmi"]),
+                                       "us_per_record": _ratio(mem["us_per_record"], riv["us_per_record"])},
+            "goals_met": {"ari": mem["ari"] > riv["ari"], "faster": mem["us_per_record"] < riv["us_per_record"]},
+            "ari_outcome": _outcome(mem["ari"], riv["ari"]),
+            "tuned_ari_outcome": _outcome(tun["ari"], riv["ari"]),
+        })
+    elapsed = time.perf_counter() - started
+
+    ari_wins = [o["stream"] for o in out if o["goals_met"]["ari"]]
+    faster = [o["stream"] for o in out if o["goals_met"]["faster"]]
+
+    def by_outcome(key: str) -> str:
+        return "; ".join(f"{k}: {', '.join(o['stream'] for o in out if o[key] == k)}"
+                         for k in ("win", "tie", "loss") if any(o[key] == k for o in out))
+
+    print(f"\nARI vs the best River per stream (tie = within {TIE_ARI}):")
+    print(f"   memory (default config): {by_outcome('ari_outcome')}")
+    print(f"   {TUNED_ROW}: {by_outcome('tuned_ari_outcome')}")
+    print(f"memory (default) strictly beats the best River ARI on {len(ari_wins)}/{len(out)} streams; "
+          f"faster per record on {len(faster)}/{len(out)}. {elapsed:.0f}s in all.")
+    if args.no_save:
+        return
+    save("quality", {
+        "goals": {
+            "ari": "memory with the default PatternConfig beats the best River clusterer's ARI on every stream",
+            "speed": "memory learns a record (learn_one, which also recognizes it) faster than River's learn_one + predict_one",
+        },
+        "goals_met": {"ari_all_streams": len(ari_wins) == len(out), "ari_streams": ari_wins,
+                      "faster_all_streams": len(faster) == len(out), "faster_streams": faster,
+                      "ari_outcomes_default": {o["stream"]: o["ari_outcome"] for o in out},
+                      "ari_outcomes_tuned": {o["stream"]: o["tuned_ari_outcome"] for o in out},
+                      "tie_means_abs_ari_difference_at_most": TIE_ARI},
+        "protocol": ("prequential: each record is learned once, in stream order, and labelled by the cluster it is "
+                     "assigned right after learning; memory labels of absorbed patterns are resolved to the "
+                     "survivor at the end. Both methods learn the same evenly spaced subsample; "
+                     "memory_full_stream learns every record. Vectors are L2-normalized before River sees them."),
+        "config": {
+            "records": args.records, "dim": args.dim, "river_records": args.river_records,
+            "memory_default": dataclasses.asdict(default_cfg), "memory_tuned": TUNED,
+            "river_dbstream": f"clustering_threshold = {args.radius_factor} x median nearest-neighbour distance of the "
+                              f"first 300 records (label-free, per data scale), cleanup_interval={args.cleanup_interval}; "
+                              "fading_factor, intersection_factor, minimum_weight at River's defaults. The factor and "
+                              "interval were chosen once, over all streams, like the memory's tuned row",
+            "river_kmeans": "StandardScaler | KMeans(n_clusters=true number of groups, sigma=0, halflife=0.5 default); "
+                            "halflife 0.5 beat 0.1 and 0.02 on 5 of 6 streams",
+            "nuisance_rank": NUISANCE_RANK, "nuisance_share": NUISANCE_SHARE,
+        },
+        "elapsed_s": round(elapsed, 1),
+        "streams": out,
+    })
+
+
+if __name__ == "__main__":
+    main()
