@@ -28,6 +28,7 @@ from .records import (
     PatternEvent,
     RecognizeRequest,
     Recognition,
+    RECORD_TYPES,
     ResourceMetrics,
     ValidationLimits,
     Record,
@@ -85,21 +86,7 @@ OUTPUT_KINDS = (
     RecordKind.RESOURCE_METRICS,
     RecordKind.DEAD_LETTER,
 )
-RECORD_CLASSES: dict[RecordKind, type[Record]] = {
-    RecordKind(cls.KIND): cls
-    for cls in (
-        Audio,
-        AudioFeature,
-        Interaction,
-        Recognition,
-        PatternEvent,
-        Optimization,
-        BreakerState,
-        ResourceMetrics,
-        DeadLetter,
-        RecognizeRequest,
-    )
-}
+RECORD_CLASSES: dict[RecordKind, type[Record]] = {RecordKind(cls.KIND): cls for cls in RECORD_TYPES}
 _UNVERSIONED = frozenset({RecordKind.RECOGNIZE_REQUEST})
 
 

@@ -916,6 +916,9 @@ def _issues(f: _Fields, key: str) -> tuple[Issue, ...] | None:
 # --------------------------------------------------------------------------- HTTP bodies
 
 
+MAX_RECOGNIZE_K = 100
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class RecognizeRequest(Record):
     """The body of ``POST /recognize``; HTTP bodies carry no ``v``.
@@ -951,9 +954,6 @@ class RecognizeRequest(Record):
             cls, space=f.ident("space"), vector=f.vector("vector"),
             model_id=f.ident("model_id", required=False), k=5 if k is None else k,
         )
-
-
-MAX_RECOGNIZE_K = 100
 
 
 RECORD_TYPES: tuple[type[Record], ...] = (
