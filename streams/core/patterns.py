@@ -8,9 +8,35 @@ deletes the evicted and absorbed ones, writes :meth:`SpaceMemory.space_state`
 when ``Learned.space_changed`` says so, and emits the events.
 
 Notation: ``u`` is a record's L2-normalized input vector (float32), ``c`` a
-pattern centroid (float32, *input* space: the running mean of its members'
-``u``; this is what goes on the wire), ``n`` the number of records the space
-has learned, ``now`` the space's latest event time.
+pattern centroid (float32, *input* space: the mean of its members' ``u``
+over a bounded window, step 4; this is what goes on the wire), ``n`` the
+number of records the space has learned, ``now`` the space's latest event
+time, ``W`` = ``centroid_window``.
+
+Defaults, and why (each is one principle, not a per-data-set tuning):
+
+- ``match_threshold = 0.6``. Matching is leader-style: a new pattern is a
+  single record, so the second member of a group is compared with one
+  record, not with the group's centre. If members sit at (centred) cosine
+  ``kappa`` to their centre, two members sit at ~``kappa^2`` to each other,
+  so the threshold has to be calibrated on the pairwise cosine of a group
+  (0.6 ~ groups whose members are within ~40 degrees of their centre), not
+  on ``kappa``: at 0.8, loose groups shatter into singletons.
+- ``related_band = 0.1`` (related: ``[0.5, 0.6)``) and ``merge_threshold =
+  0.95`` for patterns with several members; a one-record pattern merges at
+  ``sqrt(match_threshold)`` (step 6).
+- ``center_warmup = 1``: centring starts after the first record (step 2).
+  Early on nobody can tell a shared component from a group's identity;
+  centring too early *splits* a group, which a later merge undoes (the
+  absorbed id resolves to the survivor), while plain cosine *lumps* groups
+  that share a large component (pooled transformer features: raw cosines
+  ~0.93 between groups), which nothing can undo. Known weak spot: a stream
+  that opens with a long run of one group (before any other group has
+  appeared) gets a ``mu`` that is that group's own mean, and the group's
+  centred members look unrelated; a larger warm-up (plain cosine for its
+  first records) avoids that at the price of lumping shared-component data.
+- ``centroid_window = 64``: a centroid follows its group when the group
+  drifts, instead of averaging over its whole history (step 4).
 
 1. **Prepare.** ``u = normalize(vector)``: L2, via a scale by the largest
    magnitude (no overflow), rounded to float32 once. A zero vector is
@@ -41,16 +67,23 @@ has learned, ``now`` the space's latest event time.
    ``center_refresh``, and never fewer records than there are patterns, so
    the O(patterns x dim) refresh costs O(dim) per record. At a refresh::
 
-       mu = sum_i count_i * c_i / sum_i count_i        (live patterns)
+       mu = sum_i w_i * c_i / sum_i w_i,   w_i = min(count_i, W)   (live patterns)
 
-   the mean of every live member's ``u`` (evicted members drop out), summed
-   in float64 in a fixed order (creation order, fixed pairwise blocks) and
-   rounded to float32, and every row of the matching matrix is recomputed
-   from the centroids, vectorized. ``n`` itself is not stored: it is
+   the mean of the members each centroid currently represents (its
+   window, step 4; evicted members drop out), summed in float64 in a fixed
+   order (creation order, fixed pairwise blocks; the weights in a Python
+   loop) and rounded to float32, and every row of the matching matrix is
+   recomputed from the centroids, vectorized. Bounding the weights keeps a
+   dominant group from *being* the mean: with count weights, a group that
+   makes 60% of the stream sits close to ``mu``, its centred members look
+   like noise to each other (pairwise ~0.55) and it shatters. Bounded by
+   ``W`` rather than, say, by evidence (which saturates after a few members),
+   so that a crowd of one-record outliers cannot outweigh the groups either. ``n`` itself is not stored: it is
    ``sum(count) + retired`` (``retired`` = members of evicted patterns), and
    merges preserve counts, so it follows from the patterns and the
    space state. The first refresh also re-measures the cohesion of the
-   patterns formed under plain cosine (step 7). The snapshot ``mu`` is part of :meth:`SpaceMemory.space_state`,
+   patterns formed under plain cosine (step 7; with the default one-record
+   warm-up there are none). The snapshot ``mu`` is part of :meth:`SpaceMemory.space_state`,
    which therefore changes only at refreshes, evictions and merges.
 
 3. **Recognize.** ``s_i = sim(u, c_i)`` for every pattern. The nearest
@@ -60,9 +93,18 @@ has learned, ``now`` the space's latest event time.
    (event ``"updated"``)::
 
        count += 1
-       c     += (u - c) / count         # float32, this exact operation order
+       c     += (u - c) / min(count, W)  # float32, this exact operation order
        similarity_sum += s_best          # similarity to the pre-move centroid
        last_ts = max(last_ts, ts)
+
+   For its first ``W`` members the centroid is their exact running mean;
+   after that it is an exponential moving average with weight ``1/W``, whose
+   effective memory is ~``W`` members (its noise is that of a mean of
+   ~``2W``). A group that drifts is followed with a lag of ~``W`` of its own
+   records instead of half its history: with the full mean, the newest
+   members of a slowly turning group fall below the threshold and start a
+   second pattern, which no merge rejoins. ``count`` still counts every
+   member (evidence, ``n``).
 
    otherwise a pattern is created (event ``"created"``) with ``c = u``,
    ``count = 1``, ``similarity_sum = 1.0``; if the space is full
@@ -88,10 +130,19 @@ has learned, ``now`` the space's latest event time.
    pattern: :meth:`SpaceMemory.resolve` tells.
 
 6. **Merges.** After a join, if the joined pattern's centroid similarity to
-   another pattern is ``>= merge_threshold`` (the most similar first), the
-   two merge: the survivor is the older one, smallest ``(created_ts,
+   another pattern is ``>= merge_threshold`` -- or, when the other pattern
+   has a single member, ``>= min(merge_threshold, sqrt(match_threshold))``
+   -- the two merge (the most similar first). A one-record pattern is a
+   record: one at cosine ``kappa`` to a settled centroid would have joined it
+   (pairwise ``kappa^2 >= match_threshold``), so it merges at ``sqrt`` of the
+   match threshold. This repairs the splits of the first records (step 2:
+   before ``mu`` has seen several groups, a group's early records can look
+   unrelated) once ``mu`` has settled; two patterns with several members each
+   need ``merge_threshold``, which keeps close but distinct groups apart.
+   The survivor is the older one, smallest ``(created_ts,
    pattern_id)``; counts, similarity sums and feedback add, ``last_ts`` is
-   the max, the centroid is the count-weighted mean (float64, rounded once);
+   the max, the centroid is the mean weighted by ``min(count, W)`` (the
+   members each centroid represents; float64, rounded once);
    the absorbed id enters an alias map (absorbed -> survivor, chains
    compressed, newest ``max_aliases`` kept). Repeated until the survivor has
    no pattern over the threshold, then relationships are recomputed as in 5.
@@ -109,7 +160,11 @@ has learned, ``now`` the space's latest event time.
        confidence_at(now) = confidence * 2^(-max(0, now - last_ts) / decay_half_life_s)
 
    Evidence grows with members (~63% at ``evidence_scale``); cohesion is how
-   tightly members agreed with the pattern when they joined; reliability is
+   tightly members agreed with the pattern when they joined (the centred
+   similarity to the centroid, ~``kappa`` for a settled pattern: a group
+   whose members sit below ``confidence_threshold`` of their centre joins
+   at ``match_threshold`` but never becomes established, so the lower match
+   threshold does not lower what "established" means); reliability is
    a Beta-style posterior mean over interaction feedback with a prior of
    ``feedback_prior`` successes (1.0 with no failures).
    :meth:`SpaceMemory.apply_feedback` is the one place feedback enters: an
@@ -118,9 +173,11 @@ has learned, ``now`` the space's latest event time.
    "Established" means ``confidence_at(now) >= confidence_threshold``.
    At the first centring refresh each pattern's ``similarity_sum`` is capped
    at ``count * |c - mu| / sqrt(1 - 2 c.mu + |mu|^2)``, its members' mean
-   resultant length once centred (computable from ``c`` and ``mu`` alone):
+   resultant length once centred (computable from ``c`` and ``mu`` alone;
+   exact while ``count <= W``, and 1 for one member, which is skipped):
    a warm-up pattern that only held together by the common component stops
-   looking established. Those patterns are in ``Learned.changed``.
+   looking established. Those patterns are in ``Learned.changed``. With the
+   default one-record warm-up no pattern has more than one member then.
 
 8. **Value and eviction** (:func:`value_score`)::
 
@@ -209,22 +266,23 @@ class DimensionMismatch(ValueError):
 
 @dataclass(frozen=True)
 class PatternConfig:
-    match_threshold: float = 0.80  # similarity needed to join a pattern
+    match_threshold: float = 0.60  # similarity needed to join a pattern (step 4)
     max_patterns: int = 1000  # per space (design documents' maxPatterns)
     evidence_scale: float = 5.0  # records after which evidence is ~63% saturated
     confidence_threshold: float = 0.7  # "established"
     # centring (module docstring, step 2)
     centering: bool = True
-    center_warmup: int = 32  # records before the first mu; plain cosine until then
+    center_warmup: int = 1  # records before the first mu; plain cosine until then (step 2)
     center_refresh: int = 256  # steady-state records between mu refreshes (at least len(patterns))
     center_lift: float = 0.01  # h^2 as a fraction of the spread 1 - |mu|^2
+    centroid_window: int = 64  # a centroid moves by (u - c) / min(count, centroid_window) (step 4)
     # confidence
     decay_half_life_s: float = 7 * 86400.0  # event time; inf disables decay
     feedback_prior: float = 4.0  # pseudo-successes behind the reliability factor
     # relationships and merges
     related_band: float = 0.1  # related: [match_threshold - related_band, match_threshold)
     max_related: int = 5
-    merge_threshold: float = 0.95  # > 1 disables merges
+    merge_threshold: float = 0.95  # > 1 disables merges; one-record patterns: min(this, sqrt(match_threshold))
     max_aliases: int = 10_000
 
     def __post_init__(self) -> None:
@@ -236,6 +294,8 @@ class PatternConfig:
             raise ValueError("evidence_scale must be > 0")
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ValueError("confidence_threshold must be in [0, 1]")
+        if self.centroid_window < 1:
+            raise ValueError("centroid_window must be >= 1")
         if self.center_warmup < 1 or self.center_refresh < 1:
             raise ValueError("center_warmup and center_refresh must be >= 1")
         if not 0.0 <= self.center_lift < math.inf:
@@ -343,7 +403,7 @@ Related = tuple[tuple[str, float], ...]
 class Pattern:
     pattern_id: str
     count: int
-    centroid: np.ndarray  # float32 running mean of the members' unit input vectors
+    centroid: np.ndarray  # float32 mean of the members' unit input vectors (windowed: step 4)
     similarity_sum: float  # sum of member similarities at join time
     confidence: float  # stored, undecayed: see confidence_at
     created_ts: float
@@ -905,7 +965,7 @@ class SpaceMemory:
             pid, sim, _ = best[0]
             p = self._patterns[pid]
             p.count += 1
-            p.centroid = _move_centroid(p.centroid, u, p.count)
+            p.centroid = _move_centroid(p.centroid, u, min(p.count, cfg.centroid_window))
             p.similarity_sum += sim
             # max: a late record must not make an active pattern look stale.
             p.last_ts = max(p.last_ts, ts)
@@ -1130,7 +1190,7 @@ class SpaceMemory:
         cfg, tol = self.cfg, self._tol
         n = len(self._row_ids)
         floor = min(
-            cfg.merge_threshold if cfg.merge_threshold <= 1.0 else math.inf,
+            self._merge_floor(),
             cfg.match_threshold - cfg.related_band if self._relates() else math.inf,
         )
         r = self._row_of[pid]
@@ -1207,17 +1267,20 @@ class SpaceMemory:
         events: dict[str, str],
         merged: list[tuple[str, str]],
     ) -> tuple[str, tuple[np.ndarray, np.ndarray, float]]:
-        """Merge ``pid`` while some pattern is >= merge_threshold; the survivor and its scan."""
+        """Merge ``pid`` while some pattern is over its merge threshold (step 6); the survivor and its scan."""
         mt = self.cfg.merge_threshold
+        lo = self._merge_floor()
+        single = min(mt, _single_merge(self.cfg.match_threshold))
         while mt <= 1.0:
             approx, a, w = scan
-            cand = np.flatnonzero(approx >= mt - self._tol)
+            cand = np.flatnonzero(approx >= lo - self._tol)
             if len(cand) == 0:
                 break
             exact = self._exact(cand, a, w).tolist()
             best = min(
                 ((-s, self._patterns[self._row_ids[r]].created_ts, self._row_ids[r])
-                 for r, s in zip(cand.tolist(), exact) if s >= mt),
+                 for r, s in zip(cand.tolist(), exact)
+                 if s >= (single if self._patterns[self._row_ids[r]].count == 1 else mt)),
                 default=None,
             )
             if best is None:
@@ -1233,12 +1296,17 @@ class SpaceMemory:
             scan = self._scan_row(pid)
         return pid, scan
 
+    def _merge_floor(self) -> float:
+        """The lowest similarity at which any merge can happen (inf: merges off)."""
+        mt = self.cfg.merge_threshold
+        return min(mt, _single_merge(self.cfg.match_threshold)) if mt <= 1.0 else math.inf
+
     def _absorb(self, s: Pattern, a: Pattern) -> None:
         """Merge pattern ``a`` into survivor ``s``."""
-        total = s.count + a.count
-        c = (s.centroid.astype(np.float64) * s.count + a.centroid.astype(np.float64) * a.count) / total
+        ws, wa = _mu_weight(s.count, self.cfg), _mu_weight(a.count, self.cfg)
+        c = (s.centroid.astype(np.float64) * ws + a.centroid.astype(np.float64) * wa) / (ws + wa)
         s.centroid = _frozen_f32(c)
-        s.count = total
+        s.count = s.count + a.count
         s.similarity_sum += a.similarity_sum
         s.successes += a.successes
         s.failures += a.failures
@@ -1305,12 +1373,16 @@ class SpaceMemory:
         first = self._mu_n == 0
         ps = list(self._patterns.values())  # creation order: the fixed summation order
         acc = np.zeros(self._dim)
+        weights = [_mu_weight(p.count, cfg) for p in ps]
         for i in range(0, len(ps), _ROW_CHUNK):
             block = ps[i : i + _ROW_CHUNK]
             c = np.stack([p.centroid for p in block]).astype(np.float64)
-            c *= np.array([float(p.count) for p in block])[:, None]
+            c *= np.array(weights[i : i + _ROW_CHUNK])[:, None]
             acc += _tree_sum_rows(c)
-        mu = _frozen_f32(acc / float(sum(p.count for p in ps)))
+        total = 0.0
+        for wt in weights:  # a fixed order
+            total += wt
+        mu = _frozen_f32(acc / total)
         self._mu, self._mu_n = mu, self._n
         self._now_floor = self._now
         self._set_center()
@@ -1328,11 +1400,14 @@ class SpaceMemory:
         resultant length ``|c - mu| / sqrt(1 - 2 c.mu + |mu|^2)`` (in 0..1)
         measures how tightly they agree once centred; it needs no members.
         ``similarity_sum = min(similarity_sum, count * that)``. A blob centred
-        on ``mu`` drops to ~0 confidence; real groups barely move.
+        on ``mu`` drops to ~0 confidence; real groups barely move. One member
+        is its own mean (that == 1, or 0/0 when it is ``mu``): skipped.
         """
         changed = []
         mm = _scaled_dot(mu64, mu64)
         for p in ps:
+            if p.count == 1:  # one member is its own mean: r == 1 exactly (0/0 if u == mu)
+                continue
             c = p.centroid.astype(np.float64)
             z = c - mu64
             ms = 1.0 - 2.0 * _scaled_dot(c, mu64) + mm
@@ -1421,11 +1496,18 @@ class SpaceMemory:
         del self._patterns[pattern_id]
 
 
+def _mu_weight(count: int, cfg: PatternConfig) -> float:
+    """A pattern's weight in mu and in merges: ``min(count, centroid_window)``,
+    the members its centroid represents (docstring, steps 2, 4 and 6)."""
+    return float(min(count, cfg.centroid_window))
+
+
 def _move_centroid(c: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
     """``c + (x - c) / n`` in float32, in exactly this order.
 
-    The running mean of the members; the fixed order is what makes replays
-    bit-identical.
+    With ``n = min(count, centroid_window)``: the running mean of the members,
+    then a moving average over ~``centroid_window`` of them (docstring, step
+    4). The fixed order is what makes replays bit-identical.
     """
     out = c + (x - c) / _F32(n)
     out.flags.writeable = False
@@ -1454,3 +1536,8 @@ def _sizeof_estimates() -> tuple[int, int, int, int]:
 
 
 _NDARRAY_HEADER, _PER_PATTERN, _PER_RELATED, _PER_ALIAS = _sizeof_estimates()
+
+
+def _single_merge(match_threshold: float) -> float:
+    """Similarity at which a one-record pattern merges into another (docstring, step 6)."""
+    return math.sqrt(match_threshold) if match_threshold > 0.0 else match_threshold
