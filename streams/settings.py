@@ -10,6 +10,8 @@ import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from streams.core.patterns import PatternConfig
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -58,10 +60,11 @@ class Settings:
     # faust's own Prometheus sensor: per-message bookkeeping that roughly halves peak throughput.
     faust_sensor: bool = True
     # Pattern memory
-    match_threshold: float = 0.80
-    max_patterns: int = 1000
+    # The core's own defaults, so that a worker learns exactly what the core does by default.
+    match_threshold: float = PatternConfig.match_threshold
+    max_patterns: int = PatternConfig.max_patterns
     max_dim: int = 1000
-    confidence_threshold: float = 0.7
+    confidence_threshold: float = PatternConfig.confidence_threshold
     # Per space: see streams.core.limits.
     max_memory_bytes: int = 100 * 1024 * 1024
     cleanup_patterns: int = 800
