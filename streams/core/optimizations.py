@@ -19,7 +19,7 @@ failures, ``n = s + f`` its support, ``cfg`` an :class:`OptimizationConfig`.
 
 2. **Statistics** (:class:`ConfigStats`). Per config: ``successes``, ``failures``, ``value`` =
    ``sum y`` with ``y = quality (1.0 when absent) if success else 0`` (the very score the pattern
-   memory's ``apply_feedback`` uses, see 8), quality sum/count over the outcomes that report one,
+   memory's ``apply_feedback`` uses, see 9), quality sum/count over the outcomes that report one,
    latency sum/count, ``first_ts``, ``last_ts``. Sums are added in arrival order.
 
 3. **Effectiveness** (:func:`effectiveness`), in 0..1::
@@ -55,7 +55,10 @@ failures, ``n = s + f`` its support, ``cfg`` an :class:`OptimizationConfig`.
    - the best eligible config is ``"recommended"`` when nothing is recommended and its
      effectiveness is ``>= effectiveness_threshold``.
 
-   A switch therefore emits ``retired`` (old) then ``recommended`` (new), in that order.
+   A switch therefore emits ``retired`` (old) then ``recommended`` (new), in that order. Events
+   carry the ``ts`` of the record (or ``expire`` call) that caused them, and the effectiveness and
+   support of their config at that moment. A recommended config is not re-announced as its
+   numbers move; :meth:`~ModelPatternMemory.predict_one` gives the live values.
 
 5. **Retention, in event time.** The memory's clock ``now`` is the largest ``ts`` it has seen (or
    been given by :meth:`~ModelPatternMemory.expire`). Configs whose ``last_ts < now -
@@ -78,6 +81,8 @@ failures, ``n = s + f`` its support, ``cfg`` an :class:`OptimizationConfig`.
    cleanup_optimizations`` (400) it sheds toward ``floor(400 * cleanup_target)`` = 360, at most
    ``max_evictions_per_call`` per call. Call it with the count *including* a memory about to be
    created. An evicted memory's recommendation is retired (:meth:`ModelPatternMemory.drop`).
+   A config's canonical key is at most ``max_config_bytes`` (4 KiB, else ``ValueError``) and a
+   memory remembers at most ``max_params`` (256) parameter names, so a state stays a few KiB.
 
 7. **Knowledge transfer** (:func:`recommend`, :func:`transfer_priors`). The candidates are memories
    of the target pattern (similarity 1) and of its related patterns (similarity ``s`` from the
@@ -131,8 +136,11 @@ failures, ``n = s + f`` its support, ``cfg`` an :class:`OptimizationConfig`.
    arithmetic) times ``exploration_scale``. A fixed moderate quantile is used because the horizon
    of one (pattern, model) is short: in the benchmark (8 configs, 150 interactions, no transfer)
    Thompson sampling, even with its sd halved, and ``ucb_z = 2`` explore so much that their regret
-   exceeds plain greedy's, while ``ucb_z`` 0.75..1.5 beat it; 1 sits in the middle. The published recommendation (4) is deliberately the
-   pessimistic bound; the suggestion is the optimistic one.
+   exceeds plain greedy's, while ``ucb_z`` 0.75..1.5 beat it; 1 sits in the middle. The
+   published recommendation (4) is deliberately the pessimistic bound; the suggestion is the
+   optimistic one. The shell can serve both: the published config as the answer, the suggestion
+   as the config to run next (it knows no configs the model has not reported unless given
+   ``options``; transfer priors bring other models' configs in).
 
 9. **Pattern feedback** (:func:`pattern_feedback`): ``(outcome.success, outcome.quality)``, quality
    ``None`` when absent. ``SpaceMemory.apply_feedback`` scores it ``y = quality or 1.0 if success
@@ -151,7 +159,7 @@ import hashlib
 import json
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 __all__ = [
@@ -198,6 +206,7 @@ class OptimizationConfig:
     min_support: int = 3  # interactions before a config can be recommended
     max_configs: int = 16  # configs tracked per (pattern, model)
     max_config_bytes: int = 4096  # of a config's canonical key
+    max_params: int = 256  # parameter names remembered per memory (capability rule)
     switch_margin: float = 0.02  # a challenger must beat the recommended config by more
     # scoring (module docstring, 3)
     prior_success: float = 1.0
@@ -225,8 +234,8 @@ class OptimizationConfig:
             raise ValueError("cleanup_target must be in (0, 1]")
         if self.max_evictions_per_call < 1:
             raise ValueError("max_evictions_per_call must be >= 1")
-        if self.min_support < 1 or self.max_configs < 1 or self.max_config_bytes < 2:
-            raise ValueError("min_support and max_configs must be >= 1, max_config_bytes >= 2")
+        if self.min_support < 1 or self.max_configs < 1 or self.max_config_bytes < 2 or self.max_params < 0:
+            raise ValueError("min_support, max_configs >= 1, max_config_bytes >= 2, max_params >= 0")
         if not 0.0 <= self.switch_margin <= 1.0:
             raise ValueError("switch_margin must be in [0, 1]")
         if not (0.0 < self.prior_success < math.inf and 0.0 < self.prior_failure < math.inf):
@@ -611,7 +620,7 @@ class ModelPatternMemory:
 
     @property
     def params(self) -> frozenset[str]:
-        """Every config key this model has sent on this pattern."""
+        """The config keys this model has sent on this pattern (the first ``max_params``)."""
         return frozenset(self._params)
 
     @property
@@ -675,7 +684,10 @@ class ModelPatternMemory:
             return []  # already expired
         self._now = now
         self._n += 1
-        self._params.update(canon)
+        if len(self._params) < self.cfg.max_params:
+            for name in canon:  # sorted: the same names are kept on every replay
+                if name not in self._params and len(self._params) < self.cfg.max_params:
+                    self._params.add(name)
         removed = self._expire_stats()
         s = self._stats.get(key)
         if s is None:
@@ -723,7 +735,8 @@ class ModelPatternMemory:
             if gone:
                 s = removed[key]
             e = effectiveness(s, cfg)
-            if gone or e < cfg.effectiveness_threshold or (best is not None and best.key != key and best_e > e + cfg.switch_margin):
+            beaten = best is not None and best.key != key and best_e > e + cfg.switch_margin
+            if gone or e < cfg.effectiveness_threshold or beaten:
                 events.append(self._recommendation(s, e).event(RETIRED, ts))
                 self._current = None
         if self._current is None and best is not None and best_e >= cfg.effectiveness_threshold:
@@ -864,7 +877,10 @@ def usable(keys: Iterable[str], known_params: Iterable[str] | None, capabilities
     return set(keys) <= known | set(capabilities or ())
 
 
-def _as_memories(candidates: Mapping[Any, ModelPatternMemory] | Iterable[ModelPatternMemory]) -> list[ModelPatternMemory]:
+Candidates = Mapping[Any, "ModelPatternMemory"] | Iterable["ModelPatternMemory"]
+
+
+def _as_memories(candidates: Candidates) -> list[ModelPatternMemory]:
     mems = list(candidates.values()) if isinstance(candidates, Mapping) else list(candidates)
     return sorted(mems, key=lambda m: (m.pattern_id, m.model_id))
 
