@@ -85,8 +85,18 @@ def _ssl_context(settings: Settings):
     )
 
 
+class MemoryApp(faust.App):
+    # Set before the first topic is declared: faust creates its transport lazily, on first use.
+    fetch_max_wait_ms: int = Settings.fetch_max_wait_ms
+
+    def _new_transport(self):
+        from streams.transport import transport_class
+
+        return transport_class(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
+
+
 def create_runtime(settings: Settings) -> Runtime:
-    app = faust.App(
+    app = MemoryApp(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
         broker_credentials=_broker_credentials(settings),
@@ -115,6 +125,7 @@ def create_runtime(settings: Settings) -> Runtime:
         web_graph_enabled=False,
         autodiscover=False,
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
     def topic(name: str, **kw) -> faust.TopicT:
         return app.topic(settings.topic(name), partitions=settings.partitions,

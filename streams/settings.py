@@ -46,6 +46,8 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    # The consumer's fetch long-poll; see streams/transport.py for why it is short.
+    fetch_max_wait_ms: int = 20
     # State
     data_dir: Path = field(default_factory=lambda: Path("data"))
     rocksdb_block_cache_bytes: int = 8 * 1024 * 1024
@@ -91,6 +93,7 @@ class Settings:
             ssl_cafile=_env("KAFKA_SSL_CAFILE", d.ssl_cafile),
             ssl_certfile=_env("KAFKA_SSL_CERTFILE", d.ssl_certfile),
             ssl_keyfile=_env("KAFKA_SSL_KEYFILE", d.ssl_keyfile),
+            fetch_max_wait_ms=_int("FMS_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
             data_dir=Path(_env("FMS_DATA_DIR", str(d.data_dir))),
             rocksdb_block_cache_bytes=_int("FMS_ROCKSDB_BLOCK_CACHE_BYTES", d.rocksdb_block_cache_bytes),
             rocksdb_write_buffer_bytes=_int("FMS_ROCKSDB_WRITE_BUFFER_BYTES", d.rocksdb_write_buffer_bytes),
