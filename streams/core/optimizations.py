@@ -162,6 +162,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from schemas.records import Optimization
+
 __all__ = [
     "ConfigStats",
     "Event",
@@ -528,19 +530,13 @@ class Event:
     def key(self) -> str:
         return f"{self.space}/{self.pattern_id}/{self.model_id}"
 
-    def to_record(self) -> dict:
-        return {
-            "v": 1,
-            "space": self.space,
-            "pattern_id": self.pattern_id,
-            "model_id": self.model_id,
-            "config": dict(self.config),
-            "effectiveness": self.effectiveness,
-            "support": self.support,
-            "source_model_id": self.source_model_id,
-            "event": self.event,
-            "ts": self.ts,
-        }
+    def to_record(self) -> Optimization:
+        """The contract record (schemas owns its shape and validation)."""
+        return Optimization(
+            space=self.space, pattern_id=self.pattern_id, model_id=self.model_id, config=dict(self.config),
+            effectiveness=self.effectiveness, support=self.support, source_model_id=self.source_model_id,
+            event=self.event, ts=self.ts,
+        )
 
 
 @dataclass(frozen=True, slots=True)

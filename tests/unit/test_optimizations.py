@@ -226,7 +226,7 @@ def test_recommended_after_min_support_with_contract_shaped_event():
     assert e.effectiveness == pytest.approx(effectiveness(stats(3, 0)))
     assert e.ts == T0 + 10
     assert e.key == f"{SPACE}/p1/m1"
-    assert validate("optimizations", e.to_record()).ok
+    assert validate("optimizations", e.to_record().to_dict()).ok
     rec = m.predict_one()
     assert rec.config_key == config_key(A) and not rec.transferred
     # further successes do not re-emit
@@ -239,7 +239,7 @@ def test_retired_when_below_threshold():
     events = feed(m, A, [FAIL] * 4, ts=T0 + 10)
     assert [e.event for e in events] == ["retired"]
     assert events[0].effectiveness < 0.5
-    assert validate("optimizations", events[0].to_record()).ok
+    assert validate("optimizations", events[0].to_record().to_dict()).ok
     assert m.predict_one() is None
     assert m.current_key is None
 
@@ -317,7 +317,7 @@ def test_transition_helper():
     assert transition(r1, r1, T0) == []
     assert [e.event for e in transition(r1, r2, T0)] == ["retired", "recommended"]
     assert transition(None, r2, T0)[0].source_model_id == "x"
-    assert all(validate("optimizations", e.to_record()).ok for e in transition(r1, r2, T0))
+    assert all(validate("optimizations", e.to_record().to_dict()).ok for e in transition(r1, r2, T0))
 
 
 def test_invalid_inputs():
@@ -431,7 +431,7 @@ def test_transfer_to_a_new_model_is_discounted_and_names_its_source():
     assert (r.model_id, r.source_model_id, r.pattern_id, r.source_pattern_id) == ("m9", "m1", "p1", "p1")
     assert r.config_key == config_key(A) and r.support == 40
     assert r.effectiveness == pytest.approx(effectiveness(src.get(A)) * 0.8)
-    assert validate("optimizations", r.event("recommended", T0).to_record()).ok
+    assert validate("optimizations", r.event("recommended", T0).to_record().to_dict()).ok
     # without any source there is nothing to recommend
     assert recommend("m9", "p1", {}) is None
 
@@ -612,7 +612,7 @@ def run(m: ModelPatternMemory, steps, t=T0):
     for c, s, q, lat, dt, back in steps:
         t = t - dt / 3 if back else t + dt
         events = m.learn_one(CONFIGS[c], {"success": s, "quality": q, "latency_ms": lat}, t)
-        out.append(([e.to_record() for e in events], m.suggest(CONFIGS), m.to_state()))
+        out.append(([e.to_record().to_dict() for e in events], m.suggest(CONFIGS), m.to_state()))
     return out, t
 
 
