@@ -1,0 +1,280 @@
+"""End-to-end latency through a real broker: from producing an audio feature to consuming its output.
+
+The worker is a real `fms worker` process (RocksDB tables, changelogs); the baseline is the plain
+aiokafka consume-and-produce loop from throughput.py. Both read the same stream (768-dim vectors,
+1,000 patterns over 8 spaces, throughput.stream) on their own topics, and both are measured the
+same way:
+
+- a producer publishes at a fixed offered rate (streams.publish.publish with `rate`, which paces
+  each send to its slot: a token bucket holding one token); each record's send time (time.time())
+  is noted by event id and also carried in the record's `meta` as {"sent": ...};
+- a consumer on the output topic (fms.recognitions for the worker, the baseline's own output topic)
+  notes time.time() when each event id arrives; latency = arrival - send, same machine, same clock;
+- per offered rate: p50/p90/p99/max latency, the achieved send and output rates, and the backlog
+  when the last record of the rate was sent (records sent but not yet output). Each rate drains
+  before the next starts.
+
+Before measuring, 2,000 records are published as fast as possible and their outputs awaited, so
+that every pattern exists and startup (worker recovery, consumer group joins) is excluded.
+
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 python benchmarks/e2e_latency.py [--rates 250,500,1000] [--seconds 15]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from common import broker, percentiles, save  # noqa: E402  (sets sys.path)
+from throughput import baseline_loop, stream
+from streams.publish import publish
+from streams.settings import Settings
+from streams.topics import ensure_topics, kafka_client_options
+from streams.worker_process import WorkerProcess
+
+GOAL = {"p99_ms": 50.0, "at_records_per_s": 1000}
+# Kept up: when the last record of a rate was sent, less than this much input was still waiting.
+KEPT_UP_BACKLOG_S = 0.25
+
+
+class Arrivals:
+    """Consumes an output topic from its beginning and notes when each event id first arrived.
+
+    Its fetch long-poll is the worker's (settings.fetch_max_wait_ms), so the watcher adds no wait
+    of its own that the worker's consumer would not.
+    """
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self.times: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        self._consumer = AIOKafkaConsumer(self.topic, **kafka_client_options(self.settings), group_id=None,
+                                          auto_offset_reset="earliest", enable_auto_commit=False,
+                                          fetch_max_wait_ms=self.settings.fetch_max_wait_ms)
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for msgs in batch.values():
+                for m in msgs:
+                    self.times.setdefault(orjson.loads(m.value)["event_id"], now)
+
+    async def wait_for(self, ids: list[str], timeout: float, also: asyncio.Task | None = None) -> bool:
+        """True once every id arrived; False after `timeout`. Raises if `also` (a producer loop) failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if all(i in self.times for i in ids):
+                return True
+            for task in (self._task, also):
+                if task is not None and task.done():
+                    task.result()  # raises its exception
+                    if task is self._task:
+                        raise RuntimeError(f"{self.topic}: watcher stopped")
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+
+async def send_paced(settings: Settings, feats, rate: float, sent: dict[str, float]) -> None:
+    """publish() at `rate` (0: as fast as possible), noting each record's send time just before it is sent."""
+    def stamped():
+        for f in feats:
+            now = time.time()
+            sent[f.id] = now
+            yield dataclasses.replace(f, meta={"sent": now})
+
+    await publish(settings, settings.topic("audio-features"), stamped(), rate=rate)
+
+
+async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, drain_s: float,
+                  also: asyncio.Task | None) -> dict:
+    sent: dict[str, float] = {}
+    await send_paced(settings, feats, rate, sent)
+    ids = [f.id for f in feats]
+    first, last = sent[ids[0]], sent[ids[-1]]
+    drained = await arrivals.wait_for(ids, drain_s, also)
+    arrived = {i: arrivals.times[i] for i in ids if i in arrivals.times}
+    window = last - first
+    lat = np.array([arrived[i] - sent[i] for i in arrived])
+    backlog = sum(1 for i in ids if arrived.get(i, float("inf")) > last)
+    out_in_window = sum(1 for t in arrived.values() if first <= t <= last)
+    sent_at = np.array([sent[i] for i in arrived])
+
+    def p50_between(lo: float, hi: float) -> float | None:
+        sel = lat[(sent_at >= lo) & (sent_at < hi)]
+        return round(float(np.median(sel)) * 1000, 2) if sel.size else None
+
+    stats = percentiles(lat) if lat.size else {}
+    return {
+        "offered_per_s": rate,
+        "records": len(ids),
+        "received": len(arrived),
+        "sent_per_s": round((len(ids) - 1) / window, 1),
+        "output_per_s": round(out_in_window / window, 1),
+        **{k: round(v, 2) if isinstance(v, float) else v for k, v in stats.items() if k != "n"},
+        "max_ms": round(float(lat.max()) * 1000, 2) if lat.size else None,
+        "p50_ms_first_2s": p50_between(first, first + 2),
+        "p50_ms_last_2s": p50_between(last - 2, last + 1),
+        "backlog_at_end": backlog,
+        "drain_s": round(max(arrived.values()) - last, 2) if drained else None,
+        "kept_up": drained and backlog <= KEPT_UP_BACKLOG_S * rate,
+    }
+
+
+async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, chunks, rates, also=None) -> list[dict]:
+    t = time.perf_counter()
+    await send_paced(settings, warm, 0, {})
+    if not await arrivals.wait_for([f.id for f in warm], 180, also):
+        raise TimeoutError(f"{name}: warm-up outputs did not all arrive in 180s")
+    print(f"{name}: warm-up of {len(warm)} records done in {time.perf_counter() - t:.1f}s", flush=True)
+    rows = []
+    for rate, feats in zip(rates, chunks):
+        row = await measure(settings, arrivals, feats, rate, drain_s=max(20.0, len(feats) / rate), also=also)
+        rows.append(row)
+        print(f"{name}: {fmt(row)}", flush=True)
+    return rows
+
+
+def start_worker(settings: Settings, bootstrap: str, tmp: Path) -> WorkerProcess:
+    """The same worker environment as throughput.run (which builds it inline, so it is not importable)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
+           "FMS_APP_ID": settings.app_id, "FMS_DATA_DIR": str(tmp / "state"), "FMS_LOG_LEVEL": "warning",
+           "FMS_PARTITIONS": str(settings.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
+    return WorkerProcess(env, tmp / "worker.log", web_port=port).start()
+
+
+async def delete_run_topics(settings: Settings, run_id: str) -> None:
+    """This run's topics (inputs kept forever by default, faust's changelogs): not left on a shared broker."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(f"{run_id}.") or t.startswith(f"{run_id}-")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+def fmt(r: dict) -> str:
+    return (f"offered {r['offered_per_s']:>6.0f}/s  sent {r['sent_per_s']:>6.0f}/s  out {r['output_per_s']:>6.0f}/s  "
+            f"p50 {r.get('p50_ms', float('nan')):7.1f}  p90 {r.get('p90_ms', float('nan')):7.1f}  "
+            f"p99 {r.get('p99_ms', float('nan')):7.1f}  max {r['max_ms'] or float('nan'):7.1f} ms  "
+            f"backlog {r['backlog_at_end']:>5}  kept up: {'yes' if r['kept_up'] else 'NO'}")
+
+
+async def run(bootstrap: str, args) -> dict:
+    run_id = f"e2e{int(time.time())}"
+    common = dict(bootstrap_servers=bootstrap, partitions=args.partitions, max_patterns=max(1000, args.patterns))
+    wset = Settings(topic_prefix=f"{run_id}.worker.", app_id=f"{run_id}-worker", **common)
+    bset = Settings(topic_prefix=f"{run_id}.baseline.", app_id=f"{run_id}-baseline", **common)
+    for s in (wset, bset):
+        await ensure_topics(s)
+
+    sizes = [int(r * args.seconds) for r in args.rates]
+    feats = stream(args.warmup + sum(sizes), args.dim, args.spaces, args.patterns)
+    warm, rest = feats[:args.warmup], feats[args.warmup:]
+    chunks, at = [], 0
+    for n in sizes:
+        chunks.append(rest[at:at + n])
+        at += n
+
+    results: dict = {}
+    try:
+        # Baseline: throughput.baseline_loop reads bset's audio-features and writes bset's recognitions topic.
+        arrivals = Arrivals(bset, bset.topic("recognitions"))
+        await arrivals.start()
+        loop_task = asyncio.create_task(baseline_loop(bset, len(feats), bset.topic("recognitions")))
+        try:
+            results["baseline"] = await run_phases("baseline", bset, arrivals, warm, chunks, args.rates, loop_task)
+        finally:
+            loop_task.cancel()
+            await asyncio.gather(loop_task, return_exceptions=True)
+            await arrivals.stop()
+
+        with tempfile.TemporaryDirectory(prefix="fms-bench-") as tmp:
+            arrivals = Arrivals(wset, wset.topic("recognitions"))
+            await arrivals.start()
+            t = time.perf_counter()
+            worker = await asyncio.to_thread(start_worker, wset, bootstrap, Path(tmp))
+            print(f"worker ready in {time.perf_counter() - t:.1f}s", flush=True)
+            try:
+                results["worker"] = await run_phases("worker", wset, arrivals, warm, chunks, args.rates)
+            finally:
+                worker.stop()
+                await arrivals.stop()
+    finally:
+        if not args.keep_topics:
+            await delete_run_topics(wset, run_id)
+    return results
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[250.0, 500.0, 1000.0])
+    p.add_argument("--seconds", type=float, default=15.0, help="per offered rate")
+    p.add_argument("--warmup", type=int, default=2000)
+    p.add_argument("--dim", type=int, default=768)
+    p.add_argument("--spaces", type=int, default=8)
+    p.add_argument("--patterns", type=int, default=1000)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--keep-topics", action="store_true", help="leave this run's topics on the broker")
+    args = p.parse_args()
+    started = time.perf_counter()
+    with broker() as bootstrap:
+        results = asyncio.run(run(bootstrap, args))
+
+    print(f"\n{'':9}{'offered/s':>10}{'sent/s':>8}{'out/s':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  "
+          f"{'backlog':>7}  kept up")
+    for name in ("worker", "baseline"):
+        for r in results[name]:
+            print(f"{name:9}{r['offered_per_s']:>10.0f}{r['sent_per_s']:>8.0f}{r['output_per_s']:>8.0f}"
+                  f"{r['p50_ms']:>8.1f}{r['p90_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['max_ms']:>8.1f}  "
+                  f"{r['backlog_at_end']:>7}  {'yes' if r['kept_up'] else 'NO'}")
+    at_goal = [r for r in results["worker"] if r["offered_per_s"] == GOAL["at_records_per_s"]]
+    goal_met = bool(at_goal) and at_goal[0]["kept_up"] and at_goal[0]["p99_ms"] < GOAL["p99_ms"]
+    print(f"goal p99 < {GOAL['p99_ms']:.0f} ms at {GOAL['at_records_per_s']} records/s: "
+          f"{'met' if goal_met else 'not met' if at_goal else 'not measured'}")
+    save("e2e_latency", {
+        "dim": args.dim, "spaces": args.spaces, "patterns": args.patterns, "partitions": args.partitions,
+        "seconds_per_rate": args.seconds, "warmup_records": args.warmup,
+        "goal": {**GOAL, "met": goal_met if at_goal else None},
+        "kept_up_rule": f"all outputs arrived and, when the last record was sent, at most {KEPT_UP_BACKLOG_S}s "
+                        "of input (offered rate x that) was still without an output",
+        "latency": "time.time() at arrival on the output topic minus time.time() just before producer.send; "
+                   "producer acks=all linger 5 ms (streams.publish.publish), watcher fetch_max_wait_ms as the worker's",
+        "baseline": "throughput.baseline_loop: plain aiokafka consume, orjson.loads, produce one small record per "
+                    "input (acks=all, linger 5 ms), in the benchmark's process",
+        "runtime_s": round(time.perf_counter() - started, 1),
+        **results,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
