@@ -23,15 +23,11 @@ from streams.state import PatternStore
 
 @dataclass
 class Topics:
+    """The input topics agents consume; outputs go out through `Emitter` by name."""
+
     audio: faust.TopicT
     audio_features: faust.TopicT
     interactions: faust.TopicT
-    recognitions: faust.TopicT
-    patterns: faust.TopicT
-    optimizations: faust.TopicT
-    breaker_state: faust.TopicT
-    resource_metrics: faust.TopicT
-    dead_letter: faust.TopicT
 
 
 @dataclass
@@ -127,20 +123,14 @@ def create_runtime(settings: Settings) -> Runtime:
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
-    def topic(name: str, **kw) -> faust.TopicT:
+    def topic(name: str) -> faust.TopicT:
         return app.topic(settings.topic(name), partitions=settings.partitions,
-                         key_serializer="raw", value_serializer="raw", **kw)
+                         key_serializer="raw", value_serializer="raw")
 
     topics = Topics(
         audio=topic("audio"),
         audio_features=topic("audio-features"),
         interactions=topic("interactions"),
-        recognitions=topic("recognitions"),
-        patterns=topic("patterns"),
-        optimizations=topic("optimizations"),
-        breaker_state=topic("breaker-state"),
-        resource_metrics=topic("resource-metrics"),
-        dead_letter=topic("dead-letter"),
     )
 
     def table(name: str) -> faust.Table:
