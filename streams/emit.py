@@ -7,7 +7,11 @@ than the pattern memory itself at thousands of records per second.
 """
 from __future__ import annotations
 
+import logging
+
 from schemas.codec import encode
+
+log = logging.getLogger(__name__)
 
 
 class Emitter:
@@ -30,5 +34,12 @@ class Emitter:
         topic = self._topic(name)
         value = None if record is None else encode(record)
         raw_key = key.encode() if isinstance(key, str) else key
-        await self._app.producer.send(topic, raw_key, value, None, None, None)
+        delivery = await self._app.producer.send(topic, raw_key, value, None, None, None)
+        delivery.add_done_callback(self._delivered)
         self._counters[name].inc()
+
+    def _delivered(self, delivery) -> None:
+        # Nobody awaits a delivery on the hot path; a failed one must still be seen and counted.
+        if not delivery.cancelled() and delivery.exception() is not None:
+            self._metrics.errors.labels(operation="send").inc()
+            log.error("output not delivered: %r", delivery.exception())
