@@ -48,7 +48,6 @@ def register(runtime) -> None:
                 ts=time.time(),
             ))
             await emit_pattern_changes(emit, feature.space, change, feature.ts)
-            metrics.patterns.set(sum(store.counts().values()))
 
 
 async def emit_pattern_changes(emit, space: str, change, ts: float) -> None:

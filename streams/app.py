@@ -13,6 +13,7 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from schemas.records import ValidationLimits
+from streams.core.health import HealthTracker
 from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig
 from streams.emit import Emitter
@@ -41,6 +42,7 @@ class Runtime:
     limits: ValidationLimits
     metrics: Metrics
     emit: Emitter
+    health: HealthTracker = field(default_factory=HealthTracker)
     started: float = field(default_factory=time.time)
 
 
@@ -177,8 +179,9 @@ def create_runtime(settings: Settings) -> Runtime:
         store.invalidate()
 
     from agents import recognition
-    from streams import web
+    from streams import resources, web
 
     recognition.register(runtime)
+    resources.register(runtime)
     web.register(runtime)
     return runtime

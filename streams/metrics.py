@@ -23,6 +23,11 @@ class Metrics:
     storage_seconds: Histogram
     patterns: Gauge
     spaces: Gauge
+    rss_bytes: Gauge
+    cpu_percent: Gauge
+    open_files: Gauge
+    memory_estimate_bytes: Gauge
+    health: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
@@ -43,6 +48,12 @@ class Metrics:
             ),
             patterns=Gauge("fms_patterns", "Patterns held in this worker's cached spaces", registry=r),
             spaces=Gauge("fms_spaces", "Spaces cached on this worker", registry=r),
+            rss_bytes=Gauge("fms_process_resident_memory_bytes", "Resident memory of the worker", registry=r),
+            cpu_percent=Gauge("fms_process_cpu_percent", "CPU use of the worker since the last sample", registry=r),
+            open_files=Gauge("fms_process_open_fds", "Open file descriptors of the worker", registry=r),
+            memory_estimate_bytes=Gauge("fms_state_memory_estimate_bytes",
+                                        "Estimated memory of the cached pattern state", registry=r),
+            health=Gauge("fms_health_status", "1 for the worker's current health status", ["status"], registry=r),
         )
 
     def serve(self, app, path: str) -> None:

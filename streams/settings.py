@@ -72,6 +72,8 @@ class Settings:
     cleanup_patterns: int = 800
     cleanup_memory_bytes: int = 80 * 1024 * 1024
     cleanup_interval_s: float = 86400.0
+    # Seconds between resource samples (gauges, health, fms.resource-metrics).
+    resource_interval_s: float = 5.0
     # Worker
     worker_name: str = ""
     log_level: str = "info"
@@ -111,6 +113,7 @@ class Settings:
             cleanup_patterns=_int("FMS_CLEANUP_PATTERNS", d.cleanup_patterns),
             cleanup_memory_bytes=_int("FMS_CLEANUP_MEMORY_BYTES", d.cleanup_memory_bytes),
             cleanup_interval_s=_float("FMS_CLEANUP_INTERVAL_S", d.cleanup_interval_s),
+            resource_interval_s=_float("FMS_RESOURCE_INTERVAL_S", d.resource_interval_s),
             worker_name=_env("FMS_WORKER_NAME", d.worker_name),
             log_level=_env("FMS_LOG_LEVEL", d.log_level),
         )

@@ -29,6 +29,7 @@ def health(runtime) -> tuple[str, dict]:
         "patterns": {"status": "healthy", "spaces": len(counts), "patterns": sum(counts.values())},
         "worker": {"status": "healthy", "uptime_s": round(time.time() - runtime.started, 3),
                    "name": runtime.settings.worker},
+        "resources": {"status": runtime.health.status, "reason": runtime.health.reason},
     }
     order = ["healthy", "degraded", "unhealthy"]
     status = max((c["status"] for c in components.values()), key=order.index)

@@ -34,7 +34,8 @@ def stable(workers_, timeout=90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         hs = [w.health() for w in workers_]
-        if all(h and h["status"] == "healthy" and h["components"]["kafka"]["assigned_partitions"] > 0 for h in hs):
+        if all(h and h["components"]["kafka"]["status"] == "healthy"
+               and h["components"]["kafka"]["assigned_partitions"] > 0 for h in hs):
             return
         time.sleep(0.3)
     raise AssertionError(f"workers not stable: {[w.health() for w in workers_]}")

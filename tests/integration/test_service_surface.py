@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 
 import numpy as np
@@ -59,13 +60,13 @@ def test_topics_are_created_with_their_configuration(memory_env):
 
 
 def test_health_and_metrics_endpoints(memory_env, workers, tmp_path):
-    env = memory_env()
+    env = memory_env(FMS_RESOURCE_INTERVAL_S="0.5")
     worker = workers(env)
     with urllib.request.urlopen(f"{worker.url}/health", timeout=5) as resp:
         assert resp.status == 200
         health = decode_json_body(resp.read())
-    assert health["status"] == "healthy"
-    assert set(health["components"]) >= {"kafka", "patterns", "worker"}
+    assert health["status"] in {"healthy", "degraded"}
+    assert set(health["components"]) >= {"kafka", "patterns", "worker", "resources"}
 
     vectors = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
     np.save(tmp_path / "v.npy", vectors)
@@ -80,6 +81,22 @@ def test_health_and_metrics_endpoints(memory_env, workers, tmp_path):
     assert "fms_recognition_latency_seconds_bucket" in text
     assert "fms_storage_operation_latency_seconds_count" in text
     assert "fms_faust_messages_received" in text, "faust's own sensor is served too"
+    assert "fms_process_resident_memory_bytes" in text and 'fms_health_status{status="healthy"}' in text
+    # fms.resource-metrics: periodic samples keyed by worker, valid, counting the patterns learned.
+    patterns_now = len(decode_json_body(urllib.request.urlopen(f"{worker.url}/patterns/m", timeout=5).read())["patterns"])
+    deadline = time.monotonic() + 30
+    while True:
+        samples = [decode("resource-metrics", v) for _, v in asyncio.run(
+            read_topic(settings_of(env), settings_of(env).topic("resource-metrics")))]
+        assert all(d.ok for d in samples)
+        latest = samples[-1].record if samples else None
+        if latest is not None and latest.patterns == patterns_now:
+            break
+        assert time.monotonic() < deadline, f"no sample with {patterns_now} patterns: {latest}"
+        time.sleep(0.5)
+    assert latest.rss_bytes > 0 and latest.health in {"healthy", "degraded"} and latest.memory_estimate_bytes > 0
+    assert latest.worker == f"127.0.0.1:{worker.web_port}"
+
     # Raw table contents are not served.
     for path in ("/table/patterns/", "/router/"):
         try:

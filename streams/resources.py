@@ -1,0 +1,66 @@
+"""Resource sampling: psutil readings and the state's memory estimate, every few seconds.
+
+Each sample updates the Prometheus gauges, feeds the health tracker (streams.core.health) and is
+published on fms.resource-metrics, keyed by worker.
+"""
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from schemas.records import ResourceMetrics
+from streams.core.health import LEVELS, Sample
+
+
+def _total(registry, name: str) -> float:
+    return sum(s.value for m in registry.collect() for s in m.samples if s.name == name)
+
+
+class ResourceSampler:
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+        self.process = psutil.Process()
+        self.process.cpu_percent(None)  # the first reading only starts the interval
+        self._last_in = 0.0
+        self._last_err = 0.0
+
+    def sample(self) -> ResourceMetrics:
+        rt = self.runtime
+        m = rt.metrics
+        rss = self.process.memory_info().rss
+        cpu = self.process.cpu_percent(None)
+        try:
+            open_files = self.process.num_fds()
+        except (AttributeError, psutil.Error):
+            open_files = 0
+        estimate = rt.store.memory_estimate_bytes()
+        patterns = sum(rt.store.counts().values())
+        records_in = _total(m.registry, "fms_records_in_total")
+        errors = _total(m.registry, "fms_errors_total")
+        handled = records_in - self._last_in
+        error_rate = (errors - self._last_err) / handled if handled > 0 else 0.0
+        self._last_in, self._last_err = records_in, errors
+
+        status = rt.health.observe(Sample(cpu_percent=cpu,
+                                          memory_percent=100.0 * estimate / rt.settings.max_memory_bytes,
+                                          error_rate=error_rate))
+        m.rss_bytes.set(rss)
+        m.cpu_percent.set(cpu)
+        m.open_files.set(open_files)
+        m.memory_estimate_bytes.set(estimate)
+        m.patterns.set(patterns)
+        for level in LEVELS:
+            m.health.labels(status=level).set(1 if level == status else 0)
+        return ResourceMetrics(worker=rt.settings.worker, rss_bytes=rss, cpu_percent=cpu,
+                               memory_estimate_bytes=estimate, patterns=patterns, optimizations=0,
+                               health=status, ts=time.time())
+
+
+def register(runtime) -> None:
+    sampler = ResourceSampler(runtime)
+
+    @runtime.app.timer(runtime.settings.resource_interval_s)
+    async def publish_resources() -> None:
+        record = sampler.sample()
+        await runtime.emit.send("resource-metrics", record.worker, record)
