@@ -37,9 +37,21 @@ setup() {
   bash "$repo/infra/kafka/broker.sh" fetch >/dev/null
 }
 
+# The Prometheus-scrape test needs a real server: Debian's package, where this machine can install it.
+ensure_prometheus() {
+  command -v prometheus >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's prometheus package (for the scrape test)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+      > "$FMS_HOME/apt-prometheus.log" 2>&1 || echo "could not install prometheus; see $FMS_HOME/apt-prometheus.log" >&2
+  else
+    echo "prometheus not installed and no root apt-get: its scrape test will be skipped" >&2
+  fi
+}
+
 case "${1:-}" in
   setup) setup ;;
   demo) shift; setup; exec "$venv/bin/fms" demo "$@" ;;
-  test) shift; setup; cd "$repo"; exec "$venv/bin/python" -m pytest "$@" ;;
+  test) shift; setup; ensure_prometheus; cd "$repo"; exec "$venv/bin/python" -m pytest "$@" ;;
   *) echo "usage: bash infra/dev.sh demo|test|setup" >&2; exit 2 ;;
 esac
