@@ -32,7 +32,7 @@ class Metrics:
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
         r = registry or CollectorRegistry()
-        return cls(
+        metrics = cls(
             registry=r,
             records_in=Counter("fms_records_in", "Input records consumed", ["topic"], registry=r),
             records_out=Counter("fms_records_out", "Output records produced", ["topic"], registry=r),
@@ -55,6 +55,10 @@ class Metrics:
                                         "Estimated memory of the cached pattern state", registry=r),
             health=Gauge("fms_health_status", "1 for the worker's current health status", ["status"], registry=r),
         )
+        # Every status series exists from the start, so a query never mistakes "no sample yet" for 0.
+        for status, value in (("healthy", 1), ("degraded", 0), ("unhealthy", 0)):
+            metrics.health.labels(status=status).set(value)
+        return metrics
 
     def serve(self, app, path: str) -> None:
         """/metrics without faust's sensor (which registers its own view when enabled)."""
