@@ -5,13 +5,17 @@ streams.core.limits, the persistence in streams.state.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from agents.dead_letter import send_dead_letter
 from schemas.codec import decode
 from schemas.records import PatternEvent, Recognition, Related
+from schemas.validation import PROCESSING_FAILED
 from schemas.vectors import check_dimension
 from streams.state import pattern_key
+
+log = logging.getLogger(__name__)
 
 
 def register(runtime) -> None:
@@ -35,11 +39,15 @@ def register(runtime) -> None:
             started = time.perf_counter()
             try:
                 learned, change = store.learn(memory, feature.id, feature.vector, feature.ts)
-            except Exception:
-                # The cached index may have moved on without its tables: reload it from them.
+            except Exception as exc:
+                # faust would ack the event and restart the agent, losing the record silently:
+                # dead-letter it with the reason instead, and reload the index from the tables.
                 store.invalidate()
                 metrics.errors.labels(operation="learn").inc()
-                raise
+                log.exception("learning %s/%s failed", feature.space, feature.id)
+                decoded.result.error(PROCESSING_FAILED, f"{type(exc).__name__}: {exc}")
+                await send_dead_letter(runtime, event, decoded.result)
+                continue
             metrics.recognition_seconds.observe(time.perf_counter() - started)
 
             await emit.send("recognitions", feature.space, Recognition(

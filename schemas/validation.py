@@ -24,6 +24,8 @@ VECTOR_INFINITE                vector_infinite              a vector holds ±inf
 VECTOR_EMPTY                   vector_empty                 a vector of length 0
 VECTOR_TOO_LARGE               vector_too_large             a vector longer than the configured max
 VECTOR_ZERO                    vector_zero                  a vector of zeros: it has no direction
+PROCESSING_FAILED              processing_failed            a valid record whose processing raised; the
+                                                            message names the exception
 DIMENSION_MISMATCH             dimension_mismatch           a vector's length differs from its space's
 INVALID_BASE64                 invalid_base64               bad base64, or float32 bytes not a
                                                             multiple of 4
@@ -60,6 +62,7 @@ VECTOR_INFINITE = "vector_infinite"
 VECTOR_EMPTY = "vector_empty"
 VECTOR_TOO_LARGE = "vector_too_large"
 VECTOR_ZERO = "vector_zero"
+PROCESSING_FAILED = "processing_failed"
 DIMENSION_MISMATCH = "dimension_mismatch"
 INVALID_BASE64 = "invalid_base64"
 RECORD_TOO_LARGE = "record_too_large"
@@ -88,6 +91,7 @@ ERROR_CODES: frozenset[str] = frozenset(
         VECTOR_EMPTY,
         VECTOR_TOO_LARGE,
         VECTOR_ZERO,
+        PROCESSING_FAILED,
         DIMENSION_MISMATCH,
         INVALID_BASE64,
         RECORD_TOO_LARGE,
