@@ -14,16 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streams.core.breaker import HealthThresholds
+
 LEVELS = ("healthy", "degraded", "unhealthy")
 
 
 @dataclass(frozen=True)
-class HealthConfig:
-    cpu_percent: float = 80.0
-    memory_percent: float = 85.0
-    error_rate: float = 0.1
+class HealthConfig(HealthThresholds):
+    """The same thresholds the breaker sheds load on, plus how health steps between levels."""
+
     unhealthy_factor: float = 1.2
-    recover_ratio: float = 0.9
     worse_after: int = 2
     better_after: int = 3
 
