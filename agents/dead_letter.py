@@ -5,7 +5,7 @@ import logging
 import time
 
 from schemas.codec import dead_letter
-from schemas.validation import ValidationResult
+from schemas.validation import PROCESSING_FAILED, ValidationResult
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +22,16 @@ async def send_dead_letter(runtime, event, result: ValidationResult) -> None:
         runtime.metrics.dead_letters.labels(code=issue.code).inc()
     log.info("dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset,
              ", ".join(f"{i.code}({i.field})" for i in result.errors))
+
+
+async def send_failure(runtime, event, result: ValidationResult, operation: str, exc: BaseException) -> None:
+    """A valid record whose processing raised: to the dead-letter topic as processing_failed.
+
+    faust would ack the event and restart the agent, losing the record silently; the caller has
+    already dropped its cached state, so the next record starts again from the tables.
+    """
+    runtime.metrics.errors.labels(operation=operation).inc()
+    log.error("%s of %s[%d]@%d failed", operation, event.message.topic, event.message.partition,
+              event.message.offset, exc_info=exc)
+    result.error(PROCESSING_FAILED, f"{type(exc).__name__}: {exc}")
+    await send_dead_letter(runtime, event, result)

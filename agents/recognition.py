@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.dead_letter import send_dead_letter
+from agents.dead_letter import send_dead_letter, send_failure
 from schemas.codec import decode
 from schemas.records import PatternEvent, Recognition, Related
-from schemas.validation import PROCESSING_FAILED
+from schemas.state import RecentRecognition
 from schemas.vectors import check_dimension
 from streams.state import pattern_key
 
@@ -39,14 +39,12 @@ def register(runtime) -> None:
             started = time.perf_counter()
             try:
                 learned, change = store.learn(memory, feature.id, feature.vector, feature.ts)
+                runtime.recent.remember(feature.space, RecentRecognition(
+                    event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
+                    confidence=learned.confidence, new=learned.new, offset=event.message.offset))
             except Exception as exc:
-                # faust would ack the event and restart the agent, losing the record silently:
-                # dead-letter it with the reason instead, and reload the index from the tables.
                 store.invalidate()
-                metrics.errors.labels(operation="learn").inc()
-                log.exception("learning %s/%s failed", feature.space, feature.id)
-                decoded.result.error(PROCESSING_FAILED, f"{type(exc).__name__}: {exc}")
-                await send_dead_letter(runtime, event, decoded.result)
+                await send_failure(runtime, event, decoded.result, "learn", exc)
                 continue
             metrics.recognition_seconds.observe(time.perf_counter() - started)
 

@@ -80,3 +80,81 @@ class SpaceState:
             return cls(space=d["space"], pattern_ids=tuple(d["pattern_ids"]), core=_arrays_in(d["core"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StateCorrupt(f"unreadable space state: {exc}") from exc
+
+
+def _decode_state(raw: bytes, what: str) -> dict:
+    try:
+        d = decode_json(raw)
+    except ValueError as exc:
+        raise StateCorrupt(f"unreadable {what}: {exc}") from exc
+    if not isinstance(d, dict) or d.get("sv") != STATE_VERSION:
+        raise StateCorrupt(f"unknown {what} version")
+    return d
+
+
+@dataclass(frozen=True)
+class OptimizationState:
+    """One (space, pattern, model): the core's memory (`ModelPatternMemory.to_state()`) and the
+    recommendation the shell last published for it, own or transferred (None when nothing is)."""
+
+    memory: dict
+    published: dict | None = None
+
+    def encode(self) -> bytes:
+        return encode_json({"sv": STATE_VERSION, "memory": self.memory, "published": self.published})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "OptimizationState":
+        d = _decode_state(raw, "optimization state")
+        try:
+            return cls(memory=d["memory"], published=d["published"])
+        except KeyError as exc:
+            raise StateCorrupt(f"unreadable optimization state: missing {exc}") from exc
+
+
+@dataclass(frozen=True)
+class OptimizationIndex:
+    """The optimization memories of one space: (pattern_id, model_id) -> newest evidence ts.
+
+    The ts is refreshed lazily (see streams.optimization_state), so it is a lower bound."""
+
+    entries: dict[tuple[str, str], float]
+
+    def encode(self) -> bytes:
+        rows = [[p, m, ts] for (p, m), ts in sorted(self.entries.items())]
+        return encode_json({"sv": STATE_VERSION, "entries": rows})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "OptimizationIndex":
+        d = _decode_state(raw, "optimization index")
+        try:
+            return cls(entries={(p, m): float(ts) for p, m, ts in d["entries"]})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateCorrupt(f"unreadable optimization index: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class RecentRecognition:
+    """What an `fms.audio-features` record was recognized as: the context an interaction's
+    `event_id` names. `offset` is the input record's offset (it picks the record's ring slot)."""
+
+    event_id: str
+    pattern_id: str
+    similarity: float
+    confidence: float
+    new: bool
+    offset: int
+
+    def encode(self) -> bytes:
+        return encode_json({"sv": STATE_VERSION, "event_id": self.event_id, "pattern_id": self.pattern_id,
+                            "similarity": self.similarity, "confidence": self.confidence, "new": self.new,
+                            "offset": self.offset})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "RecentRecognition":
+        d = _decode_state(raw, "recent recognition")
+        try:
+            return cls(event_id=d["event_id"], pattern_id=d["pattern_id"], similarity=float(d["similarity"]),
+                       confidence=float(d["confidence"]), new=bool(d["new"]), offset=int(d["offset"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateCorrupt(f"unreadable recent recognition: {exc}") from exc

@@ -41,6 +41,14 @@ AUDIO_TOO_LONG                 audio_too_long               audio longer than th
 AUDIO_NAN                      audio_nan                    f32le audio holds NaN or ±inf
 SAMPLE_RATE_OUT_OF_RANGE       sample_rate_out_of_range     sample rate outside 8000..192000 Hz
 AUDIO_SILENT (warning)         audio_silent                 audio is all zero or nearly silent
+UNKNOWN_SPACE                  unknown_space                an interaction's space has no patterns here
+UNKNOWN_PATTERN                unknown_pattern              pattern_id names no live pattern, not even
+                                                            through merges (never seen, or evicted)
+UNKNOWN_EVENT                  unknown_event                event_id names no recent recognition of the
+                                                            space (never seen, not yet recognized, or
+                                                            older than the recent-recognition ring)
+NO_MATCHING_PATTERN            no_matching_pattern          the interaction's vector matches no pattern
+                                                            at the match threshold
 =============================  ===========================  ===========================================
 """
 
@@ -75,6 +83,10 @@ AUDIO_TOO_LONG = "audio_too_long"
 AUDIO_NAN = "audio_nan"
 SAMPLE_RATE_OUT_OF_RANGE = "sample_rate_out_of_range"
 AUDIO_SILENT = "audio_silent"
+UNKNOWN_SPACE = "unknown_space"
+UNKNOWN_PATTERN = "unknown_pattern"
+UNKNOWN_EVENT = "unknown_event"
+NO_MATCHING_PATTERN = "no_matching_pattern"
 
 ERROR_CODES: frozenset[str] = frozenset(
     {
@@ -103,6 +115,10 @@ ERROR_CODES: frozenset[str] = frozenset(
         AUDIO_TOO_LONG,
         AUDIO_NAN,
         SAMPLE_RATE_OUT_OF_RANGE,
+        UNKNOWN_SPACE,
+        UNKNOWN_PATTERN,
+        UNKNOWN_EVENT,
+        NO_MATCHING_PATTERN,
     }
 )
 WARNING_CODES: frozenset[str] = frozenset({AUDIO_SILENT})

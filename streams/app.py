@@ -19,7 +19,8 @@ from streams.core.patterns import PatternConfig
 from streams.emit import Emitter
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.state import PatternStore
+from streams.optimization_state import OptimizationStore
+from streams.state import PatternStore, Prefixed, RecentRecognitions
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Runtime:
     app: faust.App
     topics: Topics
     store: PatternStore
+    optimizations: OptimizationStore
+    recent: RecentRecognitions
     limits: ValidationLimits
     metrics: Metrics
     emit: Emitter
@@ -152,8 +155,12 @@ def create_runtime(settings: Settings) -> Runtime:
         cleanup_interval_s=settings.cleanup_interval_s,
     )
     metrics = Metrics.create()
-    store = PatternStore(table("patterns"), table("spaces"), pattern_cfg, limits,
+    memory = table("memory")
+    store = PatternStore(Prefixed(memory, "p/"), Prefixed(memory, "s/"), pattern_cfg, limits,
                          observe_write=metrics.storage_seconds.labels(operation="write").observe)
+    optimizations = OptimizationStore(Prefixed(memory, "o/"), Prefixed(memory, "oi/"), settings.optimization_config(),
+                                      observe_write=metrics.storage_seconds.labels(operation="optimization").observe)
+    recent = RecentRecognitions(Prefixed(memory, "r/"), Prefixed(memory, "rr/"), settings.recent_recognitions)
     if settings.faust_sensor:
         setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
     else:
@@ -164,6 +171,8 @@ def create_runtime(settings: Settings) -> Runtime:
         app=app,
         topics=topics,
         store=store,
+        optimizations=optimizations,
+        recent=recent,
         limits=ValidationLimits(max_dim=settings.max_dim),
         metrics=metrics,
         emit=Emitter(app, settings, metrics),
@@ -173,15 +182,17 @@ def create_runtime(settings: Settings) -> Runtime:
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender, revoked, **kwargs) -> None:
         store.invalidate()
+        optimizations.invalidate()
 
     @app.on_partitions_assigned.connect
     async def _on_assigned(sender, assigned, **kwargs) -> None:
         store.invalidate()
 
-    from agents import recognition
+    from agents import interactions, recognition
     from streams import resources, web
 
     recognition.register(runtime)
+    interactions.register(runtime)
     resources.register(runtime)
     web.register(runtime)
     return runtime

@@ -131,6 +131,6 @@ async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> i
     finally:
         worker.stop()
         await _delete_topics(settings, [s.name for s in topic_specs(settings)] + [
-            f"fms-{run}-patterns-changelog", f"fms-{run}-spaces-changelog", f"fms-{run}-__assignor-__leader"])
+            f"fms-{run}-memory-changelog", f"fms-{run}-__assignor-__leader"])
         if started_broker:
             subprocess.run(["bash", str(BROKER_SCRIPT), "stop"], check=False)

@@ -21,7 +21,10 @@ class Metrics:
     dead_letters: Counter
     recognition_seconds: Histogram
     storage_seconds: Histogram
+    interaction_seconds: Histogram
+    optimization_events: Counter
     patterns: Gauge
+    optimizations: Gauge
     spaces: Gauge
     rss_bytes: Gauge
     cpu_percent: Gauge
@@ -46,6 +49,14 @@ class Metrics:
                 "fms_storage_operation_latency_seconds", "Time of one state-store operation",
                 ["operation"], buckets=_LATENCY_BUCKETS, registry=r,
             ),
+            interaction_seconds=Histogram(
+                "fms_interaction_latency_seconds", "Time to apply one interaction (feedback and optimizations)",
+                buckets=_LATENCY_BUCKETS, registry=r,
+            ),
+            optimization_events=Counter("fms_optimization_events", "Optimization records emitted", ["event"],
+                                        registry=r),
+            optimizations=Gauge("fms_optimizations", "Optimization memories (pattern, model) in spaces this "
+                                "worker has applied interactions to", registry=r),
             patterns=Gauge("fms_patterns", "Patterns held in this worker's cached spaces", registry=r),
             spaces=Gauge("fms_spaces", "Spaces cached on this worker", registry=r),
             rss_bytes=Gauge("fms_process_resident_memory_bytes", "Resident memory of the worker", registry=r),

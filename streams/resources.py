@@ -36,6 +36,7 @@ class ResourceSampler:
             open_files = 0
         estimate = rt.store.memory_estimate_bytes()
         patterns = sum(rt.store.counts().values())
+        optimizations = sum(rt.optimizations.counts().values())
         records_in = _total(m.registry, "fms_records_in_total")
         errors = _total(m.registry, "fms_errors_total")
         handled = records_in - self._last_in
@@ -50,10 +51,11 @@ class ResourceSampler:
         m.open_files.set(open_files)
         m.memory_estimate_bytes.set(estimate)
         m.patterns.set(patterns)
+        m.optimizations.set(optimizations)
         for level in LEVELS:
             m.health.labels(status=level).set(1 if level == status else 0)
         return ResourceMetrics(worker=rt.settings.worker, rss_bytes=rss, cpu_percent=cpu,
-                               memory_estimate_bytes=estimate, patterns=patterns, optimizations=0,
+                               memory_estimate_bytes=estimate, patterns=patterns, optimizations=optimizations,
                                health=status, ts=time.time())
 
 

@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig
 
 
@@ -72,6 +73,17 @@ class Settings:
     cleanup_patterns: int = 800
     cleanup_memory_bytes: int = 80 * 1024 * 1024
     cleanup_interval_s: float = 86400.0
+    # Optimizations (streams.core.optimizations): the core's own defaults again.
+    effectiveness_threshold: float = OptimizationConfig.effectiveness_threshold
+    min_support: int = OptimizationConfig.min_support
+    max_optimizations: int = OptimizationConfig.max_optimizations
+    cleanup_optimizations: int = OptimizationConfig.cleanup_optimizations
+    optimization_retention_s: float = OptimizationConfig.retention_s
+    transfer_discount: float = OptimizationConfig.transfer_discount
+    own_evidence_threshold: int = OptimizationConfig.own_evidence_threshold
+    # Recognitions kept per space for interactions that name their context by event_id (a ring
+    # over the last N offsets of the space's partition).
+    recent_recognitions: int = 65536
     # Seconds between resource samples (gauges, health, fms.resource-metrics).
     resource_interval_s: float = 5.0
     # Worker
@@ -113,9 +125,28 @@ class Settings:
             cleanup_patterns=_int("FMS_CLEANUP_PATTERNS", d.cleanup_patterns),
             cleanup_memory_bytes=_int("FMS_CLEANUP_MEMORY_BYTES", d.cleanup_memory_bytes),
             cleanup_interval_s=_float("FMS_CLEANUP_INTERVAL_S", d.cleanup_interval_s),
+            effectiveness_threshold=_float("FMS_EFFECTIVENESS_THRESHOLD", d.effectiveness_threshold),
+            min_support=_int("FMS_MIN_SUPPORT", d.min_support),
+            max_optimizations=_int("FMS_MAX_OPTIMIZATIONS", d.max_optimizations),
+            cleanup_optimizations=_int("FMS_CLEANUP_OPTIMIZATIONS", d.cleanup_optimizations),
+            optimization_retention_s=_float("FMS_OPTIMIZATION_RETENTION_S", d.optimization_retention_s),
+            transfer_discount=_float("FMS_TRANSFER_DISCOUNT", d.transfer_discount),
+            own_evidence_threshold=_int("FMS_OWN_EVIDENCE_THRESHOLD", d.own_evidence_threshold),
+            recent_recognitions=_int("FMS_RECENT_RECOGNITIONS", d.recent_recognitions),
             resource_interval_s=_float("FMS_RESOURCE_INTERVAL_S", d.resource_interval_s),
             worker_name=_env("FMS_WORKER_NAME", d.worker_name),
             log_level=_env("FMS_LOG_LEVEL", d.log_level),
+        )
+
+    def optimization_config(self) -> OptimizationConfig:
+        return OptimizationConfig(
+            effectiveness_threshold=self.effectiveness_threshold,
+            min_support=self.min_support,
+            max_optimizations=self.max_optimizations,
+            cleanup_optimizations=self.cleanup_optimizations,
+            retention_s=self.optimization_retention_s,
+            transfer_discount=self.transfer_discount,
+            own_evidence_threshold=self.own_evidence_threshold,
         )
 
     def topic(self, name: str) -> str:

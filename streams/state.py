@@ -1,15 +1,18 @@
-"""Pattern state: two changelogged RocksDB tables, and the in-process matching index built from them.
+"""Pattern state in the changelogged RocksDB table, and the in-process matching index built from it.
 
-The tables are the truth; `SpaceMemory` objects are a cache that makes matching a single
-matrix-vector product. Tables are read through a small Mapping protocol so this module has no
+The table is the truth; `SpaceMemory` objects are a cache that makes matching a single
+matrix-vector product. The table is read through a small Mapping protocol so this module has no
 faust import and runs over a plain dict in unit tests.
 
-  patterns  key "<space>/<pattern_id>"  -> pattern state (schemas.state)
-  spaces    key "<space>"               -> SpaceState: pattern ids in creation order, and the core's
-                                           space-level state (centring mean, merge aliases, ...)
+The worker keeps all of its state in one table, `memory`, split by key prefix into views
+(`Prefixed`), so that every write one input record causes lands in one changelog partition, in
+order: the partition of the record's space (Kafka Streams' co-partitioning). Kafka keeps a
+partition's order, so a restored table always holds a prefix of what the worker wrote.
 
-Both tables are written while processing a record of the space's partition, so their changelog
-partitions line up with the input topic (Kafka Streams' co-partitioning).
+  p/<space>/<pattern_id>  -> pattern state (schemas.state)
+  s/<space>               -> SpaceState: pattern ids in creation order, and the core's
+                             space-level state (centring mean, merge aliases, ...)
+  (streams.optimization_state adds the optimization and recent-recognition views)
 """
 from __future__ import annotations
 
@@ -17,13 +20,48 @@ import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
-from schemas.state import SpaceState, decode_pattern_state, encode_pattern_state
+from schemas.state import RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
 from streams.core.limits import Limits, crossed_interval, evictions_needed
 from streams.core.patterns import Learned, Pattern, PatternConfig, SpaceMemory
 
 
 def pattern_key(space: str, pattern_id: str) -> str:
     return f"{space}/{pattern_id}"
+
+
+class Prefixed(MutableMapping):
+    """One key prefix of a table, as a mapping of its own (the table's other views stay apart)."""
+
+    def __init__(self, table: MutableMapping, prefix: str) -> None:
+        self._table = table
+        self._prefix = prefix
+
+    def __getitem__(self, key: str):
+        value = self._table.get(self._prefix + key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default=None):
+        value = self._table.get(self._prefix + key)
+        return default if value is None else value
+
+    def __setitem__(self, key: str, value) -> None:
+        self._table[self._prefix + key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._table[self._prefix + key]
+
+    def pop(self, key: str, default=None):
+        return self._table.pop(self._prefix + key, default)
+
+    def __iter__(self):
+        # Only for tests and tools: a scan of the whole table.
+        n = len(self._prefix)
+        return (k[n:] for k in list(self._table) if isinstance(k, str) and k.startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass(frozen=True)
@@ -114,8 +152,46 @@ class PatternStore:
         if self._observe_write is not None:
             self._observe_write(time.perf_counter() - started)
 
+    def feedback(self, memory: SpaceMemory, pattern_id: str, success: bool, quality: float | None,
+                 ts: float) -> Pattern:
+        """An interaction's outcome on its context pattern (SpaceMemory.apply_feedback), persisted."""
+        pattern = memory.apply_feedback(pattern_id, success, quality, ts)
+        self._persist(memory, [pattern], [], False)
+        return pattern
+
     def counts(self) -> dict[str, int]:
         return {space: len(memory) for space, memory in self._memories.items()}
 
     def memory_estimate_bytes(self) -> int:
         return sum(m.memory_estimate_bytes() for m in self._memories.values())
+
+
+class RecentRecognitions:
+    """What recent `fms.audio-features` records were recognized as, by event id, per space.
+
+      r/<space>\\x1f<event_id>  -> RecentRecognition
+      rr/<space>\\x1f<slot>     -> the event id in that slot of the space's ring
+
+    The slot is the input offset modulo `capacity`: a space keeps the recognitions of (at most) the
+    last `capacity` offsets of its partition, found again in the same slots on a replay, so the
+    bound needs no counter and no scan.
+    """
+
+    def __init__(self, recent: MutableMapping, ring: MutableMapping, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._recent = recent
+        self._ring = ring
+        self.capacity = capacity
+
+    def remember(self, space: str, recognition: RecentRecognition) -> None:
+        slot = f"{space}\x1f{recognition.offset % self.capacity}"
+        old = self._ring.get(slot)
+        if old is not None and old.decode() != recognition.event_id:
+            self._recent.pop(f"{space}\x1f{old.decode()}", None)
+        self._ring[slot] = recognition.event_id.encode()
+        self._recent[f"{space}\x1f{recognition.event_id}"] = recognition.encode()
+
+    def get(self, space: str, event_id: str) -> RecentRecognition | None:
+        raw = self._recent.get(f"{space}\x1f{event_id}")
+        return None if raw is None else RecentRecognition.decode(raw)

@@ -63,13 +63,25 @@ def recognize(runtime, body: bytes) -> tuple[int, dict]:
     if not check_dimension(request.vector, memory.dim, "vector", decoded.result):
         return 400, {"errors": [e.to_dict() for e in decoded.result.errors]}
     matches = memory.predict_one(request.vector, k=request.k)
+    optimizations = []
+    for m in matches:
+        related = memory.get(m.pattern_id).related
+        for rec in runtime.optimizations.recommendations(request.space, m.pattern_id, related, request.model_id):
+            optimizations.append(optimization_view(rec))
     return 200, {
         "space": request.space,
         "matches": [{"pattern_id": m.pattern_id, "similarity": m.similarity, "confidence": m.confidence,
                      "established": m.established} for m in matches],
-        "optimizations": [],
+        "optimizations": optimizations,
         "worker": runtime.settings.worker,
     }
+
+
+def optimization_view(rec) -> dict:
+    """A recommendation as /recognize lists it: the fields of an `fms.optimizations` record."""
+    return {"pattern_id": rec.pattern_id, "model_id": rec.model_id, "config": rec.config,
+            "effectiveness": rec.effectiveness, "support": rec.support,
+            "source_model_id": rec.source_model_id, "source_pattern_id": rec.source_pattern_id}
 
 
 def patterns_of(runtime, space: str) -> tuple[int, dict]:
@@ -107,7 +119,7 @@ def register(runtime) -> None:
         if request.headers.get(ROUTED_HEADER):
             return None
         try:
-            owner = app.router.key_store("spaces", space)
+            owner = app.router.key_store("memory", space)
         except KeyError:  # no assignment yet (rebalancing)
             return reply(view, 503, {"errors": [{"code": "unavailable", "message": "partitions are being assigned"}]})
         canonical = app.conf.canonical_url

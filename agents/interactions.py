@@ -1,0 +1,102 @@
+"""fms.interactions -> context pattern -> pattern feedback and optimization memory -> fms.optimizations.
+
+Decode, resolve the context, call the cores, write state, emit. The scoring, transfer and
+retirement rules are in streams.core.optimizations; the feedback rule is SpaceMemory.apply_feedback.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from agents.dead_letter import send_dead_letter, send_failure
+from agents.recognition import emit_pattern_changes
+from schemas.codec import decode
+from schemas.validation import (
+    NO_MATCHING_PATTERN,
+    UNKNOWN_EVENT,
+    UNKNOWN_PATTERN,
+    UNKNOWN_SPACE,
+    ValidationResult,
+)
+from schemas.vectors import check_dimension
+from streams.core.optimizations import pattern_feedback
+from streams.state import Change
+
+log = logging.getLogger(__name__)
+
+
+def resolve_context(interaction, memory, recent, result: ValidationResult) -> str | None:
+    """The live pattern an interaction's context names, or None with the reason in `result`.
+
+    pattern_id follows merges to the survivor; event_id goes through the recent recognitions of
+    the space (then through merges, as the pattern may have been absorbed since); a vector is
+    recognized without learning and must match at the match threshold.
+    """
+    space = interaction.space
+    if memory is None:
+        result.error(UNKNOWN_SPACE, f"space {space!r} has no patterns on this worker", "space")
+        return None
+    if interaction.pattern_id is not None:
+        pid = memory.resolve(interaction.pattern_id)
+        if pid is None:
+            result.error(UNKNOWN_PATTERN, f"pattern {interaction.pattern_id!r} is not (or no longer) in "
+                         f"space {space!r}", "pattern_id")
+        return pid
+    if interaction.event_id is not None:
+        seen = recent.get(space, interaction.event_id)
+        if seen is None:
+            result.error(UNKNOWN_EVENT, f"event {interaction.event_id!r} has no recent recognition in "
+                         f"space {space!r}", "event_id")
+            return None
+        pid = memory.resolve(seen.pattern_id)
+        if pid is None:
+            result.error(UNKNOWN_PATTERN, f"event {interaction.event_id!r} was recognized as "
+                         f"{seen.pattern_id!r}, which has been evicted", "event_id")
+        return pid
+    if not check_dimension(interaction.vector, memory.dim, "vector", result):
+        return None
+    matches = memory.predict_one(interaction.vector, k=1)
+    if not matches or matches[0].similarity < memory.cfg.match_threshold:
+        best = f"{matches[0].similarity:.3f}" if matches else "none"
+        result.error(NO_MATCHING_PATTERN, f"the vector matches no pattern of space {space!r} at "
+                     f"{memory.cfg.match_threshold} (best {best})", "vector")
+        return None
+    return matches[0].pattern_id
+
+
+def register(runtime) -> None:
+    store, optimizations, metrics, emit = runtime.store, runtime.optimizations, runtime.metrics, runtime.emit
+    records_in = metrics.records_in.labels(topic="interactions")
+
+    @runtime.app.agent(runtime.topics.interactions, name="interactions")
+    async def interactions(stream):
+        async for event in stream.events():
+            records_in.inc()
+            decoded = decode("interactions", event.message.value, runtime.limits)
+            interaction = decoded.record
+            if interaction is None:
+                await send_dead_letter(runtime, event, decoded.result)
+                continue
+            space = interaction.space
+            memory = store.peek(space)
+            pattern_id = resolve_context(interaction, memory, runtime.recent, decoded.result)
+            if pattern_id is None:
+                await send_dead_letter(runtime, event, decoded.result)
+                continue
+
+            started = time.perf_counter()
+            try:
+                success, quality = pattern_feedback(interaction.outcome)
+                pattern = store.feedback(memory, pattern_id, success, quality, interaction.ts)
+                events = optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
+                                             interaction.outcome, interaction.ts, pattern.related)
+            except Exception as exc:
+                store.invalidate()
+                await send_failure(runtime, event, decoded.result, "interaction", exc)
+                continue
+            metrics.interaction_seconds.observe(time.perf_counter() - started)
+
+            await emit_pattern_changes(emit, space, Change(events=((pattern, "updated"),)), interaction.ts)
+            for optimization in events:
+                metrics.optimization_events.labels(event=optimization.event).inc()
+                await emit.send("optimizations", optimization.key, optimization.to_record())

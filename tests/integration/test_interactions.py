@@ -1,0 +1,161 @@
+"""Interactions through the real broker and a real worker: optimizations out, transfer to a second
+model and then its own takeover, confidence moved by feedback, bad interactions dead-lettered,
+/recognize answering with recommendations, and the tables surviving the loss of local state."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import urllib.request
+
+import numpy as np
+
+from schemas.codec import decode, decode_json, encode
+from schemas.records import AudioFeature, Interaction, Outcome
+from streams.core.patterns import PatternConfig, SpaceMemory
+from streams.demo import grouped_stream
+from streams.publish import publish, read_topic
+from streams.topics import ensure_topics
+from tests.integration.test_recognition import settings_of
+from tests.kafka_broker import produce
+
+SPACE = "voice"
+
+
+def interaction(i: str, model: str, config: dict, success: bool, ts: float, **context) -> Interaction:
+    return Interaction(id=i, space=SPACE, model_id=model, config=config,
+                       outcome=Outcome(success, latency_ms=20.0, quality=0.9 if success else None), ts=ts, **context)
+
+
+def optimizations_by_key(settings, count: int) -> dict[str, list]:
+    recs = asyncio.run(read_topic(settings, settings.topic("optimizations"), count=count, timeout=90))
+    out: dict[str, list] = {}
+    for key, raw in recs:
+        d = decode("optimizations", raw)
+        assert d.result.is_valid, d.result.errors
+        out.setdefault(key, []).append(d.record)
+    return out
+
+
+def http_json(url: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return decode_json(resp.read())
+
+
+def test_interactions_become_optimizations_transfer_and_feedback(memory_env, workers):
+    env = memory_env()
+    settings = settings_of(env)
+    worker = workers(env)
+    feats, truth = grouped_stream(60, 3, dim=24, seed=5, space=SPACE)
+
+    async def learn_patterns():
+        await ensure_topics(settings)
+        await publish(settings, settings.topic("audio-features"), feats)
+        return await read_topic(settings, settings.topic("recognitions"), count=len(feats), timeout=90)
+
+    recs = {r.event_id: r for r in (decode("recognitions", raw).record for _, raw in asyncio.run(learn_patterns()))}
+    target = recs[feats[-1].id].pattern_id  # the context pattern, named three ways below
+    by_event = next(f for f in feats if recs[f.id].pattern_id == target)
+    before = {p["pattern_id"]: p for p in http_json(f"{worker.url}/patterns/{SPACE}")["patterns"]}
+    assert target in before
+
+    good, other, own = {"beam": 4, "lm": True}, {"beam": 1, "lm": True}, {"beam": 8, "lm": True}
+    ts = feats[-1].ts + 1.0
+    first = [interaction(f"a{i}", "model-a", good, True, ts + i,
+                         **({"pattern_id": target} if i % 2 else {"event_id": by_event.id})) for i in range(6)]
+    # Model B's first outcome names its context by vector: it gets A's config, transferred.
+    second = [interaction("b0", "model-b", other, False, ts + 10, vector=by_event.vector)]
+    # Then B's own evidence on another config grows past the takeover threshold.
+    third = [interaction(f"b{i}", "model-b", own, True, ts + 10 + i, pattern_id=target) for i in range(1, 13)]
+
+    async def send(batch):
+        await publish(settings, settings.topic("interactions"), batch)
+
+    asyncio.run(send(first))
+    optimizations_by_key(settings, 1)  # A's recommendation is out before B asks
+    asyncio.run(send(second + third))
+    by_key = optimizations_by_key(settings, 4)
+
+    (a_rec,) = by_key[f"{SPACE}/{target}/model-a"]
+    assert (a_rec.event, a_rec.config, a_rec.source_model_id) == ("recommended", good, "model-a")
+    assert a_rec.support == 3 and a_rec.effectiveness >= 0.5
+    b_events = [(r.event, r.source_model_id, r.config) for r in by_key[f"{SPACE}/{target}/model-b"]]
+    assert b_events == [("recommended", "model-a", good), ("retired", "model-a", good),
+                        ("recommended", "model-b", own)]
+
+    # Feedback moved the context pattern's confidence, exactly as the core's apply_feedback does.
+    expected = SpaceMemory(SPACE, PatternConfig())
+    for f in feats:
+        expected.learn_one(f.id, f.vector, f.ts)
+    for i in first + second + third:
+        expected.apply_feedback(target, i.outcome.success, i.outcome.quality, i.ts)
+    after = {p["pattern_id"]: p for p in http_json(f"{worker.url}/patterns/{SPACE}")["patterns"]}
+    assert after[target]["confidence"] != before[target]["confidence"]
+    assert after[target]["confidence"] == expected.confidence_at(expected.get(target))
+
+    answer = http_json(f"{worker.url}/recognize", {"space": SPACE, "vector": by_event.vector.tolist(),
+                                                   "model_id": "model-b", "k": 1})
+    assert answer["matches"][0]["pattern_id"] == target
+    assert [(o["model_id"], o["source_model_id"], o["config"]) for o in answer["optimizations"]] == [
+        ("model-b", "model-b", own)]
+    answer = http_json(f"{worker.url}/recognize", {"space": SPACE, "vector": by_event.vector.tolist(), "k": 1})
+    assert {o["model_id"]: o["config"] for o in answer["optimizations"]} == {"model-a": good, "model-b": own}
+
+    # The tables come back from the changelog: with no local state, a third model still gets the
+    # transfer, B is not re-announced, and /recognize answers as before.
+    worker.stop()
+    shutil.rmtree(env["FMS_DATA_DIR"])
+    worker = workers(env)
+    asyncio.run(send([interaction("b13", "model-b", own, True, ts + 30, pattern_id=target),
+                      interaction("c0", "model-c", other, False, ts + 31, pattern_id=target)]))
+    by_key = optimizations_by_key(settings, 5)
+    assert len(by_key[f"{SPACE}/{target}/model-b"]) == 3, "B's recommendation was restored, not re-announced"
+    (c_rec,) = by_key[f"{SPACE}/{target}/model-c"]
+    assert c_rec.event == "recommended" and c_rec.source_model_id in {"model-a", "model-b"}
+    answer = http_json(f"{worker.url}/recognize", {"space": SPACE, "vector": by_event.vector.tolist(),
+                                                   "model_id": "model-b", "k": 1})
+    assert [o["config"] for o in answer["optimizations"]] == [own]
+
+
+def test_bad_interactions_go_to_the_dead_letter_topic_with_their_code(memory_env, workers):
+    env = memory_env()
+    settings = settings_of(env)
+    workers(env)
+    feats, _ = grouped_stream(20, 2, dim=8, seed=3, space=SPACE)
+
+    async def go():
+        await ensure_topics(settings)
+        await publish(settings, settings.topic("audio-features"), feats)
+        await read_topic(settings, settings.topic("recognitions"), count=len(feats), timeout=90)
+        ok = interaction("ok", "m", {"beam": 1}, True, 100.0, event_id=feats[0].id)
+        bad = {
+            "unknown_pattern": encode(interaction("x1", "m", {"beam": 1}, True, 100.0, pattern_id="p-nope")),
+            "unknown_event": encode(interaction("x2", "m", {"beam": 1}, True, 100.0, event_id="never-seen")),
+            "unknown_space": encode(Interaction(id="x3", space="elsewhere", model_id="m", config={},
+                                                outcome=Outcome(True), ts=1.0, pattern_id="p-1")),
+            "dimension_mismatch": encode(interaction("x4", "m", {}, True, 100.0, vector=np.ones(3, np.float32))),
+            "ambiguous_context": json.dumps({"v": 1, "id": "x5", "space": SPACE, "model_id": "m",
+                                             "pattern_id": "p", "event_id": "e", "config": {},
+                                             "outcome": {"success": True}, "ts": 1.0}).encode(),
+            "out_of_range": json.dumps({"v": 1, "id": "x6", "space": SPACE, "model_id": "m", "pattern_id": "p",
+                                        "config": {}, "outcome": {"success": True, "quality": 3}, "ts": 1.0}).encode(),
+            "invalid_json": b"{nope",
+        }
+        records = [(SPACE.encode(), v) for v in bad.values()] + [(SPACE.encode(), encode(ok))]
+        await produce(settings.bootstrap_servers, settings.topic("interactions"), records)
+        dead = await read_topic(settings, settings.topic("dead-letter"), count=len(bad), timeout=90)
+        patterns = await read_topic(settings, settings.topic("patterns"))
+        return bad, dead, patterns
+
+    bad, dead, patterns = asyncio.run(go())
+    codes = []
+    for key, raw in dead:
+        record = decode("dead-letter", raw).record
+        assert record.topic == settings.topic("interactions") and key in {SPACE, ""}
+        codes.append(record.errors[0].code)
+    assert sorted(codes) == sorted(bad), "each bad interaction once, with its own code"
+    # The good interaction after them was applied: its feedback re-published its pattern.
+    feedback = [decode("patterns", raw).record for _, raw in patterns if raw is not None]
+    assert [p.ts for p in feedback].count(100.0) == 1

@@ -1,0 +1,176 @@
+"""The optimization shell's state over plain dicts: publishing, transfer, takeover, retention,
+limits, recent recognitions and context resolution. No broker: the tables are dicts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.interactions import resolve_context
+from schemas.records import Interaction, Outcome
+from schemas.state import RecentRecognition
+from schemas.validation import NO_MATCHING_PATTERN, UNKNOWN_EVENT, UNKNOWN_PATTERN, UNKNOWN_SPACE, ValidationResult
+from streams.core.optimizations import DAY, OptimizationConfig
+from streams.core.patterns import PatternConfig, SpaceMemory
+from streams.optimization_state import OptimizationStore, memory_key
+from streams.state import Prefixed, RecentRecognitions
+
+OK = {"success": True, "quality": 1.0, "latency_ms": 10.0}
+FAIL = {"success": False, "latency_ms": 10.0}
+
+
+def make_store(cfg: OptimizationConfig | None = None) -> tuple[OptimizationStore, dict]:
+    table: dict = {}
+    store = OptimizationStore(Prefixed(table, "o/"), Prefixed(table, "oi/"), cfg or OptimizationConfig())
+    return store, table
+
+
+def test_prefixed_views_share_one_table_without_seeing_each_other():
+    table: dict = {}
+    a, b = Prefixed(table, "a/"), Prefixed(table, "b/")
+    a["k"] = b"1"
+    b["k"] = b"2"
+    assert table == {"a/k": b"1", "b/k": b"2"}
+    assert a["k"] == b"1" and b.get("k") == b"2" and a.get("x") is None
+    assert list(a) == ["k"] and len(b) == 1
+    assert a.pop("k") == b"1" and a.pop("k", None) is None
+    with pytest.raises(KeyError):
+        a["k"]
+
+
+def test_own_evidence_is_recommended_once_it_has_support():
+    store, _ = make_store()
+    events = [store.learn("s", "p1", "A", {"beam": 4}, OK, ts=float(i)) for i in range(3)]
+    assert events[0] == [] and events[1] == []
+    (rec,) = events[2]
+    assert (rec.event, rec.model_id, rec.source_model_id, rec.config, rec.support) == (
+        "recommended", "A", "A", {"beam": 4}, 3)
+    assert 0.5 <= rec.effectiveness <= 1.0
+    assert store.learn("s", "p1", "A", {"beam": 4}, OK, ts=4.0) == []  # not re-announced
+
+
+def test_a_second_model_gets_the_transfer_then_its_own():
+    store, _ = make_store()
+    for i in range(6):
+        store.learn("s", "p1", "A", {"beam": 4}, OK, ts=float(i))
+    # B's first outcome, with a config of its own that failed: what A learned is recommended.
+    (transfer,) = store.learn("s", "p1", "B", {"beam": 1}, FAIL, ts=10.0)
+    assert (transfer.event, transfer.model_id, transfer.source_model_id, transfer.config) == (
+        "recommended", "B", "A", {"beam": 4})
+    # B's own evidence on another config grows strong: its own result takes over.
+    events = []
+    for i in range(12):
+        events += store.learn("s", "p1", "B", {"beam": 8}, OK, ts=11.0 + i)
+    assert [(e.event, e.source_model_id, e.config) for e in events] == [
+        ("retired", "A", {"beam": 4}), ("recommended", "B", {"beam": 8})]
+    (now,) = store.recommendations("s", "p1", [], model_id="B")
+    assert (now.source_model_id, now.config) == ("B", {"beam": 8})
+    published = {r.model_id: r.config for r in store.recommendations("s", "p1", [])}
+    assert published == {"A": {"beam": 4}, "B": {"beam": 8}}
+
+
+def test_related_patterns_transfer_with_their_similarity():
+    store, _ = make_store()
+    for i in range(8):
+        store.learn("s", "p1", "A", {"beam": 4}, OK, ts=float(i))
+    (rec,) = store.recommendations("s", "p2", [("p1", 0.9)], model_id="C")
+    assert (rec.pattern_id, rec.source_pattern_id, rec.source_model_id) == ("p2", "p1", "A")
+    (direct,) = store.recommendations("s", "p1", [], model_id="C")
+    assert rec.effectiveness == pytest.approx(direct.effectiveness * 0.9)
+    assert store.recommendations("s", "p2", [], model_id="C") == []  # unrelated: nothing to transfer
+
+
+def test_retention_retires_a_recommendation_whose_evidence_expired():
+    store, table = make_store()
+    for i in range(4):
+        store.learn("s", "p1", "A", {"beam": 4}, OK, ts=float(i))
+    events = store.learn("s", "p2", "A", {"beam": 2}, OK, ts=31 * DAY)
+    assert [(e.event, e.pattern_id) for e in events] == [("retired", "p1")]
+    assert memory_key("s", "p1", "A") not in Prefixed(table, "o/")
+    assert store.count("s") == 1
+
+
+def test_space_limit_evicts_the_lowest_value_memory_and_retires_it():
+    cfg = OptimizationConfig(max_optimizations=3, cleanup_optimizations=3)
+    store, _ = make_store(cfg)
+    for i in range(5):  # a proven memory
+        store.learn("s", "good", "A", {"beam": 4}, OK, ts=float(i))
+    store.learn("s", "weak1", "A", {"beam": 4}, FAIL, ts=10.0)
+    store.learn("s", "weak2", "A", {"beam": 4}, FAIL, ts=11.0)
+    store.learn("s", "new", "A", {"beam": 4}, OK, ts=12.0)
+    # 4 > cleanup_optimizations: shed toward floor(3 * 0.9) = 2, lowest value first.
+    assert {p for p, _ in store.index("s")} == {"good", "new"}
+
+    small = OptimizationConfig(max_optimizations=1, cleanup_optimizations=1)
+    store, _ = make_store(small)
+    for i in range(5):
+        store.learn("s", "good", "A", {"beam": 4}, OK, ts=float(i))
+    events = store.learn("s", "other", "A", {"beam": 4}, OK, ts=6.0)
+    assert [(e.event, e.pattern_id) for e in events] == [("retired", "good")]
+    assert store.index("s").keys() == {("other", "A")}
+
+
+def test_same_interactions_give_the_same_state_bytes():
+    rng = np.random.default_rng(7)
+    seq = [(f"p{rng.integers(3)}", f"m{rng.integers(3)}", {"beam": int(rng.integers(4))},
+            {"success": bool(rng.random() < 0.7), "quality": float(rng.random())}, float(i)) for i in range(300)]
+    tables = []
+    for _ in range(2):
+        store, table = make_store()
+        out = [store.learn("s", p, m, c, o, ts) for p, m, c, o, ts in seq]
+        tables.append((table, [[e.to_record().to_dict() for e in ev] for ev in out]))
+    assert tables[0] == tables[1]
+
+
+def test_a_refused_config_raises_before_anything_is_written():
+    store, table = make_store(OptimizationConfig(max_config_bytes=16))
+    with pytest.raises(ValueError):
+        store.learn("s", "p1", "A", {"a_long_parameter_name": "a long value"}, OK, ts=1.0)
+    assert table == {}
+
+
+def test_recent_recognitions_keep_a_ring_of_offsets_per_space():
+    table: dict = {}
+    recent = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rr/"), capacity=4)
+
+    def rec(i: int) -> RecentRecognition:
+        return RecentRecognition(f"e{i}", f"p{i}", 0.9, 0.5, False, offset=i)
+
+    for i in range(6):
+        recent.remember("s", rec(i))
+    assert recent.get("s", "e0") is None and recent.get("s", "e1") is None  # slots 0 and 1 reused
+    assert recent.get("s", "e5") == rec(5) and recent.get("s", "e2").pattern_id == "p2"
+    assert recent.get("other", "e5") is None
+    recent.remember("s", rec(5))  # the same record again (a redelivery) keeps its entry
+    assert recent.get("s", "e5") == rec(5)
+    assert len(Prefixed(table, "r/")) == 4
+
+
+def _interaction(**context) -> Interaction:
+    return Interaction(id="i1", space="s", model_id="A", config={"beam": 4}, outcome=Outcome(True), ts=1.0,
+                       **context)
+
+
+def test_resolve_context_three_ways_and_every_failure_has_its_code():
+    cfg = PatternConfig()
+    memory = SpaceMemory("s", cfg)
+    rng = np.random.default_rng(1)
+    base, other = rng.normal(size=(2, 16)).astype(np.float32)
+    for i in range(4):  # two groups, so that centring leaves each its direction
+        learned = memory.learn_one(f"e{i}", base + 0.01 * rng.normal(size=16).astype(np.float32), 1.0 + i)
+        memory.learn_one(f"o{i}", other + 0.01 * rng.normal(size=16).astype(np.float32), 1.5 + i)
+    table: dict = {}
+    recent = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rr/"), capacity=8)
+    recent.remember("s", RecentRecognition("e1", learned.pattern_id, 1.0, 0.1, True, offset=0))
+
+    def resolve(memory_, **context):
+        result = ValidationResult()
+        return resolve_context(_interaction(**context), memory_, recent, result), [e.code for e in result.errors]
+
+    assert resolve(memory, pattern_id=learned.pattern_id) == (learned.pattern_id, [])
+    assert resolve(memory, event_id="e1") == (learned.pattern_id, [])
+    assert resolve(memory, vector=base + 0.01) == (learned.pattern_id, [])
+    assert resolve(None, pattern_id="p-x") == (None, [UNKNOWN_SPACE])
+    assert resolve(memory, pattern_id="p-nope") == (None, [UNKNOWN_PATTERN])
+    assert resolve(memory, event_id="e-nope") == (None, [UNKNOWN_EVENT])
+    assert resolve(memory, vector=-(base + other)) == (None, [NO_MATCHING_PATTERN])
+    assert resolve(memory, vector=np.ones(3, dtype=np.float32))[1] == ["dimension_mismatch"]
