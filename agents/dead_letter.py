@@ -24,6 +24,18 @@ async def send_dead_letter(runtime, event, result: ValidationResult) -> None:
              ", ".join(f"{i.code}({i.field})" for i in result.errors))
 
 
+async def guarded(runtime, event, result: ValidationResult, operation: str, fn):
+    """`fn()` through the operation's breaker (streams.guard); None when the guard gave up on the
+    record, which is then dead-lettered. `fn` must leave no half-applied state when it raises."""
+    from streams.guard import GuardGaveUp
+
+    try:
+        return await runtime.guard.call(operation, fn)
+    except GuardGaveUp as exc:
+        await send_failure(runtime, event, result, operation, exc.__cause__ or exc)
+        return None
+
+
 async def send_failure(runtime, event, result: ValidationResult, operation: str, exc: BaseException) -> None:
     """A valid record whose processing raised: to the dead-letter topic as processing_failed.
 

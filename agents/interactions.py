@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.dead_letter import send_dead_letter, send_failure
+from agents.dead_letter import guarded, send_dead_letter
 from agents.recognition import emit_pattern_changes
 from schemas.codec import decode
 from schemas.validation import (
@@ -84,16 +84,24 @@ def register(runtime) -> None:
                 await send_dead_letter(runtime, event, decoded.result)
                 continue
 
+            def apply(interaction=interaction, pattern_id=pattern_id):
+                try:
+                    # Optimizations first: a config the core refuses raises before any write.
+                    events = optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
+                                                 interaction.outcome, interaction.ts,
+                                                 store.space(space).get(pattern_id).related)
+                    success, quality = pattern_feedback(interaction.outcome)
+                    pattern = store.feedback(store.space(space), pattern_id, success, quality, interaction.ts)
+                except Exception:
+                    store.invalidate()
+                    raise
+                return pattern, events
+
             started = time.perf_counter()
-            try:
-                success, quality = pattern_feedback(interaction.outcome)
-                pattern = store.feedback(memory, pattern_id, success, quality, interaction.ts)
-                events = optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
-                                             interaction.outcome, interaction.ts, pattern.related)
-            except Exception as exc:
-                store.invalidate()
-                await send_failure(runtime, event, decoded.result, "interaction", exc)
+            applied = await guarded(runtime, event, decoded.result, "interaction", apply)
+            if applied is None:
                 continue
+            pattern, events = applied
             metrics.interaction_seconds.observe(time.perf_counter() - started)
 
             await emit_pattern_changes(emit, space, Change(events=((pattern, "updated"),)), interaction.ts)

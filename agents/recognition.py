@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.dead_letter import send_dead_letter, send_failure
+from agents.dead_letter import guarded, send_dead_letter
 from schemas.codec import decode
 from schemas.records import PatternEvent, Recognition, Related
 from schemas.state import RecentRecognition
@@ -36,16 +36,22 @@ def register(runtime) -> None:
                 await send_dead_letter(runtime, event, decoded.result)
                 continue
 
+            def learn(feature=feature, offset=event.message.offset):
+                try:
+                    learned, change = store.learn(store.space(feature.space), feature.id, feature.vector, feature.ts)
+                    runtime.recent.remember(feature.space, RecentRecognition(
+                        event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
+                        confidence=learned.confidence, new=learned.new, offset=offset))
+                except Exception:
+                    store.invalidate()  # the cached index may be ahead of the tables: reload it
+                    raise
+                return learned, change
+
             started = time.perf_counter()
-            try:
-                learned, change = store.learn(memory, feature.id, feature.vector, feature.ts)
-                runtime.recent.remember(feature.space, RecentRecognition(
-                    event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
-                    confidence=learned.confidence, new=learned.new, offset=event.message.offset))
-            except Exception as exc:
-                store.invalidate()
-                await send_failure(runtime, event, decoded.result, "learn", exc)
+            applied = await guarded(runtime, event, decoded.result, "learn", learn)
+            if applied is None:
                 continue
+            learned, change = applied
             metrics.recognition_seconds.observe(time.perf_counter() - started)
 
             await emit.send("recognitions", feature.space, Recognition(

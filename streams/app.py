@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from schemas.records import ValidationLimits
+from schemas.records import BreakerState, ValidationLimits
+from streams.core.breaker import wire_state
 from streams.core.health import HealthTracker
 from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig
 from streams.emit import Emitter
+from streams.guard import FaultInjector, Guard
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.optimization_state import OptimizationStore
@@ -45,6 +47,7 @@ class Runtime:
     limits: ValidationLimits
     metrics: Metrics
     emit: Emitter
+    guard: Guard
     health: HealthTracker = field(default_factory=HealthTracker)
     started: float = field(default_factory=time.time)
 
@@ -94,6 +97,26 @@ class MemoryApp(faust.App):
         from streams.transport import transport_class
 
         return transport_class(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
+
+
+# The pattern-memory worker's guarded operations; the extraction role adds "inference".
+GUARDED_OPERATIONS = ("learn", "interaction", "send")
+
+
+def breaker_publisher(settings: Settings, metrics: Metrics, emit: Emitter):
+    """Each breaker transition (and heartbeat) to fms.breaker-state and the fms_breaker_state gauge."""
+    async def publish(operation: str, state, snapshot, reason: str | None) -> None:
+        wire = wire_state(state)
+        for name in ("closed", "open", "half_open"):
+            metrics.breaker_state.labels(operation=operation, state=name).set(1 if name == wire else 0)
+        if reason is not None:
+            metrics.breaker_transitions.labels(operation=operation, state=state.value).inc()
+        record = BreakerState(worker=settings.worker, operation=operation, state=wire,
+                              failure_rate=snapshot.failure_rate, slow_call_rate=snapshot.slow_call_rate,
+                              calls=snapshot.calls, reason=reason, ts=time.time())
+        await emit.send("breaker-state", record.key, record, guarded=False)
+
+    return publish
 
 
 def create_runtime(settings: Settings) -> Runtime:
@@ -166,6 +189,16 @@ def create_runtime(settings: Settings) -> Runtime:
     else:
         metrics.serve(app, "/metrics")
 
+    emit = Emitter(app, settings, metrics)
+    guard = Guard(settings.worker, settings.breaker_config(), max_attempts=settings.breaker_max_attempts,
+                  publish=breaker_publisher(settings, metrics, emit),
+                  injector=FaultInjector(settings.fault_inject) if settings.fault_inject else None)
+    for operation in GUARDED_OPERATIONS:
+        guard.breaker(operation)
+        for state in ("closed", "open", "half_open"):  # every series from the start
+            metrics.breaker_state.labels(operation=operation, state=state).set(1 if state == "closed" else 0)
+    emit.guard = guard
+
     runtime = Runtime(
         settings=settings,
         app=app,
@@ -175,7 +208,8 @@ def create_runtime(settings: Settings) -> Runtime:
         recent=recent,
         limits=ValidationLimits(max_dim=settings.max_dim),
         metrics=metrics,
-        emit=Emitter(app, settings, metrics),
+        emit=emit,
+        guard=guard,
     )
 
     # A rebalance can hand a space to another worker and back: never match against a stale index.

@@ -21,6 +21,8 @@ class Emitter:
         self._metrics = metrics
         self._names: dict[str, str] = {}
         self._counters: dict[str, object] = {}
+        # Set by streams.app once the guard exists: sends then run through the "send" breaker.
+        self.guard = None
 
     def _topic(self, name: str) -> str:
         full = self._names.get(name)
@@ -29,11 +31,18 @@ class Emitter:
             self._counters[name] = self._metrics.records_out.labels(topic=name)
         return full
 
-    async def send(self, name: str, key: str | bytes | None, record) -> None:
-        """`record` is a schemas record; None sends a tombstone."""
+    async def send(self, name: str, key: str | bytes | None, record, *, guarded: bool = True) -> None:
+        """`record` is a schemas record; None sends a tombstone. `guarded=False` bypasses the
+        "send" breaker: for the breaker's own state records, which must go out while it is open."""
         topic = self._topic(name)
         value = None if record is None else encode(record)
         raw_key = key.encode() if isinstance(key, str) else key
+        if guarded and self.guard is not None:
+            await self.guard.call("send", self._send, name, topic, raw_key, value)
+        else:
+            await self._send(name, topic, raw_key, value)
+
+    async def _send(self, name: str, topic: str, raw_key: bytes | None, value: bytes | None) -> None:
         delivery = await self._app.producer.send(topic, raw_key, value, None, None, None)
         delivery.add_done_callback(self._delivered)
         self._counters[name].inc()

@@ -31,6 +31,8 @@ class Metrics:
     open_files: Gauge
     memory_estimate_bytes: Gauge
     health: Gauge
+    breaker_state: Gauge
+    breaker_transitions: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
@@ -64,6 +66,10 @@ class Metrics:
             open_files=Gauge("fms_process_open_fds", "Open file descriptors of the worker", registry=r),
             memory_estimate_bytes=Gauge("fms_state_memory_estimate_bytes",
                                         "Estimated memory of the cached pattern state", registry=r),
+            breaker_state=Gauge("fms_breaker_state", "1 for the current state of each operation's circuit breaker",
+                                ["operation", "state"], registry=r),
+            breaker_transitions=Counter("fms_breaker_transitions", "Circuit breaker state changes",
+                                        ["operation", "state"], registry=r),
             health=Gauge("fms_health_status", "1 for the worker's current health status", ["status"], registry=r),
         )
         # Every status series exists from the start, so a query never mistakes "no sample yet" for 0.

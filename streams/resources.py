@@ -10,6 +10,7 @@ import time
 import psutil
 
 from schemas.records import ResourceMetrics
+from streams.core.breaker import shed_load
 from streams.core.health import LEVELS, Sample
 
 
@@ -24,6 +25,8 @@ class ResourceSampler:
         self.process.cpu_percent(None)  # the first reading only starts the interval
         self._last_in = 0.0
         self._last_err = 0.0
+        self._cores = psutil.cpu_count() or 1
+        self.shed: tuple[bool, str] = (False, "no sample yet")
 
     def sample(self) -> ResourceMetrics:
         rt = self.runtime
@@ -43,9 +46,11 @@ class ResourceSampler:
         error_rate = (errors - self._last_err) / handled if handled > 0 else 0.0
         self._last_in, self._last_err = records_in, errors
 
-        status = rt.health.observe(Sample(cpu_percent=cpu,
-                                          memory_percent=100.0 * estimate / rt.settings.max_memory_bytes,
-                                          error_rate=error_rate))
+        memory_percent = 100.0 * estimate / rt.settings.max_memory_bytes
+        status = rt.health.observe(Sample(cpu_percent=cpu, memory_percent=memory_percent, error_rate=error_rate))
+        # Shedding judges the worker's share of the machine: a single-threaded worker at 100% of
+        # one core out of several is busy, not overloading the host.
+        self.shed = shed_load(cpu / self._cores, memory_percent, error_rate, rt.health.cfg, rt.guard.shedding)
         m.rss_bytes.set(rss)
         m.cpu_percent.set(cpu)
         m.open_files.set(open_files)
@@ -65,4 +70,7 @@ def register(runtime) -> None:
     @runtime.app.timer(runtime.settings.resource_interval_s)
     async def publish_resources() -> None:
         record = sampler.sample()
-        await runtime.emit.send("resource-metrics", record.worker, record)
+        if runtime.settings.shed_load:
+            await runtime.guard.shed(*sampler.shed)
+        await runtime.guard.heartbeat()
+        await runtime.emit.send("resource-metrics", record.worker, record, guarded=False)

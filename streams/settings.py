@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from streams.core.breaker import BreakerConfig
 from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig
 
@@ -84,6 +85,17 @@ class Settings:
     # Recognitions kept per space for interactions that name their context by event_id (a ring
     # over the last N offsets of the space's partition).
     recent_recognitions: int = 65536
+    # Circuit breakers (streams.guard, streams.core.breaker): resilience4j's settings.
+    breaker_window: int = 20  # calls in the count-based sliding window
+    breaker_min_calls: int = 5
+    breaker_failure_rate: float = 0.5
+    breaker_slow_call_s: float = 5.0
+    breaker_slow_call_rate: float = 1.0
+    breaker_wait_s: float = 1.0  # the design documents' resetTimeout
+    breaker_half_open_calls: int = 3
+    breaker_max_attempts: int = 5  # failed calls of one record before it is dead-lettered (not for outages)
+    shed_load: bool = True  # force the breakers open while health samples are over their thresholds
+    fault_inject: str = ""  # "operation:seconds,...": a drill, see streams.guard.FaultInjector
     # Seconds between resource samples (gauges, health, fms.resource-metrics).
     resource_interval_s: float = 5.0
     # Worker
@@ -133,6 +145,16 @@ class Settings:
             transfer_discount=_float("FMS_TRANSFER_DISCOUNT", d.transfer_discount),
             own_evidence_threshold=_int("FMS_OWN_EVIDENCE_THRESHOLD", d.own_evidence_threshold),
             recent_recognitions=_int("FMS_RECENT_RECOGNITIONS", d.recent_recognitions),
+            breaker_window=_int("FMS_BREAKER_WINDOW", d.breaker_window),
+            breaker_min_calls=_int("FMS_BREAKER_MIN_CALLS", d.breaker_min_calls),
+            breaker_failure_rate=_float("FMS_BREAKER_FAILURE_RATE", d.breaker_failure_rate),
+            breaker_slow_call_s=_float("FMS_BREAKER_SLOW_CALL_S", d.breaker_slow_call_s),
+            breaker_slow_call_rate=_float("FMS_BREAKER_SLOW_CALL_RATE", d.breaker_slow_call_rate),
+            breaker_wait_s=_float("FMS_BREAKER_WAIT_S", d.breaker_wait_s),
+            breaker_half_open_calls=_int("FMS_BREAKER_HALF_OPEN_CALLS", d.breaker_half_open_calls),
+            breaker_max_attempts=_int("FMS_BREAKER_MAX_ATTEMPTS", d.breaker_max_attempts),
+            shed_load=_bool("FMS_SHED_LOAD", d.shed_load),
+            fault_inject=_env("FMS_FAULT_INJECT", d.fault_inject),
             resource_interval_s=_float("FMS_RESOURCE_INTERVAL_S", d.resource_interval_s),
             worker_name=_env("FMS_WORKER_NAME", d.worker_name),
             log_level=_env("FMS_LOG_LEVEL", d.log_level),
@@ -147,6 +169,18 @@ class Settings:
             retention_s=self.optimization_retention_s,
             transfer_discount=self.transfer_discount,
             own_evidence_threshold=self.own_evidence_threshold,
+        )
+
+    def breaker_config(self) -> BreakerConfig:
+        return BreakerConfig(
+            sliding_window_type="count",
+            sliding_window_size=self.breaker_window,
+            minimum_number_of_calls=self.breaker_min_calls,
+            failure_rate_threshold=self.breaker_failure_rate,
+            slow_call_rate_threshold=self.breaker_slow_call_rate,
+            slow_call_duration_s=self.breaker_slow_call_s,
+            wait_duration_in_open_s=self.breaker_wait_s,
+            permitted_calls_in_half_open=self.breaker_half_open_calls,
         )
 
     def topic(self, name: str) -> str:
