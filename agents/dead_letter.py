@@ -5,7 +5,7 @@ import logging
 import time
 
 from schemas.codec import dead_letter
-from schemas.validation import PROCESSING_FAILED, ValidationResult
+from schemas.validation import PROCESSING_FAILED, RESOURCE_CONSTRAINT, ValidationResult
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,11 @@ async def send_failure(runtime, event, result: ValidationResult, operation: str,
     faust would ack the event and restart the agent, losing the record silently; the caller has
     already dropped its cached state, so the next record starts again from the tables.
     """
+    from streams.core.limits import ResourceConstraintError
+
     runtime.metrics.errors.labels(operation=operation).inc()
     log.error("%s of %s[%d]@%d failed", operation, event.message.topic, event.message.partition,
               event.message.offset, exc_info=exc)
-    result.error(PROCESSING_FAILED, f"{type(exc).__name__}: {exc}")
+    code = RESOURCE_CONSTRAINT if isinstance(exc, ResourceConstraintError) else PROCESSING_FAILED
+    result.error(code, f"{type(exc).__name__}: {exc}")
     await send_dead_letter(runtime, event, result)

@@ -49,6 +49,9 @@ UNKNOWN_EVENT                  unknown_event                event_id names no re
                                                             older than the recent-recognition ring)
 NO_MATCHING_PATTERN            no_matching_pattern          the interaction's vector matches no pattern
                                                             at the match threshold
+RESOURCE_CONSTRAINT            resource_constraint          applying the record would leave its space
+                                                            outside a resource constraint the cleanup
+                                                            cannot restore (streams.core.limits)
 =============================  ===========================  ===========================================
 """
 
@@ -87,6 +90,7 @@ UNKNOWN_SPACE = "unknown_space"
 UNKNOWN_PATTERN = "unknown_pattern"
 UNKNOWN_EVENT = "unknown_event"
 NO_MATCHING_PATTERN = "no_matching_pattern"
+RESOURCE_CONSTRAINT = "resource_constraint"
 
 ERROR_CODES: frozenset[str] = frozenset(
     {
@@ -119,6 +123,7 @@ ERROR_CODES: frozenset[str] = frozenset(
         UNKNOWN_PATTERN,
         UNKNOWN_EVENT,
         NO_MATCHING_PATTERN,
+        RESOURCE_CONSTRAINT,
     }
 )
 WARNING_CODES: frozenset[str] = frozenset({AUDIO_SILENT})

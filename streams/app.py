@@ -176,6 +176,7 @@ def create_runtime(settings: Settings) -> Runtime:
         cleanup_patterns=settings.cleanup_patterns,
         cleanup_memory_bytes=settings.cleanup_memory_bytes,
         cleanup_interval_s=settings.cleanup_interval_s,
+        max_pattern_size=settings.max_dim,
     )
     metrics = Metrics.create()
     memory = table("memory")

@@ -10,7 +10,9 @@ depends on the failure:
   long as it takes: the breaker opens, the stream waits, and half-open trial calls probe until the
   operation works again. An outage never sends records to the dead-letter topic;
 - any other exception is about the record itself, and after `max_attempts` failed calls the guard
-  gives up with `GuardGaveUp`, and the agent dead-letters the record with the reason.
+  gives up with `GuardGaveUp`, and the agent dead-letters the record with the reason;
+- a `ResourceConstraintError` is not retried at all: the record would break the same constraint
+  again. It is dead-lettered at once.
 
 Every state change of a breaker is published on `fms.breaker-state` and in the
 `fms_breaker_state{operation,state}` gauge as it happens, and all breakers are re-published
@@ -31,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streams.core.breaker import BreakerConfig, CircuitBreaker, Snapshot, State, Transition
+from streams.core.limits import ResourceConstraintError
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,8 @@ class Guard:
                 breaker.on_error(exc, now - started, now)
                 await self._report(operation)
                 failures += 1
-                if not isinstance(exc, TRANSIENT) and failures >= self.max_attempts:
+                if isinstance(exc, ResourceConstraintError) or (
+                        not isinstance(exc, TRANSIENT) and failures >= self.max_attempts):
                     raise GuardGaveUp(operation, failures, exc) from exc
                 log.warning("%s failed (%s: %s), attempt %d; retrying", operation, type(exc).__name__, exc, failures)
                 await asyncio.sleep(min(self._max_backoff_s, 0.01 * 2 ** min(failures, 10)))

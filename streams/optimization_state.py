@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from schemas.state import OptimizationIndex, OptimizationState
+from streams.core.limits import Limits, check_constraints
 from streams.core.optimizations import (
     DEFAULT_CONFIG,
     Event,
@@ -52,6 +53,7 @@ def _recommendation(d: Mapping[str, Any] | None) -> Recommendation | None:
 class OptimizationStore:
     def __init__(self, memories: MutableMapping, index: MutableMapping, cfg: OptimizationConfig = DEFAULT_CONFIG,
                  observe_write: Callable[[float], None] | None = None) -> None:
+        self.limits = Limits(max_optimizations=cfg.max_optimizations)
         self._memories = memories
         self._index = index
         self.cfg = cfg
@@ -127,6 +129,7 @@ class OptimizationStore:
         if target not in index:
             events += self._evict(space, index, optimizations_to_evict(len(index) + 1, self.cfg), ts, keep=target)
 
+        check_constraints(self.limits, optimizations=len(index) + (target not in index))
         cands = [m for m in self.candidates(space, [pattern_id, *(p for p, _ in related)], index)
                  if (m.pattern_id, m.model_id) != target]
         rec = recommend(model_id, pattern_id, [*cands, mem], related, self.cfg, now=ts, space=space,

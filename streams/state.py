@@ -21,7 +21,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
 from schemas.state import RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
-from streams.core.limits import Limits, crossed_interval, evictions_needed
+from streams.core.limits import Limits, check_constraints, crossed_interval, evictions_needed
 from streams.core.patterns import Learned, Pattern, PatternConfig, SpaceMemory
 
 
@@ -118,11 +118,15 @@ class PatternStore:
     def learn(self, memory: SpaceMemory, event_id: str, vector, ts: float) -> tuple[Learned, Change]:
         """Learn one record, keep the space within its limits, and persist all of it."""
         before = memory.now
+        check_constraints(self.limits, dim=len(vector))
         learned = memory.learn_one(event_id, vector, ts)
         events = [(p, e) for p, e in zip(learned.changed, learned.change_events, strict=True)]
         events += [(p, "evicted") for p in learned.evicted]
         removed = [p.pattern_id for p in learned.evicted] + [absorbed for _, absorbed in learned.merged]
         cleaned = self._cleanup(memory, before)
+        # Nothing is persisted yet: a space the cleanup cannot bring back inside its budget keeps
+        # its tables as they were (the caller drops the cached index).
+        check_constraints(self.limits, memory_bytes=memory.memory_estimate_bytes())
         events += [(p, "evicted") for p in cleaned]
         removed += [p.pattern_id for p in cleaned]
         # A pattern evicted by the cleanup after this record changed it is gone: emit its end only.

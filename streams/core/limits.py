@@ -15,6 +15,13 @@ same stream gives the same evictions on any worker, in any replay):
 A cleanup never evicts more than `max_evictions_per_record` at once, so recognition is never held
 up for long; the rest follows on the next records of that space. The hard budget is the exception:
 it is restored at once.
+
+The design documents' ResourceConstraints (maxMemoryUsage, maxPatternSize, maxOptimizationCount,
+cleanupThresholds) are these limits plus the dimension limit, checked by `check_constraints` before
+and after each operation. The cleanup normally keeps a space inside them; when it cannot (a budget
+smaller than one pattern, a vector past the dimension limit that slipped past validation), the
+operation raises `ResourceConstraintError` naming the constraint, and the record that caused it goes
+to the dead-letter topic as `resource_constraint` instead of the worker growing past its budget.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ class Limits:
     cleanup_interval_s: float = 86400.0
     stale_confidence: float = 0.05
     max_evictions_per_record: int = 64
+    max_pattern_size: int | None = None  # the dimension limit; None: unchecked
+    max_optimizations: int | None = None  # (pattern, model) memories per space; None: unchecked
 
     def __post_init__(self) -> None:
         if not 0 < self.cleanup_target <= 1:
@@ -39,6 +48,26 @@ class Limits:
             raise ValueError("cleanup_memory_bytes must not exceed max_memory_bytes")
         if self.max_evictions_per_record < 1 or self.cleanup_interval_s <= 0:
             raise ValueError("max_evictions_per_record and cleanup_interval_s must be positive")
+
+
+class ResourceConstraintError(Exception):
+    """An operation would leave a space outside a configured resource constraint."""
+
+    def __init__(self, constraint: str, value: float, limit: float) -> None:
+        super().__init__(f"{constraint} would be {value:g}, the limit is {limit:g}")
+        self.constraint = constraint
+        self.value = value
+        self.limit = limit
+
+
+def check_constraints(limits: Limits, *, dim: int | None = None, memory_bytes: int | None = None,
+                      optimizations: int | None = None) -> None:
+    """Raise ResourceConstraintError for the first constraint a value breaks (None: not checked)."""
+    for name, value, limit in (("max_pattern_size", dim, limits.max_pattern_size),
+                               ("max_memory_bytes", memory_bytes, limits.max_memory_bytes),
+                               ("max_optimizations", optimizations, limits.max_optimizations)):
+        if value is not None and limit is not None and value > limit:
+            raise ResourceConstraintError(name, value, limit)
 
 
 def evictions_needed(n_patterns: int, memory_bytes: int, limits: Limits) -> int:

@@ -109,3 +109,18 @@ def test_awaitable_operations_and_the_fault_injector():
     assert not FaultInjector("") and FaultInjector("x:1")
     with pytest.raises(ValueError):
         Guard("w", FAST, max_attempts=0)
+
+
+def test_a_resource_constraint_is_not_retried():
+    from streams.core.limits import ResourceConstraintError
+
+    guard, _ = guard_with_log(max_attempts=5)
+    calls = []
+
+    def over_budget():
+        calls.append(1)
+        raise ResourceConstraintError("max_memory_bytes", 2e6, 1e6)
+
+    with pytest.raises(GuardGaveUp) as info:
+        asyncio.run(guard.call("learn", over_budget))
+    assert len(calls) == 1 and isinstance(info.value.__cause__, ResourceConstraintError)

@@ -96,3 +96,25 @@ def test_events_report_evictions_with_a_tombstone():
     assert evicted, "cleanup evicted something"
     for pid, removed in evicted:
         assert pid in removed
+
+
+def test_constraints_the_cleanup_cannot_restore_raise_before_anything_is_written():
+    from streams.core.limits import ResourceConstraintError, check_constraints
+
+    patterns, spaces = {}, {}
+    store = PatternStore(patterns, spaces, PatternConfig(), Limits(max_pattern_size=8))
+    with pytest.raises(ResourceConstraintError, match="max_pattern_size"):
+        store.learn(store.space("s"), "e0", np.ones(16, dtype=np.float32), 1.0)
+    assert patterns == {} and spaces == {}
+
+    # A budget smaller than the space's fixed overhead: no eviction can restore it.
+    tiny = Limits(max_memory_bytes=1024, cleanup_memory_bytes=512)
+    store = PatternStore(patterns, spaces, PatternConfig(), tiny)
+    with pytest.raises(ResourceConstraintError, match="max_memory_bytes") as info:
+        store.learn(store.space("s"), "e0", np.ones(16, dtype=np.float32), 1.0)
+    assert info.value.limit == 1024 and info.value.value > 1024
+    assert patterns == {} and spaces == {}
+
+    check_constraints(Limits(max_optimizations=2), optimizations=2)
+    with pytest.raises(ResourceConstraintError, match="max_optimizations"):
+        check_constraints(Limits(max_optimizations=2), optimizations=3)
