@@ -94,7 +94,7 @@ Publish = Callable[[str, State, Snapshot, "str | None"], Awaitable[None]]
 class Guard:
     def __init__(self, worker: str, config: BreakerConfig, *, max_attempts: int = 5,
                  publish: Publish | None = None, injector: FaultInjector | None = None,
-                 clock: Callable[[], float] = time.monotonic, max_backoff_s: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_backoff_s: float = 0.1) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         self.worker = worker
@@ -149,6 +149,8 @@ class Guard:
                         not isinstance(exc, TRANSIENT) and failures >= self.max_attempts):
                     raise GuardGaveUp(operation, failures, exc) from exc
                 log.warning("%s failed (%s: %s), attempt %d; retrying", operation, type(exc).__name__, exc, failures)
+                # Short: once the breaker half-opens, its trial calls are this record's retries, and
+                # a long backoff between them (not the breaker's wait) would set the recovery time.
                 await asyncio.sleep(min(self._max_backoff_s, 0.01 * 2 ** min(failures, 10)))
                 continue
             now = self._clock()

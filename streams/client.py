@@ -1,0 +1,153 @@
+"""An async client for services that use the memory: publish inputs, follow patterns and optimizations.
+
+    from schemas import Interaction, Outcome
+    from streams.client import MemoryClient
+
+    async with MemoryClient("127.0.0.1:9092") as client:
+        await client.publish(Interaction(id="i-1", space="voice", model_id="asr-small",
+                                         config={"beam": 4}, outcome=Outcome(True, quality=0.9),
+                                         ts=time.time(), pattern_id="p-0123abcd"))
+        patterns = await client.pattern_snapshot()          # the current state, from the compacted topic
+        async for change in client.patterns():               # that state first, then every change
+            ...
+        async for optimization in client.optimizations():    # new recommendations and retirements
+            ...
+
+Records are validated on the client with the same schemas the worker uses (`schemas.codec.encode`
+raises `ValidationError` with every reason), so a service learns of a bad record before it is sent,
+and is keyed by space as the contract asks. The client needs aiokafka only: no faust, no torch.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from schemas.codec import decode, encode
+from schemas.records import Audio, AudioFeature, Interaction, Optimization, PatternEvent
+from streams.settings import Settings
+from streams.topics import kafka_client_options
+
+INPUTS = {Audio: "audio", AudioFeature: "audio-features", Interaction: "interactions"}
+
+
+@dataclass(frozen=True)
+class PatternChange:
+    """One record of the compacted `fms.patterns` topic. `pattern` is None for a tombstone (the
+    pattern was evicted or absorbed); `bootstrap` is True while replaying the state that existed
+    when the subscription started."""
+
+    key: str
+    pattern: PatternEvent | None
+    bootstrap: bool
+
+
+class MemoryClient:
+    def __init__(self, bootstrap_servers: str | None = None, *, settings: Settings | None = None) -> None:
+        settings = settings or Settings.from_env()
+        if bootstrap_servers is not None:
+            settings = dataclasses.replace(settings, bootstrap_servers=bootstrap_servers)
+        self.settings = settings
+        self._producer = None
+
+    async def __aenter__(self) -> "MemoryClient":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(**kafka_client_options(self.settings), acks="all",
+                                          enable_idempotence=True, linger_ms=5)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    # -- publishing
+    async def publish(self, record: Audio | AudioFeature | Interaction) -> None:
+        """Validate and send one input record to its topic, keyed by its space; returns once the
+        broker has it."""
+        await (await self._send(record))
+
+    async def publish_many(self, records: Iterable[Audio | AudioFeature | Interaction]) -> int:
+        """Validate and send records in order (each is validated before any later one is sent)."""
+        pending = [await self._send(r) for r in records]
+        await asyncio.gather(*pending)
+        return len(pending)
+
+    async def _send(self, record):
+        name = INPUTS.get(type(record))
+        if name is None:
+            raise TypeError(f"{type(record).__name__} is not an input record (Audio, AudioFeature, Interaction)")
+        if self._producer is None:
+            raise RuntimeError("the client is not started: use `async with MemoryClient(...)`")
+        value = encode(record)  # raises ValidationError before anything is sent
+        return await self._producer.send(self.settings.topic(name), value=value, key=record.space.encode())
+
+    # -- subscribing
+    async def patterns(self, *, follow: bool = True, space: str | None = None) -> AsyncIterator[PatternChange]:
+        """The patterns' current state (the compacted topic from its start, `bootstrap=True`), then
+        every change as it happens (unless `follow=False`). Filtered to one space when given."""
+        async for key, raw, bootstrap in self._read("patterns", from_beginning=True, follow=follow):
+            pattern = None if raw is None else decode("patterns", raw).record
+            if space is not None and not key.startswith(f"{space}/"):
+                continue
+            yield PatternChange(key, pattern, bootstrap)
+
+    async def pattern_snapshot(self, space: str | None = None) -> dict[str, PatternEvent]:
+        """The live patterns now, by `<space>/<pattern_id>` (tombstoned ones left out)."""
+        state: dict[str, PatternEvent] = {}
+        async for change in self.patterns(follow=False, space=space):
+            if change.pattern is None:
+                state.pop(change.key, None)
+            else:
+                state[change.key] = change.pattern
+        return state
+
+    async def optimizations(self, *, from_beginning: bool = False, follow: bool = True) -> AsyncIterator[Optimization]:
+        """`fms.optimizations` records: from now on, or the whole history."""
+        async for _, raw, _ in self._read("optimizations", from_beginning=from_beginning, follow=follow):
+            if raw is not None:
+                yield decode("optimizations", raw).record
+
+    async def _read(self, name: str, *, from_beginning: bool, follow: bool):
+        """(key, value, bootstrap) of a topic; `bootstrap` until the end offsets seen at the start."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = self.settings.topic(name)
+        consumer = AIOKafkaConsumer(**kafka_client_options(self.settings), group_id=None,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                return
+            consumer.assign(tps)
+            if from_beginning:
+                await consumer.seek_to_beginning(*tps)
+            else:
+                await consumer.seek_to_end(*tps)
+            end = await consumer.end_offsets(tps)
+            position = {tp: await consumer.position(tp) for tp in tps}
+            while True:
+                booting = any(position[tp] < end[tp] for tp in tps)
+                if not booting and not follow:
+                    return
+                batch = await consumer.getmany(timeout_ms=200)
+                for tp, messages in sorted(batch.items(), key=lambda kv: kv[0].partition):
+                    for m in messages:
+                        position[tp] = m.offset + 1
+                        key = m.key.decode() if m.key is not None else ""
+                        yield key, m.value, m.offset < end[tp]
+                for tp in tps:
+                    position[tp] = max(position[tp], await consumer.position(tp))
+        finally:
+            await consumer.stop()
