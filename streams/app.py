@@ -93,9 +93,14 @@ class MemoryApp(faust.App):
         return transport_class(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
 
 
-def create_runtime(settings: Settings) -> Runtime:
+def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) -> MemoryApp:
+    """The faust app with the project's broker, producer and web configuration, serving /metrics.
+
+    Every worker role builds its app here; a role other than the pattern memory passes its own
+    `app_id`, so that it is a consumer group of its own.
+    """
     app = MemoryApp(
-        settings.app_id,
+        settings.app_id if app_id is None else app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
         broker_credentials=_broker_credentials(settings),
         store="rocksdb://",
@@ -124,6 +129,16 @@ def create_runtime(settings: Settings) -> Runtime:
         autodiscover=False,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    if settings.faust_sensor:
+        setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
+    else:
+        metrics.serve(app, "/metrics")
+    return app
+
+
+def create_runtime(settings: Settings) -> Runtime:
+    metrics = Metrics.create()
+    app = create_app(settings, metrics)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(settings.topic(name), partitions=settings.partitions,
@@ -151,13 +166,8 @@ def create_runtime(settings: Settings) -> Runtime:
         cleanup_memory_bytes=settings.cleanup_memory_bytes,
         cleanup_interval_s=settings.cleanup_interval_s,
     )
-    metrics = Metrics.create()
     store = PatternStore(table("patterns"), table("spaces"), pattern_cfg, limits,
                          observe_write=metrics.storage_seconds.labels(operation="write").observe)
-    if settings.faust_sensor:
-        setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
-    else:
-        metrics.serve(app, "/metrics")
 
     runtime = Runtime(
         settings=settings,
