@@ -277,3 +277,34 @@ def test_a_missing_model_stops_the_extraction_worker_with_one_clear_error(stage,
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "no-model" in done.stderr and "FMS_EXTRACT_MODEL" in done.stderr
+
+
+def test_fms_ingest_publishes_files_and_folders_reports_unreadable_ones_and_features_come_out(both_roles, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import soundfile
+
+    env, _ = both_roles
+    folder = tmp_path / "recordings"
+    (folder / "day-2").mkdir(parents=True)
+    soundfile.write(folder / "hum.wav", np.stack([sound("hum", 1)] * 2, axis=1), RATE, subtype="PCM_16")
+    soundfile.write(folder / "day-2" / "chirp.flac", sound("chirp", 1), RATE, subtype="PCM_16")
+    soundfile.write(folder / "day-2" / "long.ogg", np.concatenate([sound("hiss", 1)] * 6), RATE)  # 3 s: two records
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav file")
+
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "ingest", str(folder), "--space", "room-5"],
+                          env={**os.environ, **env, "FMS_MAX_AUDIO_S": str(MAX_AUDIO_S)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "files: 3 read, 1 failed; audio: 4.0 s; records: 4" in done.stdout
+    assert "broken.wav" in done.stderr, "reported as it happens, beside the progress bar"
+    assert "failed: " in done.stdout and "broken.wav: " in done.stdout, "and in the summary, with the reason"
+
+    # Windows of 0.5 s at a 0.25 s hop: 0.5 s -> 1 each for hum and chirp; the 3 s file as 2 s + 1 s -> 7 + 3.
+    pairs = asyncio.run(read_space(settings_of(env), "audio-features", "room-5", 12))
+    ids = sorted(features_by_id(pairs))
+    assert ids == sorted(["recordings/hum.wav#0#w0", "recordings/day-2/chirp.flac#0#w0"]
+                         + [f"recordings/day-2/long.ogg#0#w{i}" for i in range(7)]
+                         + [f"recordings/day-2/long.ogg#1#w{i}" for i in range(3)])
