@@ -16,13 +16,15 @@ applied to layer L's output, i.e. the last hidden state of the shorter model.
 
 Identity. A model is named ``<name>#<12 hex digits>``: its directory or hub name, and a hash of its
 weights, so that two different checkpoints behind the same name never share a pattern space. The
-model space is ``wav2vec2:<model id>:L<layer>:<pooling>``.
+model space is ``wav2vec2:<model id>:L<layer>:<pooling>``, with ``:int8`` appended when the model runs
+quantized.
 
 Determinism. Inference runs in eval mode under ``torch.inference_mode()``, with a fixed thread
 count. The same windows in the same batches give bit-identical vectors on every run. A different
 batch size can change the last bits (the BLAS kernels block the work differently; about 1e-6), and
 that is why batches never mix windows of different records: a record's vectors depend on the record
-and the settings alone, never on what arrived next to it.
+and the settings alone, never on what arrived next to it. With int8 quantization the activations'
+scale is taken per batch, so there the batch size matters more (still deterministic per record).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ import numpy as np
 import torch
 
 from streams.core.audio import MODEL_RATE, POOLINGS, WindowPlan, l2_normalize, pool, prepare
+
+QUANTIZATIONS = ("none", "int8")
 from streams.extraction_settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
@@ -137,10 +141,12 @@ class Extractor:
     normalize: bool
     plan: WindowPlan
     dim: int
+    quantize: str = "none"
 
     @property
     def model_space(self) -> str:
-        return f"wav2vec2:{self.model_id}:L{self.layer}:{self.pooling}"
+        suffix = "" if self.quantize == "none" else f":{self.quantize}"
+        return f"wav2vec2:{self.model_id}:L{self.layer}:{self.pooling}{suffix}"
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """(count, samples) prepared windows -> (count, dim) unit vectors, batch by batch."""
@@ -164,6 +170,8 @@ class Extractor:
 def load_extractor(settings: ExtractionSettings) -> Extractor:
     if settings.pooling not in POOLINGS:
         raise ValueError(f"FMS_EXTRACT_POOLING={settings.pooling!r} is not one of {', '.join(POOLINGS)}")
+    if settings.quantize not in QUANTIZATIONS:
+        raise ValueError(f"FMS_EXTRACT_QUANTIZE={settings.quantize!r} is not one of {', '.join(QUANTIZATIONS)}")
     if settings.batch_size < 1:
         raise ValueError(f"FMS_EXTRACT_BATCH_SIZE must be at least 1, not {settings.batch_size}")
     # The event loop thread only waits while inference runs, so every core can go to torch.
@@ -171,12 +179,14 @@ def load_extractor(settings: ExtractionSettings) -> Extractor:
     model = load_model(settings.model, offline=settings.offline)
     model_id = f"{model_name(settings.model)}#{fingerprint(model)[:12]}"
     layer = cut_to_layer(model, settings.layer)
+    if settings.quantize == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     plan = WindowPlan.of_seconds(settings.window_s, settings.hop_s, receptive_field(model.config), MODEL_RATE)
     dim = model.config.hidden_size * (2 if settings.pooling == "mean_std" else 1)
     extractor = Extractor(model=model, model_id=model_id, layer=layer, pooling=settings.pooling,
                           batch_size=settings.batch_size,
                           normalize=wants_normalized_input(settings.model, offline=settings.offline),
-                          plan=plan, dim=dim)
+                          plan=plan, dim=dim, quantize=settings.quantize)
     log.info("extraction model %s: space %s, dim %d, %d threads", settings.model, extractor.model_space, dim,
              torch.get_num_threads())
     return extractor

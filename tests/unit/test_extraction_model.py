@@ -140,3 +140,15 @@ def test_settings_are_checked_before_loading(tiny_dir):
         load_extractor(dataclasses.replace(settings(tiny_dir), pooling="max"))
     with pytest.raises(ValueError, match="layer"):
         load_extractor(dataclasses.replace(settings(tiny_dir), layer=7))
+
+
+def test_int8_quantization_is_close_to_float32_deterministic_and_a_space_of_its_own(tiny_dir):
+    samples = noise(1.0, seed=3)
+    exact = load_extractor(settings(tiny_dir))
+    fast = load_extractor(settings(tiny_dir, quantize="int8"))
+    assert fast.model_space == exact.model_space + ":int8"
+    a, b = exact.extract(samples, MODEL_RATE)[0], fast.extract(samples, MODEL_RATE)[0]
+    assert np.min(np.sum(a * b, axis=1)) > 0.99
+    assert fast.extract(samples, MODEL_RATE)[0].tobytes() == b.tobytes()
+    with pytest.raises(ValueError, match="QUANTIZE"):
+        load_extractor(settings(tiny_dir, quantize="fp8"))
