@@ -10,7 +10,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export FMS_HOME="${FMS_HOME:-$HOME/.cache/feature-memory}"
 venv="${FMS_VENV:-$FMS_HOME/venv}"
-extras="${FMS_EXTRAS:-test,bench}"
+# audio (torch, transformers): the extraction tests run in CI too; see README "Audio" for its cost.
+extras="${FMS_EXTRAS:-test,bench,audio}"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3
 

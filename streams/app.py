@@ -119,9 +119,27 @@ def breaker_publisher(settings: Settings, metrics: Metrics, emit: Emitter):
     return publish
 
 
-def create_runtime(settings: Settings) -> Runtime:
+def create_guard(settings: Settings, metrics: Metrics, emit: Emitter, operations) -> Guard:
+    """The worker's breakers, one per operation, publishing their state; `emit`'s sends are guarded."""
+    guard = Guard(settings.worker, settings.breaker_config(), max_attempts=settings.breaker_max_attempts,
+                  publish=breaker_publisher(settings, metrics, emit),
+                  injector=FaultInjector(settings.fault_inject) if settings.fault_inject else None)
+    for operation in operations:
+        guard.breaker(operation)
+        for state in ("closed", "open", "half_open"):  # every series from the start
+            metrics.breaker_state.labels(operation=operation, state=state).set(1 if state == "closed" else 0)
+    emit.guard = guard
+    return guard
+
+
+def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) -> MemoryApp:
+    """The faust app with the project's broker, producer and web configuration, serving /metrics.
+
+    Every worker role builds its app here; a role other than the pattern memory passes its own
+    `app_id`, so that it is a consumer group of its own.
+    """
     app = MemoryApp(
-        settings.app_id,
+        settings.app_id if app_id is None else app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
         broker_credentials=_broker_credentials(settings),
         store="rocksdb://",
@@ -150,6 +168,16 @@ def create_runtime(settings: Settings) -> Runtime:
         autodiscover=False,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    if settings.faust_sensor:
+        setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
+    else:
+        metrics.serve(app, "/metrics")
+    return app
+
+
+def create_runtime(settings: Settings) -> Runtime:
+    metrics = Metrics.create()
+    app = create_app(settings, metrics)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(settings.topic(name), partitions=settings.partitions,
@@ -178,27 +206,15 @@ def create_runtime(settings: Settings) -> Runtime:
         cleanup_interval_s=settings.cleanup_interval_s,
         max_pattern_size=settings.max_dim,
     )
-    metrics = Metrics.create()
     memory = table("memory")
     store = PatternStore(Prefixed(memory, "p/"), Prefixed(memory, "s/"), pattern_cfg, limits,
                          observe_write=metrics.storage_seconds.labels(operation="write").observe)
     optimizations = OptimizationStore(Prefixed(memory, "o/"), Prefixed(memory, "oi/"), settings.optimization_config(),
                                       observe_write=metrics.storage_seconds.labels(operation="optimization").observe)
     recent = RecentRecognitions(Prefixed(memory, "r/"), Prefixed(memory, "rr/"), settings.recent_recognitions)
-    if settings.faust_sensor:
-        setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
-    else:
-        metrics.serve(app, "/metrics")
 
     emit = Emitter(app, settings, metrics)
-    guard = Guard(settings.worker, settings.breaker_config(), max_attempts=settings.breaker_max_attempts,
-                  publish=breaker_publisher(settings, metrics, emit),
-                  injector=FaultInjector(settings.fault_inject) if settings.fault_inject else None)
-    for operation in GUARDED_OPERATIONS:
-        guard.breaker(operation)
-        for state in ("closed", "open", "half_open"):  # every series from the start
-            metrics.breaker_state.labels(operation=operation, state=state).set(1 if state == "closed" else 0)
-    emit.guard = guard
+    guard = create_guard(settings, metrics, emit, GUARDED_OPERATIONS)
 
     runtime = Runtime(
         settings=settings,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from streams.extraction_settings import ROLES, default_role
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +41,20 @@ def cmd_worker(args) -> int:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     loop = _loop()
+    if args.role == "extraction":
+        # Before any broker work: a missing model is a configuration error, said once and plainly.
+        from streams.extraction import ModelUnavailable
+        from streams.extraction_app import create_extraction_runtime
+        from streams.extraction_settings import ExtractionSettings
+
+        try:
+            runtime = create_extraction_runtime(settings, ExtractionSettings.from_env())
+        except ModelUnavailable as exc:
+            print(f"fms worker --role extraction: {exc}", file=sys.stderr)
+            return 2
     loop.run_until_complete(ensure_topics(settings))
-    runtime = create_runtime(settings)
+    if args.role != "extraction":
+        runtime = create_runtime(settings)
     worker = faust.Worker(runtime.app, loglevel=settings.log_level, loop=loop)
     worker.execute_from_commandline()
     return 0
@@ -86,6 +99,18 @@ def cmd_watch(args) -> int:
     return 0
 
 
+def cmd_ingest(args) -> int:
+    from streams.extraction_settings import ExtractionSettings
+    from streams.ingest import ingest
+
+    max_seconds = args.max_seconds or ExtractionSettings.from_env().max_audio_s
+    summary = _loop().run_until_complete(
+        ingest(Settings.from_env(), [Path(p) for p in args.paths], space=args.space, max_seconds=max_seconds)
+    )
+    print(summary.describe())
+    return 0 if summary.files_read else 1
+
+
 def cmd_demo(args) -> int:
     from streams.demo import run_demo
 
@@ -99,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run a feature-memory worker (settings from the environment, see README)")
     w.add_argument("--web-port", type=int)
     w.add_argument("--data-dir", type=Path)
+    w.add_argument("--role", choices=ROLES, default=default_role(),
+                   help="pattern-memory (default, or FMS_WORKER_ROLE) or extraction (wav2vec2: fms.audio -> fms.audio-features)")
     w.set_defaults(func=cmd_worker)
 
     b = sub.add_parser("broker", help="start, stop or check the local Kafka broker from infra/")
@@ -121,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     wa.add_argument("--from-beginning", action="store_true")
     wa.add_argument("--limit", type=int, default=0, help="stop after this many records (0: never)")
     wa.set_defaults(func=cmd_watch)
+
+    i = sub.add_parser("ingest", help="publish WAV/FLAC/OGG files or folders of them to fms.audio")
+    i.add_argument("paths", nargs="+", metavar="PATH")
+    i.add_argument("--space", default="audio", help="space of the records (default: audio)")
+    i.add_argument("--max-seconds", type=float, default=None,
+                   help="longest record; longer files are cut (default: FMS_MAX_AUDIO_S, 30)")
+    i.set_defaults(func=cmd_ingest)
 
     d = sub.add_parser("demo", help="broker + worker + a generated stream of known groups, end to end")
     d.add_argument("--records", type=int, default=2000)

@@ -146,7 +146,12 @@ def test_bad_interactions_go_to_the_dead_letter_topic_with_their_code(memory_env
         records = [(SPACE.encode(), v) for v in bad.values()] + [(SPACE.encode(), encode(ok))]
         await produce(settings.bootstrap_servers, settings.topic("interactions"), records)
         dead = await read_topic(settings, settings.topic("dead-letter"), count=len(bad), timeout=90)
-        patterns = await read_topic(settings, settings.topic("patterns"))
+        # The good interaction comes last: its feedback re-publishes its pattern, with its ts.
+        for _ in range(100):
+            patterns = await read_topic(settings, settings.topic("patterns"))
+            if any(raw is not None and decode("patterns", raw).record.ts == 100.0 for _, raw in patterns):
+                break
+            await asyncio.sleep(0.2)
         return bad, dead, patterns
 
     bad, dead, patterns = asyncio.run(go())
