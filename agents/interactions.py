@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.dead_letter import guarded, send_dead_letter
+from agents.apply import DUPLICATE, apply_once
+from agents.dead_letter import send_dead_letter
 from agents.recognition import emit_pattern_changes
 from schemas.codec import decode
 from schemas.validation import (
@@ -85,21 +86,20 @@ def register(runtime) -> None:
                 continue
 
             def apply(interaction=interaction, pattern_id=pattern_id):
-                try:
-                    # Optimizations first: a config the core refuses raises before any write.
-                    events = optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
-                                                 interaction.outcome, interaction.ts,
-                                                 store.space(space).get(pattern_id).related)
-                    success, quality = pattern_feedback(interaction.outcome)
-                    pattern = store.feedback(store.space(space), pattern_id, success, quality, interaction.ts)
-                except Exception:
-                    store.invalidate()
-                    raise
+                # Optimizations first: a config the core refuses raises before any write.
+                events = optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
+                                             interaction.outcome, interaction.ts,
+                                             store.space(space).get(pattern_id).related)
+                success, quality = pattern_feedback(interaction.outcome)
+                pattern = store.feedback(store.space(space), pattern_id, success, quality, interaction.ts)
                 return pattern, events
 
             started = time.perf_counter()
-            applied = await guarded(runtime, event, decoded.result, "interaction", apply)
+            applied = await apply_once(runtime, event, decoded.result, "interaction", space, "interactions", apply)
             if applied is None:
+                continue
+            if applied is DUPLICATE:
+                log.info("interaction %s/%s was applied before a restart; not applied again", space, interaction.id)
                 continue
             pattern, events = applied
             metrics.interaction_seconds.observe(time.perf_counter() - started)

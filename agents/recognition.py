@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.dead_letter import guarded, send_dead_letter
+from agents.apply import DUPLICATE, apply_once
+from agents.dead_letter import send_dead_letter
 from schemas.codec import decode
 from schemas.records import PatternEvent, Recognition, Related
 from schemas.state import RecentRecognition
@@ -37,29 +38,49 @@ def register(runtime) -> None:
                 continue
 
             def learn(feature=feature, offset=event.message.offset):
-                try:
-                    learned, change = store.learn(store.space(feature.space), feature.id, feature.vector, feature.ts)
-                    runtime.recent.remember(feature.space, RecentRecognition(
-                        event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
-                        confidence=learned.confidence, new=learned.new, offset=offset))
-                except Exception:
-                    store.invalidate()  # the cached index may be ahead of the tables: reload it
-                    raise
-                return learned, change
+                learned, change = store.learn(store.space(feature.space), feature.id, feature.vector, feature.ts)
+                seen = RecentRecognition(
+                    event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
+                    confidence=learned.confidence, new=learned.new, offset=offset,
+                    changed=tuple((p.pattern_id, kind) for p, kind in change.events), removed=change.removed)
+                runtime.recent.remember(feature.space, seen)
+                return seen, change
 
             started = time.perf_counter()
-            applied = await guarded(runtime, event, decoded.result, "learn", learn)
+            applied = await apply_once(runtime, event, decoded.result, "learn", feature.space, "audio-features", learn)
             if applied is None:
                 continue
-            learned, change = applied
+            if applied is DUPLICATE:
+                await emit_again(runtime, feature)
+                continue
+            seen, change = applied
             metrics.recognition_seconds.observe(time.perf_counter() - started)
-
-            await emit.send("recognitions", feature.space, Recognition(
-                event_id=feature.id, space=feature.space, pattern_id=learned.pattern_id,
-                similarity=learned.similarity, confidence=learned.confidence, new=learned.new,
-                ts=time.time(),
-            ))
+            await emit.send("recognitions", feature.space, recognition_of(feature.space, seen))
             await emit_pattern_changes(emit, feature.space, change, feature.ts)
+
+
+def recognition_of(space: str, seen: RecentRecognition) -> Recognition:
+    return Recognition(event_id=seen.event_id, space=space, pattern_id=seen.pattern_id, similarity=seen.similarity,
+                       confidence=seen.confidence, new=seen.new, ts=time.time())
+
+
+async def emit_again(runtime, feature) -> None:
+    """A record applied before a crash, delivered again: its recognition as it was, and the current
+    state (or tombstone) of every pattern it changed, in case those outputs did not get out."""
+    seen = runtime.recent.get(feature.space, feature.id)
+    if seen is None:  # older than the recent-recognition ring: long since committed
+        log.warning("redelivered %s/%s is older than the recent recognitions; nothing to emit again",
+                    feature.space, feature.id)
+        return
+    await runtime.emit.send("recognitions", feature.space, recognition_of(feature.space, seen))
+    memory = runtime.store.space(feature.space)
+    for pattern_id, kind in seen.changed:
+        pattern = memory.get(pattern_id)
+        await runtime.emit.send("patterns", pattern_key(feature.space, pattern_id),
+                                None if pattern is None else pattern_event(feature.space, pattern, kind, feature.ts))
+    for pattern_id in seen.removed:
+        if memory.get(pattern_id) is None:
+            await runtime.emit.send("patterns", pattern_key(feature.space, pattern_id), None)
 
 
 async def emit_pattern_changes(emit, space: str, change, ts: float) -> None:

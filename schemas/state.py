@@ -136,7 +136,9 @@ class OptimizationIndex:
 @dataclass(frozen=True)
 class RecentRecognition:
     """What an `fms.audio-features` record was recognized as: the context an interaction's
-    `event_id` names. `offset` is the input record's offset (it picks the record's ring slot)."""
+    `event_id` names, and what a redelivered record emits again. `offset` is the input record's
+    offset (it picks the record's ring slot); `changed` the (pattern id, event) and `removed` the
+    pattern ids of the `fms.patterns` records it caused."""
 
     event_id: str
     pattern_id: str
@@ -144,17 +146,45 @@ class RecentRecognition:
     confidence: float
     new: bool
     offset: int
+    changed: tuple[tuple[str, str], ...] = ()
+    removed: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         return encode_json({"sv": STATE_VERSION, "event_id": self.event_id, "pattern_id": self.pattern_id,
                             "similarity": self.similarity, "confidence": self.confidence, "new": self.new,
-                            "offset": self.offset})
+                            "offset": self.offset, "changed": [list(c) for c in self.changed],
+                            "removed": list(self.removed)})
 
     @classmethod
     def decode(cls, raw: bytes) -> "RecentRecognition":
         d = _decode_state(raw, "recent recognition")
         try:
             return cls(event_id=d["event_id"], pattern_id=d["pattern_id"], similarity=float(d["similarity"]),
-                       confidence=float(d["confidence"]), new=bool(d["new"]), offset=int(d["offset"]))
+                       confidence=float(d["confidence"]), new=bool(d["new"]), offset=int(d["offset"]),
+                       changed=tuple((str(p), str(e)) for p, e in d.get("changed", ())),
+                       removed=tuple(str(p) for p in d.get("removed", ())))
         except (KeyError, TypeError, ValueError) as exc:
             raise StateCorrupt(f"unreadable recent recognition: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """The last input record applied to a space: every table write it made (None: a delete), and
+    the offset it and the space's other inputs reached (input kind -> offset). See streams.journal."""
+
+    applied: dict[str, int]
+    writes: tuple[tuple[str, bytes | None], ...]
+
+    def encode(self) -> bytes:
+        # State values are UTF-8 JSON themselves (schemas.codec), so they travel as strings.
+        return encode_json({"sv": STATE_VERSION, "applied": self.applied,
+                            "writes": [[k, None if v is None else v.decode()] for k, v in self.writes]})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "JournalEntry":
+        d = _decode_state(raw, "journal entry")
+        try:
+            return cls(applied={str(k): int(v) for k, v in d["applied"].items()},
+                       writes=tuple((str(k), None if v is None else v.encode()) for k, v in d["writes"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateCorrupt(f"unreadable journal entry: {exc}") from exc

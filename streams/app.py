@@ -21,6 +21,7 @@ from streams.emit import Emitter
 from streams.guard import FaultInjector, Guard
 from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.journal import Journal
 from streams.optimization_state import OptimizationStore
 from streams.state import PatternStore, Prefixed, RecentRecognitions
 
@@ -44,6 +45,7 @@ class Runtime:
     store: PatternStore
     optimizations: OptimizationStore
     recent: RecentRecognitions
+    journal: Journal
     limits: ValidationLimits
     metrics: Metrics
     emit: Emitter
@@ -148,6 +150,8 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
         processing_guarantee="at_least_once",
         producer_acks=-1,
         # Outputs and changelog writes of a burst share produce requests instead of one each.
@@ -206,7 +210,7 @@ def create_runtime(settings: Settings) -> Runtime:
         cleanup_interval_s=settings.cleanup_interval_s,
         max_pattern_size=settings.max_dim,
     )
-    memory = table("memory")
+    memory = Journal(table("memory"))
     store = PatternStore(Prefixed(memory, "p/"), Prefixed(memory, "s/"), pattern_cfg, limits,
                          observe_write=metrics.storage_seconds.labels(operation="write").observe)
     optimizations = OptimizationStore(Prefixed(memory, "o/"), Prefixed(memory, "oi/"), settings.optimization_config(),
@@ -223,6 +227,7 @@ def create_runtime(settings: Settings) -> Runtime:
         store=store,
         optimizations=optimizations,
         recent=recent,
+        journal=memory,
         limits=ValidationLimits(max_dim=settings.max_dim),
         metrics=metrics,
         emit=emit,
@@ -234,6 +239,7 @@ def create_runtime(settings: Settings) -> Runtime:
     async def _on_revoked(sender, revoked, **kwargs) -> None:
         store.invalidate()
         optimizations.invalidate()
+        memory.forget()
 
     @app.on_partitions_assigned.connect
     async def _on_assigned(sender, assigned, **kwargs) -> None:

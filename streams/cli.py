@@ -37,6 +37,7 @@ def cmd_worker(args) -> int:
     import faust
 
     from streams.app import create_runtime
+    from streams.local_state import close_local_state, open_local_state
     from streams.topics import ensure_topics
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -54,9 +55,16 @@ def cmd_worker(args) -> int:
             return 2
     loop.run_until_complete(ensure_topics(settings))
     if args.role != "extraction":
+        open_local_state(settings.data_dir)  # before faust opens RocksDB
         runtime = create_runtime(settings)
     worker = faust.Worker(runtime.app, loglevel=settings.log_level, loop=loop)
-    worker.execute_from_commandline()
+    if args.role == "extraction":  # no tables
+        worker.execute_from_commandline()
+        return 0
+    try:
+        worker.execute_from_commandline()
+    finally:
+        close_local_state(settings.data_dir)
     return 0
 
 

@@ -48,6 +48,9 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    # How long the group waits for a silent worker before its partitions move: a killed worker's
+    # spaces are down that long. Kafka's brokers accept 6 s and up by default.
+    session_timeout_s: float = 10.0
     # The consumer's fetch long-poll; see streams/transport.py for why it is short.
     fetch_max_wait_ms: int = 20
     # State
@@ -119,6 +122,7 @@ class Settings:
             ssl_cafile=_env("KAFKA_SSL_CAFILE", d.ssl_cafile),
             ssl_certfile=_env("KAFKA_SSL_CERTFILE", d.ssl_certfile),
             ssl_keyfile=_env("KAFKA_SSL_KEYFILE", d.ssl_keyfile),
+            session_timeout_s=_float("FMS_SESSION_TIMEOUT_S", d.session_timeout_s),
             fetch_max_wait_ms=_int("FMS_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
             data_dir=Path(_env("FMS_DATA_DIR", str(d.data_dir))),
             rocksdb_block_cache_bytes=_int("FMS_ROCKSDB_BLOCK_CACHE_BYTES", d.rocksdb_block_cache_bytes),
