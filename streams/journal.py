@@ -39,6 +39,8 @@ class Journal(MutableMapping):
         self._table = table
         self._pending: dict[str, bytes | None] | None = None
         self._repaired: set[str] = set()
+        # Applied offsets per space, as its journal entry holds them: read on every record.
+        self._applied: dict[str, dict[str, int]] = {}
 
     # -- the mapping
     def __getitem__(self, key: str):
@@ -92,10 +94,17 @@ class Journal(MutableMapping):
         raw = self._table.get(JOURNAL_PREFIX + space)
         return None if raw is None else JournalEntry.decode(raw)
 
+    def applied(self, space: str) -> dict[str, int]:
+        """The last offset applied to `space` from each input."""
+        applied = self._applied.get(space)
+        if applied is None:
+            entry = self.entry(space)
+            applied = self._applied[space] = {} if entry is None else dict(entry.applied)
+        return applied
+
     def is_applied(self, space: str, source: str, offset: int) -> bool:
         """Whether the record at `offset` of input `source` was already applied to `space`."""
-        entry = self.entry(space)
-        return entry is not None and entry.applied.get(source, -1) >= offset
+        return self.applied(space).get(source, -1) >= offset
 
     def repair(self, space: str) -> bool:
         """Re-apply the space's last journal entry, once per space until `forget`; True when a
@@ -117,6 +126,7 @@ class Journal(MutableMapping):
     def forget(self) -> None:
         """After a rebalance: spaces may come back restored by another worker; check them again."""
         self._repaired.clear()
+        self._applied.clear()
 
     def begin(self) -> None:
         self._pending = {}
@@ -126,10 +136,10 @@ class Journal(MutableMapping):
 
     def commit(self, space: str, source: str, offset: int) -> None:
         pending, self._pending = self._writes(), None
-        previous = self.entry(space)
-        applied = dict(previous.applied) if previous is not None else {}
+        applied = dict(self.applied(space))
         applied[source] = offset
         self._table[JOURNAL_PREFIX + space] = JournalEntry(applied, tuple(pending.items())).encode()
+        self._applied[space] = applied
         for key, value in pending.items():
             if value is None:
                 self._table.pop(key, None)

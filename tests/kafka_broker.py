@@ -342,3 +342,33 @@ async def consume_all(
         return got[:n]
     finally:
         await consumer.stop()
+
+
+class PrivateBroker:
+    """A local broker of one test's own, which the test may restart (same port, same data)."""
+
+    def __init__(self, tmp_root: Path) -> None:
+        self.kafka_dir = tmp_root / "kafka"
+        self.port = free_port_pair()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._env = dict(os.environ, KAFKA_DIR=str(self.kafka_dir), KAFKA_PORT=str(self.port))
+        self._env.setdefault("FMS_HOME", str(Path.home() / ".cache" / "feature-memory"))
+
+    def _run(self, action: str) -> None:
+        result = subprocess.run(["bash", str(BROKER_SH), action], env=self._env, capture_output=True, text=True,
+                                timeout=600, start_new_session=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"broker.sh {action} failed: {result.stdout}{result.stderr}")
+
+    def start(self) -> "PrivateBroker":
+        self._run("start")
+        return self
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            _kill_brokers_of(self.kafka_dir)
