@@ -8,12 +8,11 @@ import time
 
 import numpy as np
 
-from schemas.codec import decode
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.demo import grouped_stream
-from streams.publish import publish, read_topic
+from streams.publish import publish
 from streams.topics import ensure_topics
-from tests.integration.test_recognition import settings_of
+from tests.integration.test_recognition import recognitions_of, settings_of
 
 N = 3000
 RATE = 150.0  # records per second: the stream lasts 20 s, the crashes fall inside it
@@ -45,20 +44,7 @@ def test_kill_9_at_random_points_applies_every_record_exactly_once(memory_env, w
     thread.join(60)
     publisher.close()
 
-    recs = asyncio.run(read_topic(settings, settings.topic("recognitions"), count=N, timeout=120))
-    by_id: dict[str, list] = {}
-    for _, raw in recs:
-        r = decode("recognitions", raw).record
-        by_id.setdefault(r.event_id, []).append(r)
-    # Wait for the tail: every input has its recognition.
-    deadline = time.monotonic() + 120
-    while set(by_id) != {f.id for f in feats} and time.monotonic() < deadline:
-        time.sleep(1)
-        recs = asyncio.run(read_topic(settings, settings.topic("recognitions")))
-        by_id = {}
-        for _, raw in recs:
-            r = decode("recognitions", raw).record
-            by_id.setdefault(r.event_id, []).append(r)
+    by_id = recognitions_of(settings, [f.id for f in feats])
     assert set(by_id) == {f.id for f in feats}, "every input record has its recognition"
     assert sum(len(v) for v in by_id.values()) > N, "the crashes left records to deliver again"
 

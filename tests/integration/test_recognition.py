@@ -138,3 +138,20 @@ def test_state_recovers_from_changelog_after_local_state_is_deleted(memory_env, 
     assert {i: by_id[i].pattern_id for i in reference} == reference, \
         "after recovery from the changelog, recognitions keep the same pattern ids"
     assert not any(by_id[f.id].new for f in second), "no pattern was re-created after recovery"
+
+
+def recognitions_of(settings: Settings, ids, timeout: float = 120.0) -> dict[str, list]:
+    """Every recognition on the topic by event id, once all of `ids` have one (redelivered records
+    may have several: a count of records is not enough to know the tail has arrived)."""
+    import time
+
+    wanted = set(ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        by_id: dict[str, list] = {}
+        for _, raw in asyncio.run(read_topic(settings, settings.topic("recognitions"))):
+            r = decode("recognitions", raw).record
+            by_id.setdefault(r.event_id, []).append(r)
+        if wanted <= set(by_id) or time.monotonic() > deadline:
+            return by_id
+        time.sleep(0.5)

@@ -8,12 +8,11 @@ import json
 import time
 import urllib.request
 
-from schemas.codec import decode
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.demo import grouped_stream
 from streams.publish import publish, read_topic
 from streams.topics import ensure_topics
-from tests.integration.test_recognition import settings_of
+from tests.integration.test_recognition import recognitions_of, settings_of
 
 SPACES = [f"space-{i}" for i in range(6)]
 
@@ -67,11 +66,8 @@ def test_the_survivor_takes_over_with_state_and_answers(memory_env, workers):
         time.sleep(0.5)
     takeover_s = time.monotonic() - started
 
-    recs = asyncio.run(send(second, len(first) + len(second)))
-    by_id = {}
-    for _, raw in recs:
-        r = decode("recognitions", raw).record
-        by_id[r.event_id] = r
+    asyncio.run(send(second, len(first) + len(second)))
+    by_id = {i: rs[-1] for i, rs in recognitions_of(settings, [f.id for f in first + second]).items()}
     assert set(by_id) == {f.id for f in first + second}, "nothing was lost"
     for space in SPACES:  # the taken-over spaces continued from their state: same ids as one memory
         reference = SpaceMemory(space, PatternConfig())
