@@ -8,6 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Before numpy loads OpenBLAS: matching is one matrix-vector product per record, too small to split
+# across threads, and OpenBLAS's spinning threads take the cores the event loop and the Kafka
+# client need (measured: a worker drains a backlog about twice as fast with one). torch, in the
+# extraction role, sizes its own thread pool (FMS_EXTRACT_THREADS).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from streams.extraction_settings import ROLES, default_role
 from streams.settings import Settings
 

@@ -123,10 +123,14 @@ class PatternStore:
         events = [(p, e) for p, e in zip(learned.changed, learned.change_events, strict=True)]
         events += [(p, "evicted") for p in learned.evicted]
         removed = [p.pattern_id for p in learned.evicted] + [absorbed for _, absorbed in learned.merged]
-        cleaned = self._cleanup(memory, before)
+        # The estimate walks every pattern: once per record, again only after an eviction.
+        estimate = memory.memory_estimate_bytes()
+        cleaned = self._cleanup(memory, before, estimate)
+        if cleaned:
+            estimate = memory.memory_estimate_bytes()
         # Nothing is persisted yet: a space the cleanup cannot bring back inside its budget keeps
         # its tables as they were (the caller drops the cached index).
-        check_constraints(self.limits, memory_bytes=memory.memory_estimate_bytes())
+        check_constraints(self.limits, memory_bytes=estimate)
         events += [(p, "evicted") for p in cleaned]
         removed += [p.pattern_id for p in cleaned]
         # A pattern evicted by the cleanup after this record changed it is gone: emit its end only.
@@ -137,8 +141,8 @@ class PatternStore:
                       learned.new or learned.space_changed or bool(removed))
         return learned, Change(tuple(events), tuple(removed))
 
-    def _cleanup(self, memory: SpaceMemory, before: float | None) -> list[Pattern]:
-        n = evictions_needed(len(memory), memory.memory_estimate_bytes(), self.limits)
+    def _cleanup(self, memory: SpaceMemory, before: float | None, estimate: int) -> list[Pattern]:
+        n = evictions_needed(len(memory), estimate, self.limits)
         evicted = memory.evict(n) if n else []
         if crossed_interval(before, memory.now, self.limits.cleanup_interval_s):
             evicted += memory.evict_stale(self.limits.stale_confidence, self.limits.max_evictions_per_record)
