@@ -8,7 +8,8 @@ middle of one record's writes, and a record whose offset was not committed is de
 To apply each record exactly once, a record's writes are collected in a transaction (reads see the
 record's own writes), and `commit` writes, in this order:
 
-1. the space's journal entry `j/<space>`: all of the record's writes, and the offset of the record
+1. the space's journal entry `j/<space>`: all of the record's writes (every table value is a JSON
+   document, embedded as it is), and the offset of the record
    (and the last offset applied from the space's other input topic);
 2. the writes themselves.
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
+from schemas.codec import decode_json, encode_json
 from schemas.state import RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
 from streams.core.limits import Limits, check_constraints, crossed_interval, evictions_needed
 from streams.core.patterns import Learned, Pattern, PatternConfig, SpaceMemory
@@ -194,10 +195,11 @@ class RecentRecognitions:
 
     def remember(self, space: str, recognition: RecentRecognition) -> None:
         slot = f"{space}\x1f{recognition.offset % self.capacity}"
-        old = self._ring.get(slot)
-        if old is not None and old.decode() != recognition.event_id:
-            self._recent.pop(f"{space}\x1f{old.decode()}", None)
-        self._ring[slot] = recognition.event_id.encode()
+        raw = self._ring.get(slot)
+        old = None if raw is None else decode_json(raw)
+        if old is not None and old != recognition.event_id:
+            self._recent.pop(f"{space}\x1f{old}", None)
+        self._ring[slot] = encode_json(recognition.event_id)  # every table value is JSON (streams.journal)
         self._recent[f"{space}\x1f{recognition.event_id}"] = recognition.encode()
 
     def get(self, space: str, event_id: str) -> RecentRecognition | None:
