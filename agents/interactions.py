@@ -12,6 +12,8 @@ from agents.apply import DUPLICATE, apply_once
 from agents.dead_letter import send_dead_letter
 from agents.recognition import emit_pattern_changes
 from schemas.codec import decode
+from schemas.records import Optimization
+from schemas.state import RecentInteraction
 from schemas.validation import (
     NO_MATCHING_PATTERN,
     UNKNOWN_EVENT,
@@ -85,26 +87,45 @@ def register(runtime) -> None:
                 await send_dead_letter(runtime, event, decoded.result)
                 continue
 
-            def apply(interaction=interaction, pattern_id=pattern_id):
+            def apply(interaction=interaction, pattern_id=pattern_id, offset=event.message.offset):
                 # Optimizations first: a config the core refuses raises before any write.
                 events = optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
                                              interaction.outcome, interaction.ts,
                                              store.space(space).get(pattern_id).related)
                 success, quality = pattern_feedback(interaction.outcome)
                 pattern = store.feedback(store.space(space), pattern_id, success, quality, interaction.ts)
-                return pattern, events
+                records = tuple(e.to_record() for e in events)
+                runtime.recent_interactions.remember(space, RecentInteraction(
+                    interaction.id, pattern_id, offset, tuple(r.to_dict() for r in records)))
+                return pattern, records
 
             started = time.perf_counter()
             applied = await apply_once(runtime, event, decoded.result, "interaction", space, "interactions", apply)
             if applied is None:
                 continue
             if applied is DUPLICATE:
-                log.info("interaction %s/%s was applied before a restart; not applied again", space, interaction.id)
-                continue
-            pattern, events = applied
-            metrics.interaction_seconds.observe(time.perf_counter() - started)
+                applied = again(runtime, space, interaction)
+                if applied is None:
+                    continue
+            else:
+                metrics.interaction_seconds.observe(time.perf_counter() - started)
+            pattern, records = applied
 
             await emit_pattern_changes(emit, space, Change(events=((pattern, "updated"),)), interaction.ts)
-            for optimization in events:
-                metrics.optimization_events.labels(event=optimization.event).inc()
-                await emit.send("optimizations", optimization.key, optimization.to_record())
+            for record in records:
+                metrics.optimization_events.labels(event=record.event).inc()
+                await emit.send("optimizations", record.key, record)
+
+
+def again(runtime, space: str, interaction):
+    """An interaction applied before a crash, delivered again: not applied again; its optimization
+    records as they were and its pattern's current state go out again, in case they did not."""
+    seen = runtime.recent_interactions.get(space, interaction.id)
+    pattern = None if seen is None else runtime.store.space(space).get(seen.pattern_id)
+    if seen is None or pattern is None:
+        log.warning("redelivered interaction %s/%s is no longer in the recent ring; nothing to emit again",
+                    space, interaction.id)
+        return None
+    records = tuple(Optimization.from_dict(d, ValidationResult()) for d in seen.optimizations)
+    return pattern, records
+

@@ -169,6 +169,31 @@ class RecentRecognition:
 
 
 @dataclass(frozen=True)
+class RecentInteraction:
+    """What an `fms.interactions` record did: its context pattern and the `fms.optimizations`
+    records it emitted (contract dicts), so that a redelivered interaction emits them again."""
+
+    interaction_id: str
+    pattern_id: str
+    offset: int
+    optimizations: tuple[dict, ...] = ()
+
+    def encode(self) -> bytes:
+        return encode_json({"sv": STATE_VERSION, "interaction_id": self.interaction_id,
+                            "pattern_id": self.pattern_id, "offset": self.offset,
+                            "optimizations": list(self.optimizations)})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "RecentInteraction":
+        d = _decode_state(raw, "recent interaction")
+        try:
+            return cls(interaction_id=d["interaction_id"], pattern_id=d["pattern_id"], offset=int(d["offset"]),
+                       optimizations=tuple(d["optimizations"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateCorrupt(f"unreadable recent interaction: {exc}") from exc
+
+
+@dataclass(frozen=True)
 class JournalEntry:
     """The last input record applied to a space: every table write it made (None: a delete), and
     the offset it and the space's other inputs reached (input kind -> offset). See streams.journal."""

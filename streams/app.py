@@ -23,7 +23,7 @@ from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.journal import Journal
 from streams.optimization_state import OptimizationStore
-from streams.state import PatternStore, Prefixed, RecentRecognitions
+from streams.state import PatternStore, Prefixed, RecentInteractions, RecentRecognitions
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Runtime:
     store: PatternStore
     optimizations: OptimizationStore
     recent: RecentRecognitions
+    recent_interactions: RecentInteractions
     journal: Journal
     limits: ValidationLimits
     metrics: Metrics
@@ -216,6 +217,8 @@ def create_runtime(settings: Settings) -> Runtime:
     optimizations = OptimizationStore(Prefixed(memory, "o/"), Prefixed(memory, "oi/"), settings.optimization_config(),
                                       observe_write=metrics.storage_seconds.labels(operation="optimization").observe)
     recent = RecentRecognitions(Prefixed(memory, "r/"), Prefixed(memory, "rr/"), settings.recent_recognitions)
+    recent_interactions = RecentInteractions(Prefixed(memory, "i/"), Prefixed(memory, "ir/"),
+                                             settings.recent_recognitions)
 
     emit = Emitter(app, settings, metrics)
     guard = create_guard(settings, metrics, emit, GUARDED_OPERATIONS)
@@ -227,6 +230,7 @@ def create_runtime(settings: Settings) -> Runtime:
         store=store,
         optimizations=optimizations,
         recent=recent,
+        recent_interactions=recent_interactions,
         journal=memory,
         limits=ValidationLimits(max_dim=settings.max_dim),
         metrics=metrics,

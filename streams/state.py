@@ -21,7 +21,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
 from schemas.codec import decode_json, encode_json
-from schemas.state import RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
+from schemas.state import RecentInteraction, RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
 from streams.core.limits import Limits, check_constraints, crossed_interval, evictions_needed
 from streams.core.patterns import Learned, Pattern, PatternConfig, SpaceMemory
 
@@ -175,16 +175,18 @@ class PatternStore:
         return sum(m.memory_estimate_bytes() for m in self._memories.values())
 
 
-class RecentRecognitions:
-    """What recent `fms.audio-features` records were recognized as, by event id, per space.
+class Recent:
+    """Recent input records of a space by id: what each did, for what comes after it.
 
-      r/<space>\\x1f<event_id>  -> RecentRecognition
-      rr/<space>\\x1f<slot>     -> the event id in that slot of the space's ring
+      <prefix>/<space>\x1f<id>   -> the record's entry (a schemas.state record with `offset`)
+      <ring>/<space>\x1f<slot>   -> the id in that slot of the space's ring
 
-    The slot is the input offset modulo `capacity`: a space keeps the recognitions of (at most) the
+    The slot is the input offset modulo `capacity`: a space keeps the entries of (at most) the
     last `capacity` offsets of its partition, found again in the same slots on a replay, so the
     bound needs no counter and no scan.
     """
+
+    entry_type: type = RecentRecognition
 
     def __init__(self, recent: MutableMapping, ring: MutableMapping, capacity: int) -> None:
         if capacity < 1:
@@ -193,15 +195,35 @@ class RecentRecognitions:
         self._ring = ring
         self.capacity = capacity
 
-    def remember(self, space: str, recognition: RecentRecognition) -> None:
-        slot = f"{space}\x1f{recognition.offset % self.capacity}"
+    def _remember(self, space: str, key: str, offset: int, value: bytes) -> None:
+        slot = f"{space}\x1f{offset % self.capacity}"
         raw = self._ring.get(slot)
         old = None if raw is None else decode_json(raw)
-        if old is not None and old != recognition.event_id:
+        if old is not None and old != key:
             self._recent.pop(f"{space}\x1f{old}", None)
-        self._ring[slot] = encode_json(recognition.event_id)  # every table value is JSON (streams.journal)
-        self._recent[f"{space}\x1f{recognition.event_id}"] = recognition.encode()
+        self._ring[slot] = encode_json(key)  # every table value is JSON (streams.journal)
+        self._recent[f"{space}\x1f{key}"] = value
 
-    def get(self, space: str, event_id: str) -> RecentRecognition | None:
-        raw = self._recent.get(f"{space}\x1f{event_id}")
-        return None if raw is None else RecentRecognition.decode(raw)
+    def get(self, space: str, key: str):
+        raw = self._recent.get(f"{space}\x1f{key}")
+        return None if raw is None else self.entry_type.decode(raw)
+
+
+class RecentRecognitions(Recent):
+    """What recent `fms.audio-features` records were recognized as, by event id (views r/, rr/):
+    the context an interaction's `event_id` names, and what a redelivered record emits again."""
+
+    entry_type = RecentRecognition
+
+    def remember(self, space: str, recognition: RecentRecognition) -> None:
+        self._remember(space, recognition.event_id, recognition.offset, recognition.encode())
+
+
+class RecentInteractions(Recent):
+    """What recent `fms.interactions` records emitted, by interaction id (views i/, ir/), so that a
+    redelivered interaction emits its optimizations again without being applied again."""
+
+    entry_type = RecentInteraction
+
+    def remember(self, space: str, interaction: RecentInteraction) -> None:
+        self._remember(space, interaction.interaction_id, interaction.offset, interaction.encode())
