@@ -249,6 +249,14 @@ def create_runtime(settings: Settings) -> Runtime:
     async def _on_assigned(sender, assigned, **kwargs) -> None:
         store.invalidate()
 
+    # Assignment comes before faust restores the table: an index built from a half-restored table
+    # (a query during recovery) must not outlive it.
+    @app.on_rebalance_complete.connect
+    async def _on_restored(sender, **kwargs) -> None:
+        store.invalidate()
+        optimizations.invalidate()
+        memory.forget()
+
     from agents import interactions, recognition
     from streams import resources, web
 

@@ -116,11 +116,15 @@ def register(runtime) -> None:
 
     async def forward(view, request, space: str, body: bytes | None):
         """The owner's answer when another worker owns `space`; None when this worker should answer."""
+        if getattr(app, "in_recovery", False) or getattr(app, "rebalancing", False):
+            # The tables are being restored: an answer now would come from a partial memory.
+            return reply(view, 503, {"errors": [{"code": "unavailable",
+                                                 "message": "partitions are being assigned or restored"}]})
         if request.headers.get(ROUTED_HEADER):
             return None
         try:
             owner = app.router.key_store("memory", space)
-        except KeyError:  # no assignment yet (rebalancing)
+        except (KeyError, TypeError):  # no assignment yet, or no topic metadata yet (starting)
             return reply(view, 503, {"errors": [{"code": "unavailable", "message": "partitions are being assigned"}]})
         canonical = app.conf.canonical_url
         if (owner.host, owner.port) == (canonical.host, canonical.port):

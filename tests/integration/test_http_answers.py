@@ -13,7 +13,8 @@ from schemas.codec import decode, decode_json, encode_json
 from schemas.records import AudioFeature
 from streams.publish import publish, read_topic
 from streams.topics import ensure_topics
-from tests.integration.test_recognition import settings_of
+from streams.demo import grouped_stream
+from tests.integration.test_recognition import recognitions_of, settings_of
 
 SPACES = [f"space-{i}" for i in range(6)]
 DIM = 24
@@ -88,3 +89,50 @@ def test_recognize_and_patterns_answered_by_the_owner_from_either_worker(memory_
     assert call(f"{a.url}/recognize", encode_json({"space": SPACES[0], "vector": [1.0, 2.0]}))[0] == 400
     assert call(f"{a.url}/recognize", b"{not json")[0] == 400
     assert call(f"{a.url}/recognize", b"x" * (1024 * 1024 + 10))[0] == 413
+
+
+def test_no_answer_comes_from_a_half_restored_memory(memory_env, workers, tmp_path):
+    """/recognize during recovery answers 503, never from a partial index, and after recovery
+    answers from the whole memory (an index cached during recovery would miss patterns)."""
+    import shutil
+    import threading
+
+    from streams.core.patterns import PatternConfig, SpaceMemory
+    from streams.worker_process import WorkerProcess
+
+    env = memory_env(FMS_PARTITIONS="1")
+    settings = settings_of(env)
+    feats, _ = grouped_stream(1500, 1500, dim=256, seed=8, space="big")
+    worker = workers(env)
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(publish(settings, settings.topic("audio-features"), feats))
+    recognitions_of(settings, [f.id for f in feats])
+    worker.stop()
+    shutil.rmtree(env["FMS_DATA_DIR"])
+
+    reference = SpaceMemory("big", PatternConfig())
+    for f in feats:
+        reference.learn_one(f.id, f.vector, f.ts)
+    probes = feats[-3:]
+    fresh = WorkerProcess(env, tmp_path / "fresh.log", web_port=worker.web_port)
+    starting = threading.Thread(target=fresh.start)
+    starting.start()
+    answers = []
+    after_ready = 0
+    try:
+        while starting.is_alive() or after_ready < 10:
+            after_ready += not starting.is_alive()
+            for f in probes:
+                try:
+                    body = encode_json({"space": "big", "vector": f.vector.tolist(), "k": 1})
+                    answers.append((f, call(f"{fresh.url}/recognize", body)))
+                except OSError:
+                    pass
+            time.sleep(0.05)
+    finally:
+        starting.join()
+        fresh.stop()
+    served = [(f, body) for f, (status, body) in answers if status == 200]
+    assert served, "the restored worker answered"
+    for f, body in served:
+        assert body["matches"][0]["pattern_id"] == reference.predict_one(f.vector, k=1)[0].pattern_id
