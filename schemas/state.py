@@ -15,7 +15,7 @@ from schemas.codec import decode_json, encode_json
 from schemas.validation import ValidationResult
 from schemas.vectors import decode_vector, encode_vector
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 class StateCorrupt(ValueError):
@@ -62,14 +62,16 @@ def decode_pattern_state(raw: bytes) -> dict:
 
 @dataclass(frozen=True)
 class SpaceState:
-    """One space's index (pattern ids in creation order) and the core's space-level state."""
+    """One space's core state (centring mean, merge aliases, ...) and how many pages list its
+    pattern ids. The ids live in pages of their own (`PatternPage`), so that a new pattern rewrites
+    one small page instead of a list of every id in the space."""
 
     space: str
-    pattern_ids: tuple[str, ...]
+    pages: int
     core: dict
 
     def encode(self) -> bytes:
-        return encode_json({"sv": STATE_VERSION, "space": self.space, "pattern_ids": list(self.pattern_ids),
+        return encode_json({"sv": STATE_VERSION, "space": self.space, "pages": self.pages,
                             "core": _arrays_out(self.core)})
 
     @classmethod
@@ -78,9 +80,27 @@ class SpaceState:
             d = decode_json(raw)
             if d.get("sv") != STATE_VERSION:
                 raise StateCorrupt("unknown space state version")
-            return cls(space=d["space"], pattern_ids=tuple(d["pattern_ids"]), core=_arrays_in(d["core"]))
+            return cls(space=d["space"], pages=int(d["pages"]), core=_arrays_in(d["core"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StateCorrupt(f"unreadable space state: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class PatternPage:
+    """Some of a space's pattern ids, in no particular order (the core orders patterns itself)."""
+
+    pattern_ids: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return encode_json({"sv": STATE_VERSION, "ids": list(self.pattern_ids)})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "PatternPage":
+        d = _decode_state(raw, "pattern page")
+        try:
+            return cls(pattern_ids=tuple(str(i) for i in d["ids"]))
+        except (KeyError, TypeError) as exc:
+            raise StateCorrupt(f"unreadable pattern page: {exc}") from exc
 
 
 def _decode_state(raw: bytes, what: str) -> dict:

@@ -10,8 +10,11 @@ order: the partition of the record's space (Kafka Streams' co-partitioning). Kaf
 partition's order, so a restored table always holds a prefix of what the worker wrote.
 
   p/<space>/<pattern_id>  -> pattern state (schemas.state)
-  s/<space>               -> SpaceState: pattern ids in creation order, and the core's
-                             space-level state (centring mean, merge aliases, ...)
+  s/<space>               -> SpaceState: the core's space-level state (centring mean, merge
+                             aliases, ...) and the number of pattern-id pages
+  s/<space>\x1f<n>         -> PatternPage: up to PAGE_SIZE of the space's pattern ids. A new
+                             pattern rewrites one page, not a list of every id: the changelog
+                             grows linearly with the patterns a space creates, not quadratically
   (streams.optimization_state adds the optimization and recent-recognition views)
 """
 from __future__ import annotations
@@ -21,13 +24,43 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
 from schemas.codec import decode_json, encode_json
-from schemas.state import RecentInteraction, RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
+from schemas.state import PatternPage, RecentInteraction, RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
 from streams.core.limits import Limits, check_constraints, crossed_interval, evictions_needed
 from streams.core.patterns import Learned, Pattern, PatternConfig, SpaceMemory
 
 
+PAGE_SIZE = 256
+
+
 def pattern_key(space: str, pattern_id: str) -> str:
     return f"{space}/{pattern_id}"
+
+
+def page_key(space: str, n: int) -> str:
+    # \x1f never appears in a valid space name, so pages sit beside the space records.
+    return f"{space}\x1f{n}"
+
+
+class Pages:
+    """Which page holds each pattern id of one space; a new id goes to the lowest page with room."""
+
+    def __init__(self, pages: list[set[str]]) -> None:
+        self.pages = pages
+        self.page_of = {pid: n for n, page in enumerate(pages) for pid in page}
+
+    def remove(self, pattern_id: str) -> int | None:
+        n = self.page_of.pop(pattern_id, None)
+        if n is not None:
+            self.pages[n].discard(pattern_id)
+        return n
+
+    def add(self, pattern_id: str) -> int:
+        n = next((i for i, page in enumerate(self.pages) if len(page) < PAGE_SIZE), len(self.pages))
+        if n == len(self.pages):
+            self.pages.append(set())
+        self.pages[n].add(pattern_id)
+        self.page_of[pattern_id] = n
+        return n
 
 
 class Prefixed(MutableMapping):
@@ -82,10 +115,12 @@ class PatternStore:
         self.cfg = cfg
         self.limits = limits or Limits()
         self._memories: dict[str, SpaceMemory] = {}
+        self._pages: dict[str, Pages] = {}
 
     def invalidate(self) -> None:
         """Drop every cached index. Called on rebalance: another worker may have moved a space on."""
         self._memories.clear()
+        self._pages.clear()
 
     def space(self, space: str) -> SpaceMemory:
         memory = self._memories.get(space)
@@ -104,17 +139,26 @@ class PatternStore:
 
     def _load(self, space: str) -> SpaceMemory:
         memory = SpaceMemory(space, self.cfg)
+        pages = self._load_pages(space)
         raw = self._spaces.get(space)
         if raw is None:
             return memory
-        index = SpaceState.decode(raw)
         patterns = []
-        for pattern_id in index.pattern_ids:
+        for pattern_id in sorted(pages.page_of):  # the core restores its own order
             state = self._patterns.get(pattern_key(space, pattern_id))
             if state is not None:
                 patterns.append(Pattern.from_state(decode_pattern_state(state)))
-        memory.restore(patterns, index.core)
+        memory.restore(patterns, SpaceState.decode(raw).core)
         return memory
+
+    def _load_pages(self, space: str) -> Pages:
+        pages = self._pages.get(space)
+        if pages is None:
+            raw = self._spaces.get(space)
+            count = 0 if raw is None else SpaceState.decode(raw).pages
+            pages = self._pages[space] = Pages(
+                [set(PatternPage.decode(self._spaces[page_key(space, n)]).pattern_ids) for n in range(count)])
+        return pages
 
     def learn(self, memory: SpaceMemory, event_id: str, vector, ts: float) -> tuple[Learned, Change]:
         """Learn one record, keep the space within its limits, and persist all of it."""
@@ -137,9 +181,9 @@ class PatternStore:
         # A pattern evicted by the cleanup after this record changed it is gone: emit its end only.
         gone = set(removed)
         events = [(p, e) for p, e in events if e == "evicted" or p.pattern_id not in gone]
-        # The index lists pattern ids, so a creation rewrites it too.
-        self._persist(memory, [p for p, e in events if e != "evicted"], removed,
-                      learned.new or learned.space_changed or bool(removed))
+        added = [learned.pattern_id] if learned.new and learned.pattern_id not in gone else []
+        self._persist(memory, [p for p, e in events if e != "evicted"], removed, added,
+                      learned.space_changed or bool(removed))
         return learned, Change(tuple(events), tuple(removed))
 
     def _cleanup(self, memory: SpaceMemory, before: float | None, estimate: int) -> list[Pattern]:
@@ -149,15 +193,25 @@ class PatternStore:
             evicted += memory.evict_stale(self.limits.stale_confidence, self.limits.max_evictions_per_record)
         return evicted
 
-    def _persist(self, memory: SpaceMemory, changed: list[Pattern], removed: list[str], space_changed: bool) -> None:
+    def _persist(self, memory: SpaceMemory, changed: list[Pattern], removed: list[str], added: list[str],
+                 space_changed: bool) -> None:
         started = time.perf_counter()
+        space = memory.space
+        pages = self._load_pages(space)
+        count = len(pages.pages)
+        touched = set()
         # Deletes first: a redelivered record may re-create an id it removed.
         for pattern_id in removed:
-            self._patterns.pop(pattern_key(memory.space, pattern_id), None)
+            self._patterns.pop(pattern_key(space, pattern_id), None)
+            touched.add(pages.remove(pattern_id))
         for pattern in changed:
-            self._patterns[pattern_key(memory.space, pattern.pattern_id)] = encode_pattern_state(pattern.to_state())
-        if space_changed:
-            self._spaces[memory.space] = SpaceState(memory.space, memory.pattern_ids(), memory.space_state()).encode()
+            self._patterns[pattern_key(space, pattern.pattern_id)] = encode_pattern_state(pattern.to_state())
+        for pattern_id in added:
+            touched.add(pages.add(pattern_id))
+        for n in sorted(t for t in touched if t is not None):
+            self._spaces[page_key(space, n)] = PatternPage(tuple(sorted(pages.pages[n]))).encode()
+        if space_changed or len(pages.pages) != count or self._spaces.get(space) is None:
+            self._spaces[space] = SpaceState(space, len(pages.pages), memory.space_state()).encode()
         if self._observe_write is not None:
             self._observe_write(time.perf_counter() - started)
 
@@ -165,7 +219,7 @@ class PatternStore:
                  ts: float) -> Pattern:
         """An interaction's outcome on its context pattern (SpaceMemory.apply_feedback), persisted."""
         pattern = memory.apply_feedback(pattern_id, success, quality, ts)
-        self._persist(memory, [pattern], [], False)
+        self._persist(memory, [pattern], [], [], False)
         return pattern
 
     def counts(self) -> dict[str, int]:

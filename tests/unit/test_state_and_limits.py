@@ -6,7 +6,8 @@ import pytest
 
 from streams.core.limits import Limits, crossed_interval, evictions_needed
 from streams.core.patterns import PatternConfig
-from streams.state import PatternStore, pattern_key
+from schemas.state import PatternPage, SpaceState
+from streams.state import PatternStore, page_key, pattern_key
 
 MB = 1024 * 1024
 
@@ -84,7 +85,9 @@ def test_tables_hold_exactly_the_live_patterns():
     memory = store.space("s")
     assert len(memory) <= 6
     assert set(patterns) == {pattern_key("s", pid) for pid in memory.pattern_ids()}
-    assert set(spaces) == {"s"}
+    assert set(spaces) == {"s"} | {page_key("s", n) for n in range(SpaceState.decode(spaces["s"]).pages)}
+    listed = {pid for k, v in spaces.items() if k != "s" for pid in PatternPage.decode(v).pattern_ids}
+    assert listed == set(memory.pattern_ids()), "the pages list exactly the live patterns"
 
 
 def test_events_report_evictions_with_a_tombstone():
@@ -118,3 +121,28 @@ def test_constraints_the_cleanup_cannot_restore_raise_before_anything_is_written
     check_constraints(Limits(max_optimizations=2), optimizations=2)
     with pytest.raises(ResourceConstraintError, match="max_optimizations"):
         check_constraints(Limits(max_optimizations=2), optimizations=3)
+
+
+def test_a_new_pattern_rewrites_one_page_not_every_id_of_the_space():
+    from streams.state import PAGE_SIZE
+
+    class Sizes(dict):
+        def __init__(self):
+            super().__init__()
+            self.written: list[int] = []
+
+        def __setitem__(self, key, value):
+            self.written.append(len(value))
+            super().__setitem__(key, value)
+
+    spaces = Sizes()
+    cfg = PatternConfig(max_patterns=5000)
+    store = PatternStore({}, spaces, cfg, Limits(cleanup_patterns=5000))
+    rng = np.random.default_rng(11)
+    for i in range(3 * PAGE_SIZE):  # every record a new pattern: far apart random directions
+        store.learn(store.space("s"), f"e{i}", rng.normal(size=64).astype(np.float32), float(i))
+    assert len(store.space("s")) > 2 * PAGE_SIZE
+    page_bytes = len(PatternPage(tuple(f"p-{i:016x}" for i in range(PAGE_SIZE))).encode())
+    # Space records carry the centring mean (64 floats); no write is ever near the size of all ids.
+    assert max(spaces.written) <= page_bytes + 2048
+    assert len(store.space("s")) * 20 > 2 * (page_bytes + 2048)
