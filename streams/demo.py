@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas.codec import decode
-from schemas.records import AudioFeature
+from schemas.records import AudioFeature, Interaction, Outcome
 from streams.core.quality import adjusted_rand_index, contingency, normalized_mutual_information, purity
 from streams.publish import publish, read_topic
 from streams.settings import Settings
@@ -69,6 +69,62 @@ async def _delete_topics(settings: Settings, names: list[str]) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+DEMO_CONFIGS = ({"beam": 1, "lm": False}, {"beam": 4, "lm": True}, {"beam": 8, "lm": True})
+
+
+def demo_interactions(feats, by_event, seed: int = 3) -> list[Interaction]:
+    """An experienced model tries three configs in the context of each recognized clip (each
+    pattern has a hidden best); then a new model reports one outcome per pattern."""
+    rng = np.random.default_rng(seed)
+    firsts: dict[str, AudioFeature] = {}
+    for f in feats:
+        firsts.setdefault(by_event[f.id].pattern_id, f)
+    out, ts = [], feats[-1].ts + 1.0
+    for n, (pattern_id, f) in enumerate(sorted(firsts.items())):
+        best = n % len(DEMO_CONFIGS)
+        for i in range(45):
+            c = i % len(DEMO_CONFIGS)
+            ok = bool(rng.random() < (0.95 if c == best else 0.35))
+            out.append(Interaction(id=f"demo-i-{pattern_id}-{i}", space=f.space, model_id="asr-large",
+                                   config=DEMO_CONFIGS[c], event_id=f.id, ts=ts,
+                                   outcome=Outcome(ok, latency_ms=40.0 + 30 * c, quality=0.9 if ok else None)))
+            ts += 0.01
+    for pattern_id, f in sorted(firsts.items()):
+        out.append(Interaction(id=f"demo-new-{pattern_id}", space=f.space, model_id="asr-small",
+                               config=DEMO_CONFIGS[0], pattern_id=pattern_id, ts=ts, outcome=Outcome(False)))
+        ts += 0.01
+    return out
+
+
+async def demo_optimizations(settings: Settings, feats, by_event) -> None:
+    interactions = demo_interactions(feats, by_event)
+    await publish(settings, settings.topic("interactions"), interactions)
+    patterns = {i.pattern_id for i in interactions if i.pattern_id}
+    wanted = {(p, m) for p in patterns for m in ("asr-large", "asr-small")}
+    latest: dict[tuple[str, str], object] = {}
+    deadline, seen, quiet_since = time.monotonic() + 60, -1, time.monotonic()
+    # Until every (pattern, model) has a recommendation, or nothing new came for 3 s.
+    while set(latest) < wanted and time.monotonic() < deadline and time.monotonic() - quiet_since < 3:
+        records = await read_topic(settings, settings.topic("optimizations"))
+        if len(records) != seen:
+            seen, quiet_since = len(records), time.monotonic()
+        for _, raw in records:
+            o = decode("optimizations", raw).record
+            if o.event == "recommended":
+                latest[(o.pattern_id, o.model_id)] = o
+            else:
+                latest.pop((o.pattern_id, o.model_id), None)
+        await asyncio.sleep(0.2)
+    print(f"\npublished {len(interactions)} interactions: asr-large tried {len(DEMO_CONFIGS)} configs on each "
+          "pattern; asr-small then reported one outcome per pattern")
+    print("what each model is told to run (fms.optimizations, newest per key; effectiveness as published):")
+    print(f"  {'pattern_id':<20} {'model':<10} {'config':<28} {'effectiveness':>13}  from")
+    for (pattern_id, model), o in sorted(latest.items()):
+        config = ", ".join(f"{k}={v}" for k, v in sorted(o.config.items()))
+        source = "its own results" if o.source_model_id == model else f"transferred from {o.source_model_id}"
+        print(f"  {pattern_id:<20} {model:<10} {config:<28} {o.effectiveness:>13.3f}  {source}")
 
 
 async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> int:
@@ -126,6 +182,8 @@ async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> i
         print(f"\n  groups {groups}, patterns {len(patterns)}, "
               f"ARI {adjusted_rand_index(truth, predicted):.3f}, NMI {normalized_mutual_information(truth, predicted):.3f}, "
               f"purity {purity(truth, predicted):.3f}")
+
+        await demo_optimizations(settings, feats, by_event)
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
     finally:

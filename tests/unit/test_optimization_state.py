@@ -174,3 +174,24 @@ def test_resolve_context_three_ways_and_every_failure_has_its_code():
     assert resolve(memory, event_id="e-nope") == (None, [UNKNOWN_EVENT])
     assert resolve(memory, vector=-(base + other)) == (None, [NO_MATCHING_PATTERN])
     assert resolve(memory, vector=np.ones(3, dtype=np.float32))[1] == ["dimension_mismatch"]
+
+
+def test_the_demo_interactions_are_valid_and_favour_one_config_per_pattern():
+    from schemas.codec import encode
+    from streams.demo import DEMO_CONFIGS, demo_interactions, grouped_stream
+
+    feats, _ = grouped_stream(60, 3, dim=8, seed=2)
+    by_event = {f.id: RecentRecognition(f.id, f"p{i % 3}", 1.0, 0.5, False, i) for i, f in enumerate(feats)}
+    inters = demo_interactions(feats, by_event)
+    assert all(encode(i) for i in inters)  # every one passes the contract
+    large = [i for i in inters if i.model_id == "asr-large"]
+    assert len(large) == 3 * 45 and {i.config["beam"] for i in large} == {c["beam"] for c in DEMO_CONFIGS}
+    small = [i for i in inters if i.model_id == "asr-small"]
+    assert sorted(i.pattern_id for i in small) == ["p0", "p1", "p2"]
+    for n, pattern in enumerate(sorted({by_event[i.event_id].pattern_id for i in large})):
+        rates = {}
+        for i in large:
+            if by_event[i.event_id].pattern_id == pattern:
+                rates.setdefault(i.config["beam"], []).append(i.outcome.success)
+        best = max(rates, key=lambda b: sum(rates[b]) / len(rates[b]))
+        assert best == DEMO_CONFIGS[n % len(DEMO_CONFIGS)]["beam"]
