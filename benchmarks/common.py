@@ -30,6 +30,20 @@ def broker() -> Iterator[str]:
         yield bootstrap
 
 
+def free_port() -> int:
+    """A free TCP port on loopback, for a worker's web server."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def floats(text: str) -> list[float]:
+    """An argparse type: "1,2.5,3" -> [1.0, 2.5, 3.0]."""
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
 def percentiles(samples_s, ps=(50, 90, 99)) -> dict[str, float]:
     arr = np.asarray(samples_s, dtype=np.float64) * 1000.0
     return {f"p{p}_ms": round(float(np.percentile(arr, p)), 4) for p in ps} | {

@@ -55,7 +55,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -67,7 +66,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from common import broker, save  # noqa: E402  (sets sys.path)
+from common import broker, floats, free_port, save  # noqa: E402  (sets sys.path)
 from e2e_latency import Arrivals, delete_run_topics
 from schemas.records import AudioFeature
 from streams.publish import publish
@@ -116,12 +115,6 @@ def spaces_over_partitions(partitions: int, per_partition: int) -> dict[str, int
 
 
 # -- workers and HTTP ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker_env(s: Settings, bootstrap: str, data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -673,10 +666,6 @@ async def broker_parts(bootstrap: str, args) -> dict:
             await delete_run_topics(Settings(bootstrap_servers=bootstrap), run_id)
         shutil.rmtree(tmp, ignore_errors=True)
     return results
-
-
-def floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
 
 
 def main() -> int:

@@ -55,7 +55,6 @@ import asyncio
 import gc
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,7 +65,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from common import REPO, broker, save  # noqa: E402  (sets sys.path)
+from common import REPO, broker, floats, free_port, save  # noqa: E402  (sets sys.path)
 from e2e_latency import Arrivals, delete_run_topics, send_paced
 from throughput import stream
 from schemas.codec import decode
@@ -197,12 +196,6 @@ async def _wrap(value):
 
 
 # -- workers and processes -----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_worker(settings: Settings, bootstrap: str, tmp: Path, extra: dict[str, str]) -> WorkerProcess:
@@ -507,10 +500,6 @@ async def broker_parts(bootstrap: str, args) -> dict:
         if not args.keep_topics:
             await delete_run_topics(Settings(bootstrap_servers=bootstrap), run_id)
     return results
-
-
-def floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
 
 
 def main() -> int:
