@@ -210,7 +210,8 @@ class PatternStore:
             touched.add(pages.add(pattern_id))
         for n in sorted(t for t in touched if t is not None):
             self._spaces[page_key(space, n)] = PatternPage(tuple(sorted(pages.pages[n]))).encode()
-        if space_changed or len(pages.pages) != count or self._spaces.get(space) is None:
+        # A space's first record fixes its dimension, so its record is always written then.
+        if space_changed or len(pages.pages) != count:
             self._spaces[space] = SpaceState(space, len(pages.pages), memory.space_state()).encode()
         if self._observe_write is not None:
             self._observe_write(time.perf_counter() - started)
