@@ -1,17 +1,14 @@
 """fms.interactions -> context pattern -> pattern feedback and optimization memory -> fms.optimizations.
 
-Decode, resolve the context, call the cores, write state, emit. The scoring, transfer and
-retirement rules are in streams.core.optimizations; the feedback rule is SpaceMemory.apply_feedback.
+What one interaction does to the memory and what it emits; agents.memory runs it in order with
+the feature records. The scoring, transfer and retirement rules are in streams.core.optimizations;
+the feedback rule is SpaceMemory.apply_feedback.
 """
 from __future__ import annotations
 
 import logging
-import time
 
-from agents.apply import DUPLICATE, apply_once
-from agents.dead_letter import send_dead_letter
 from agents.recognition import emit_pattern_changes
-from schemas.codec import decode
 from schemas.records import Optimization
 from schemas.state import RecentInteraction
 from schemas.validation import (
@@ -67,54 +64,28 @@ def resolve_context(interaction, memory, recent, result: ValidationResult) -> st
     return matches[0].pattern_id
 
 
-def register(runtime) -> None:
-    store, optimizations, metrics, emit = runtime.store, runtime.optimizations, runtime.metrics, runtime.emit
-    records_in = metrics.records_in.labels(topic="interactions")
+def apply(runtime, interaction, pattern_id: str, offset: int):
+    """Apply one interaction inside the space's transaction: its optimization memory first (a
+    config the core refuses raises before any write), then the pattern's feedback."""
+    store, space = runtime.store, interaction.space
+    events = runtime.optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
+                                         interaction.outcome, interaction.ts,
+                                         store.space(space).get(pattern_id).related)
+    success, quality = pattern_feedback(interaction.outcome)
+    pattern = store.feedback(store.space(space), pattern_id, success, quality, interaction.ts)
+    records = tuple(e.to_record() for e in events)
+    runtime.recent_interactions.remember(space, RecentInteraction(
+        interaction.id, pattern_id, offset, tuple(r.to_dict() for r in records)))
+    return pattern, records
 
-    @runtime.app.agent(runtime.topics.interactions, name="interactions")
-    async def interactions(stream):
-        async for event in stream.events():
-            records_in.inc()
-            decoded = decode("interactions", event.message.value, runtime.limits)
-            interaction = decoded.record
-            if interaction is None:
-                await send_dead_letter(runtime, event, decoded.result)
-                continue
-            space = interaction.space
-            memory = store.peek(space)
-            pattern_id = resolve_context(interaction, memory, runtime.recent, decoded.result)
-            if pattern_id is None:
-                await send_dead_letter(runtime, event, decoded.result)
-                continue
 
-            def apply(interaction=interaction, pattern_id=pattern_id, offset=event.message.offset):
-                # Optimizations first: a config the core refuses raises before any write.
-                events = optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
-                                             interaction.outcome, interaction.ts,
-                                             store.space(space).get(pattern_id).related)
-                success, quality = pattern_feedback(interaction.outcome)
-                pattern = store.feedback(store.space(space), pattern_id, success, quality, interaction.ts)
-                records = tuple(e.to_record() for e in events)
-                runtime.recent_interactions.remember(space, RecentInteraction(
-                    interaction.id, pattern_id, offset, tuple(r.to_dict() for r in records)))
-                return pattern, records
-
-            started = time.perf_counter()
-            applied = await apply_once(runtime, event, decoded.result, "interaction", space, "interactions", apply)
-            if applied is None:
-                continue
-            if applied is DUPLICATE:
-                applied = again(runtime, space, interaction)
-                if applied is None:
-                    continue
-            else:
-                metrics.interaction_seconds.observe(time.perf_counter() - started)
-            pattern, records = applied
-
-            await emit_pattern_changes(emit, space, Change(events=((pattern, "updated"),)), interaction.ts)
-            for record in records:
-                metrics.optimization_events.labels(event=record.event).inc()
-                await emit.send("optimizations", record.key, record)
+async def emit_applied(runtime, interaction, applied) -> None:
+    pattern, records = applied
+    await emit_pattern_changes(runtime.emit, interaction.space, Change(events=((pattern, "updated"),)),
+                               interaction.ts)
+    for record in records:
+        runtime.metrics.optimization_events.labels(event=record.event).inc()
+        await runtime.emit.send("optimizations", record.key, record)
 
 
 def again(runtime, space: str, interaction):

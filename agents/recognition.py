@@ -1,62 +1,37 @@
 """fms.audio-features -> pattern memory -> fms.recognitions and fms.patterns.
 
-Decode, call the core, write state, emit: the learning is in streams.core.patterns, the limits in
-streams.core.limits, the persistence in streams.state.
+What one feature record does to the memory and what it emits; agents.memory runs it in order with
+the interactions. The learning is in streams.core.patterns, the limits in streams.core.limits, the
+persistence in streams.state.
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from agents.apply import DUPLICATE, apply_once
-from agents.dead_letter import send_dead_letter
-from schemas.codec import decode
 from schemas.records import PatternEvent, Recognition, Related
 from schemas.state import RecentRecognition
-from schemas.vectors import check_dimension
 from streams.state import pattern_key
 
 log = logging.getLogger(__name__)
 
 
-def register(runtime) -> None:
-    topics, store, metrics, emit = runtime.topics, runtime.store, runtime.metrics, runtime.emit
-    records_in = metrics.records_in.labels(topic="audio-features")
+def learn(runtime, feature, offset: int) -> tuple[RecentRecognition, object]:
+    """Learn one feature record inside the space's transaction; what it emits is derived from the
+    returned recognition and change, and the recognition is kept for redeliveries and event_ids."""
+    store = runtime.store
+    learned, change = store.learn(store.space(feature.space), feature.id, feature.vector, feature.ts)
+    seen = RecentRecognition(
+        event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
+        confidence=learned.confidence, new=learned.new, offset=offset,
+        changed=tuple((p.pattern_id, kind) for p, kind in change.events), removed=change.removed)
+    runtime.recent.remember(feature.space, seen)
+    return seen, change
 
-    @runtime.app.agent(topics.audio_features, name="recognition")
-    async def recognition(stream):
-        async for event in stream.events():
-            records_in.inc()
-            decoded = decode("audio-features", event.message.value, runtime.limits)
-            feature = decoded.record
-            if feature is None:
-                await send_dead_letter(runtime, event, decoded.result)
-                continue
-            memory = store.space(feature.space)
-            if not check_dimension(feature.vector, memory.dim, "vector", decoded.result):
-                await send_dead_letter(runtime, event, decoded.result)
-                continue
 
-            def learn(feature=feature, offset=event.message.offset):
-                learned, change = store.learn(store.space(feature.space), feature.id, feature.vector, feature.ts)
-                seen = RecentRecognition(
-                    event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
-                    confidence=learned.confidence, new=learned.new, offset=offset,
-                    changed=tuple((p.pattern_id, kind) for p, kind in change.events), removed=change.removed)
-                runtime.recent.remember(feature.space, seen)
-                return seen, change
-
-            started = time.perf_counter()
-            applied = await apply_once(runtime, event, decoded.result, "learn", feature.space, "audio-features", learn)
-            if applied is None:
-                continue
-            if applied is DUPLICATE:
-                await emit_again(runtime, feature)
-                continue
-            seen, change = applied
-            metrics.recognition_seconds.observe(time.perf_counter() - started)
-            await emit.send("recognitions", feature.space, recognition_of(feature.space, seen))
-            await emit_pattern_changes(emit, feature.space, change, feature.ts)
+async def emit_learned(runtime, feature, seen: RecentRecognition, change) -> None:
+    await runtime.emit.send("recognitions", feature.space, recognition_of(feature.space, seen))
+    await emit_pattern_changes(runtime.emit, feature.space, change, feature.ts)
 
 
 def recognition_of(space: str, seen: RecentRecognition) -> Recognition:

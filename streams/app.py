@@ -27,21 +27,11 @@ from streams.state import PatternStore, Prefixed, RecentInteractions, RecentReco
 
 
 @dataclass
-class Topics:
-    """The input topics agents consume; outputs go out through `Emitter` by name."""
-
-    audio: faust.TopicT
-    audio_features: faust.TopicT
-    interactions: faust.TopicT
-
-
-@dataclass
 class Runtime:
     """What agents and views share. One per worker process."""
 
     settings: Settings
     app: faust.App
-    topics: Topics
     store: PatternStore
     optimizations: OptimizationStore
     recent: RecentRecognitions
@@ -184,16 +174,6 @@ def create_runtime(settings: Settings) -> Runtime:
     metrics = Metrics.create()
     app = create_app(settings, metrics)
 
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(settings.topic(name), partitions=settings.partitions,
-                         key_serializer="raw", value_serializer="raw")
-
-    topics = Topics(
-        audio=topic("audio"),
-        audio_features=topic("audio-features"),
-        interactions=topic("interactions"),
-    )
-
     def table(name: str) -> faust.Table:
         # bytes in, bytes out: schemas.state owns the encoding.
         return app.Table(name, default=None, partitions=settings.partitions,
@@ -226,7 +206,6 @@ def create_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(
         settings=settings,
         app=app,
-        topics=topics,
         store=store,
         optimizations=optimizations,
         recent=recent,
@@ -257,11 +236,10 @@ def create_runtime(settings: Settings) -> Runtime:
         optimizations.invalidate()
         memory.forget()
 
-    from agents import interactions, recognition
+    from agents import memory as memory_agent
     from streams import resources, web
 
-    recognition.register(runtime)
-    interactions.register(runtime)
+    memory_agent.register(runtime)
     resources.register(runtime)
     web.register(runtime)
     return runtime

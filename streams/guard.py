@@ -120,10 +120,18 @@ class Guard:
     def operations(self) -> list[str]:
         return sorted(self._breakers)
 
+    def closed(self, operation: str) -> bool:
+        """Whether the operation's breaker is closed: work may be batched only then, so that the
+        trial calls of a half-open breaker are single records."""
+        return self.snapshot(operation).state is State.CLOSED
+
     def snapshot(self, operation: str) -> Snapshot:
         return self.breaker(operation).snapshot(self._clock())
 
-    async def call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def call(self, operation: str, fn: Callable[..., Any], *args: Any, retry: bool = True,
+                   **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` through the operation's breaker, retried as above. `retry=False`
+        gives up after one failed call, for a caller that has a smaller unit of work to retry."""
         breaker = self.breaker(operation)
         failures = 0
         while True:
@@ -145,7 +153,7 @@ class Guard:
                 breaker.on_error(exc, now - started, now)
                 await self._report(operation)
                 failures += 1
-                if isinstance(exc, ResourceConstraintError) or (
+                if not retry or isinstance(exc, ResourceConstraintError) or (
                         not isinstance(exc, TRANSIENT) and failures >= self.max_attempts):
                     raise GuardGaveUp(operation, failures, exc) from exc
                 log.warning("%s failed (%s: %s), attempt %d; retrying", operation, type(exc).__name__, exc, failures)

@@ -135,10 +135,11 @@ class Journal(MutableMapping):
     def rollback(self) -> None:
         self._pending = None
 
-    def commit(self, space: str, source: str, offset: int) -> None:
+    def commit(self, space: str, offsets: dict[str, int]) -> None:
+        """Journal and write what the transaction wrote, with the last offset it applied from
+        each input (`offsets`: one record's, or a batch's newest per input)."""
         pending, self._pending = self._writes(), None
-        applied = dict(self.applied(space))
-        applied[source] = offset
+        applied = {**self.applied(space), **offsets}
         self._table[JOURNAL_PREFIX + space] = JournalEntry(applied, tuple(pending.items())).encode()
         self._applied[space] = applied
         for key, value in pending.items():

@@ -33,6 +33,8 @@ class Metrics:
     health: Gauge
     breaker_state: Gauge
     breaker_transitions: Counter
+    sequence_held: Gauge
+    sequence_released: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
@@ -70,6 +72,10 @@ class Metrics:
                                 ["operation", "state"], registry=r),
             breaker_transitions=Counter("fms_breaker_transitions", "Circuit breaker state changes",
                                         ["operation", "state"], registry=r),
+            sequence_held=Gauge("fms_sequence_held_records", "Input records waiting for their turn in the "
+                                "timestamp-ordered sequence of their partition", registry=r),
+            sequence_released=Gauge("fms_sequence_idle_released", "Records taken out of timestamp order "
+                                    "after waiting FMS_MAX_IDLE_MS for the other input", registry=r),
             health=Gauge("fms_health_status", "1 for the worker's current health status", ["status"], registry=r),
         )
         # Every status series exists from the start, so a query never mistakes "no sample yet" for 0.

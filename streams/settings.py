@@ -88,6 +88,14 @@ class Settings:
     # Recognitions kept per space for interactions that name their context by event_id (a ring
     # over the last N offsets of the space's partition).
     recent_recognitions: int = 65536
+    # Records applied as one transaction per space at most; a batch forms only from records that
+    # are already waiting, so a quiet stream is applied record by record. The transaction's journal
+    # entry is one changelog message, which must stay under Kafka's 1 MB message limit: 64 records
+    # that each create a 768-dimension pattern write about 0.4 MB.
+    batch_max: int = 64
+    # How long a record waits for the other input of its partition before it is applied out of
+    # timestamp order (streams.core.sequence); the wait ends as soon as that input is caught up.
+    max_idle_ms: int = 1000
     # Circuit breakers (streams.guard, streams.core.breaker): resilience4j's settings.
     breaker_window: int = 20  # calls in the count-based sliding window
     breaker_min_calls: int = 5
@@ -149,6 +157,8 @@ class Settings:
             transfer_discount=_float("FMS_TRANSFER_DISCOUNT", d.transfer_discount),
             own_evidence_threshold=_int("FMS_OWN_EVIDENCE_THRESHOLD", d.own_evidence_threshold),
             recent_recognitions=_int("FMS_RECENT_RECOGNITIONS", d.recent_recognitions),
+            batch_max=_int("FMS_BATCH_MAX", d.batch_max),
+            max_idle_ms=_int("FMS_MAX_IDLE_MS", d.max_idle_ms),
             breaker_window=_int("FMS_BREAKER_WINDOW", d.breaker_window),
             breaker_min_calls=_int("FMS_BREAKER_MIN_CALLS", d.breaker_min_calls),
             breaker_failure_rate=_float("FMS_BREAKER_FAILURE_RATE", d.breaker_failure_rate),

@@ -28,7 +28,11 @@ class TopicSpec:
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     p = settings.partitions
-    keep = {"cleanup.policy": "delete", "retention.ms": str(settings.input_retention_ms)}
+    # Inputs keep their history for replays, and take their timestamps from the broker at append:
+    # the memory merges its inputs in timestamp order (streams.core.sequence), which is then the
+    # order they were appended in, whatever the producers' clocks say.
+    keep = {"cleanup.policy": "delete", "retention.ms": str(settings.input_retention_ms),
+            "message.timestamp.type": "LogAppendTime"}
     events = {"cleanup.policy": "delete", "retention.ms": str(_WEEK_MS)}
     # Keyed state: the newest value of a key is the truth, and a tombstone deletes it.
     compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}

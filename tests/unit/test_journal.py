@@ -48,7 +48,7 @@ def worker(table):
 
 
 def apply(journal, store, recent, offset: int, vector: np.ndarray) -> bool:
-    """One record, as agents.apply.apply_once does it; False for a duplicate."""
+    """One record, as agents.memory.apply_steps applies a batch of one; False for a duplicate."""
     if journal.repair("s"):
         store.invalidate()
     if journal.is_applied("s", "audio-features", offset):
@@ -57,7 +57,7 @@ def apply(journal, store, recent, offset: int, vector: np.ndarray) -> bool:
     learned, change = store.learn(store.space("s"), f"e{offset}", vector, 1000.0 + offset)
     recent.remember("s", RecentRecognition(f"e{offset}", learned.pattern_id, learned.similarity,
                                            learned.confidence, learned.new, offset))
-    journal.commit("s", "audio-features", offset)
+    journal.commit("s", {"audio-features": offset})
     return True
 
 
@@ -76,7 +76,7 @@ def test_reads_see_the_records_own_writes_and_the_journal_goes_first():
     journal["b"] = b"2"
     assert journal.pop("a") == b"1" and journal.get("a") is None and journal["b"] == b"2"
     assert table == {"a": b"1"}, "nothing reaches the table before commit"
-    journal.commit("s", "audio-features", 7)
+    journal.commit("s", {"audio-features": 7})
     assert [k for k, _ in table.log] == ["j/s", "b", "a"]
     assert table.get("b") == b"2" and "a" not in table
     assert journal.is_applied("s", "audio-features", 7) and not journal.is_applied("s", "audio-features", 8)

@@ -1,0 +1,340 @@
+"""fms.audio-features and fms.interactions -> the memory -> recognitions, patterns, optimizations.
+
+One agent reads both inputs, because what an interaction does depends on what was learned before
+it, and feedback changes what is learned after. streams.core.sequence merges each partition's two
+inputs into one timestamp-ordered sequence, the same live and in a replay.
+
+The agent only hands what it consumes to the sequencer; `process` applies what is ready. Records
+that are waiting are applied in batches: each space's records of a batch are one journal
+transaction (streams.journal), so a pattern that many of them touch is written to the table and
+its changelog once per batch instead of once per record. Each record is still applied, and gets
+its outputs, exactly as it would alone: batching changes no output (tests/unit/test_memory_batches).
+A batch is applied only while its breaker is closed, and is tried once: after a failure its records
+are applied one by one, so that the breaker's retries and trial calls are single records and only
+a bad record is dead-lettered.
+
+Offsets are acknowledged only after a record's outputs are sent. During a rebalance faust suspends
+the flow and waits for unacknowledged records; the sequencer then forgets what it holds, and those
+records are delivered again from the committed offsets.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from agents import interactions as interaction_steps
+from agents import recognition as recognition_steps
+from agents.dead_letter import send_dead_letter, send_failure
+from schemas.codec import decode
+from schemas.validation import ValidationResult
+from schemas.vectors import check_dimension
+from streams.core.sequence import Held, Sequencer
+
+log = logging.getLogger(__name__)
+
+FEATURES, INTERACTIONS = "audio-features", "interactions"
+# Tie order of the sequence: a feature record before an interaction of the same millisecond.
+INPUTS = (FEATURES, INTERACTIONS)
+
+APPLIED, DUPLICATE, REJECTED = "applied", "duplicate", "rejected"
+
+
+@dataclass
+class Step:
+    """One input record of a batch, and what became of it."""
+
+    held: Held
+    source: str
+    record: object
+    result: ValidationResult
+    outcome: str | None = None
+    output: object = None
+
+    @property
+    def event(self):
+        return self.held.item
+
+    @property
+    def offset(self) -> int:
+        return self.held.offset
+
+
+@dataclass
+class SpaceBatch:
+    space: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def operation(self) -> str:
+        # The breaker a batch runs through: "learn" when it learns anything.
+        return "learn" if any(s.source == FEATURES for s in self.steps) else "interaction"
+
+
+def apply_steps(runtime, space: str, steps: list[Step]) -> None:
+    """Apply `steps` (one space's records, in sequence order) as one journal transaction.
+
+    Each step's outcome is set: rejected (its context or dimension does not fit the memory as the
+    steps before it left it), duplicate (applied before a crash and delivered again), or applied
+    with the output its emission needs. Raises, with nothing written, when any record fails.
+    """
+    journal, store = runtime.journal, runtime.store
+    if journal.repair(space):
+        store.invalidate()  # the cached index predates the restored writes
+    journal.begin()
+    offsets: dict[str, int] = {}
+    try:
+        for step in steps:
+            step.outcome, step.output = _apply_one(runtime, space, step, offsets)
+            if step.outcome == APPLIED:
+                offsets[step.source] = step.offset
+        if offsets:
+            journal.commit(space, offsets)
+        else:
+            journal.rollback()
+    except Exception:
+        journal.rollback()
+        store.invalidate()  # the cached index may be ahead of the tables: reload it
+        raise
+
+
+def _apply_one(runtime, space: str, step: Step, batch_offsets: dict[str, int]):
+    store, record = runtime.store, step.record
+    applied = (runtime.journal.is_applied(space, step.source, step.offset)
+               or batch_offsets.get(step.source, -1) >= step.offset)
+    if step.source == FEATURES:
+        memory = store.peek(space)
+        if memory is not None and not check_dimension(record.vector, memory.dim, "vector", step.result):
+            return REJECTED, None
+        if applied:
+            return DUPLICATE, None
+        return APPLIED, recognition_steps.learn(runtime, record, step.offset)
+    pattern_id = interaction_steps.resolve_context(record, store.peek(space), runtime.recent, step.result)
+    if pattern_id is None:
+        return REJECTED, None
+    if applied:
+        return DUPLICATE, None
+    return APPLIED, interaction_steps.apply(runtime, record, pattern_id, step.offset)
+
+
+async def emit_step(runtime, step: Step) -> None:
+    record = step.record
+    if step.outcome == REJECTED:
+        await send_dead_letter(runtime, step.event, step.result)
+    elif step.source == FEATURES:
+        if step.outcome == DUPLICATE:
+            await recognition_steps.emit_again(runtime, record)
+        else:
+            await recognition_steps.emit_learned(runtime, record, *step.output)
+    else:
+        applied = step.output if step.outcome == APPLIED else interaction_steps.again(runtime, record.space, record)
+        if applied is not None:
+            await interaction_steps.emit_applied(runtime, record, applied)
+
+
+class MemoryProcessor:
+    """The shell around the sequencer: what the agent consumed in, applied batches out."""
+
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        self.topics = {settings.topic(name): name for name in INPUTS}
+        self.sequencer = Sequencer(tuple(self.topics), settings.max_idle_ms / 1000.0)
+        self.batch_max = settings.batch_max
+        self.capacity = 4 * settings.batch_max
+        self.stream = None
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._starts: dict = {}
+        self._refetched: set = set()
+        metrics = runtime.metrics
+        self._records_in = {name: metrics.records_in.labels(topic=name) for name in INPUTS}
+        self._seconds = {FEATURES: metrics.recognition_seconds, INTERACTIONS: metrics.interaction_seconds}
+
+    # -- fed by the agent
+    async def consume(self, stream) -> None:
+        self.stream = stream
+        async for event in stream.events():
+            while self.sequencer.held >= self.capacity:
+                self._room.clear()
+                await self._room.wait()
+            message = event.message
+            expected = self.sequencer.next_offset(message.topic, message.partition)
+            if expected is not None and message.offset > expected and await self._refetch(message, expected):
+                continue
+            self.sequencer.push(message.topic, message.partition, message.offset, message.timestamp, event,
+                                time.monotonic())
+            self._wake.set()
+
+    async def _refetch(self, message, expected: int) -> bool:
+        """A record the consumer skipped (faust drops a record fetched across a rebalance without
+        delivering it): fetch again from the first one missing, once per gap; records already
+        held after it will come again and are not applied twice (streams.journal). A gap that is
+        still there after that is real (transaction markers) and is accepted."""
+        gap = (message.topic, message.partition, expected)
+        if gap in self._refetched:
+            return False
+        self._refetched.add(gap)
+        log.warning("%s[%d]: offset %d arrived after %d; fetching again from %d", message.topic, message.partition,
+                    message.offset, expected - 1, expected)
+        self.sequencer.abandon_from(message.topic, message.partition, expected)
+        await self.runtime.app.consumer.seek(message.tp, expected)
+        return True
+
+    # -- the sequence
+    def _caught_up(self, topic: str, partition: int, next_offset: int | None) -> bool:
+        from faust.types import TP
+
+        tp = TP(topic, partition)
+        consumer = self.runtime.app.consumer
+        try:
+            high = consumer.highwater(tp)
+        except (AssertionError, KeyError, AttributeError):  # not assigned here
+            return False
+        if high is None:
+            return False
+        start = next_offset if next_offset is not None else self._start(tp)
+        return start is not None and start >= high
+
+    def _start(self, tp):
+        """Where an input partition that delivered nothing yet starts: its committed offset, or
+        its log start for a group without one (filled in by `_fill_starts`)."""
+        committed = self.runtime.app.consumer._committed_offset.get(tp)
+        return committed if committed is not None else self._starts.get(tp)
+
+    async def _fill_starts(self) -> None:
+        from faust.types import TP
+
+        consumer = self.runtime.app.consumer
+        missing = []
+        for partition in self.sequencer.partitions():
+            for topic in self.topics:
+                tp = TP(topic, partition)
+                if (self.sequencer.next_offset(topic, partition) is None and tp not in self._starts
+                        and consumer._committed_offset.get(tp) is None):
+                    missing.append(tp)
+        if missing:
+            try:
+                self._starts.update(await consumer.earliest_offsets(*missing))
+            except Exception as exc:  # asked again on the next round
+                log.warning("earliest offsets of %s: %r", missing, exc)
+
+    async def run(self) -> None:
+        app = self.runtime.app
+        while not app.should_stop:
+            if not app.flow_control.is_active():
+                # A rebalance: faust waits for every record it delivered to be acknowledged.
+                while not app.flow_control.is_active() and not app.should_stop:
+                    await self._abandon()
+                    await asyncio.sleep(0.01)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), 0.02 if self.sequencer.held else 0.5)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if not self.sequencer.held:
+                continue
+            await self._fill_starts()
+            ready = self.sequencer.pop_ready(self._caught_up, time.monotonic(), self.batch_max)
+            self.runtime.metrics.sequence_held.set(self.sequencer.held)
+            self.runtime.metrics.sequence_released.set(self.sequencer.released)
+            if self.sequencer.held < self.capacity:
+                self._room.set()
+            if ready:
+                await self.apply(ready)
+
+    async def _abandon(self) -> None:
+        from mode.utils.futures import notify
+
+        dropped = self.sequencer.abandon()
+        self._starts.clear()
+        self._room.set()
+        if dropped:
+            consumer = self.runtime.app.consumer
+            for held in dropped:
+                # Not acknowledged, so not committed: they come again from the committed offset.
+                consumer._unacked_messages.discard(held.item.message)
+            notify(consumer._waiting_for_ack)
+            log.info("rebalance: %d records not yet in sequence will be delivered again", len(dropped))
+
+    # -- a batch
+    async def apply(self, ready: list[Held]) -> None:
+        runtime = self.runtime
+        batches: dict[str, SpaceBatch] = {}
+        rejected: list[Step] = []
+        for held in ready:
+            source = self.topics[held.topic]
+            self._records_in[source].inc()
+            decoded = decode(source, held.item.message.value, runtime.limits)
+            step = Step(held, source, decoded.record, decoded.result)
+            if decoded.record is None:
+                step.outcome = REJECTED
+                rejected.append(step)
+            else:
+                batches.setdefault(decoded.record.space, SpaceBatch(decoded.record.space)).steps.append(step)
+        for step in rejected:
+            await send_dead_letter(runtime, step.event, step.result)
+        for batch in batches.values():
+            await self._apply_space(batch)
+        for held in ready:
+            await self.stream.ack(held.item)
+
+    async def _apply_space(self, batch: SpaceBatch) -> None:
+        from faust.streams import _current_event
+        from streams.guard import GuardGaveUp
+
+        runtime = self.runtime
+        if len(batch.steps) > 1 and not runtime.guard.closed(batch.operation):
+            for step in batch.steps:
+                await self._apply_space(SpaceBatch(batch.space, [step]))
+            return
+        # Table writes go to the changelog partition of the current event: the space's partition.
+        _current_event.set(weakref.ref(batch.steps[0].event))
+        started = time.perf_counter()
+        try:
+            # A batch is tried once; a failure is retried (and waited out) record by record.
+            await runtime.guard.call(batch.operation, apply_steps, runtime, batch.space, batch.steps,
+                                     retry=len(batch.steps) == 1)
+        except GuardGaveUp as exc:
+            if len(batch.steps) == 1:
+                step = batch.steps[0]
+                await send_failure(runtime, step.event, step.result, batch.operation, exc.__cause__ or exc)
+                return
+            log.warning("a batch of %d records of space %s failed; applying them one by one",
+                        len(batch.steps), batch.space)
+            for step in batch.steps:
+                step.outcome, step.output = None, None
+                await self._apply_space(SpaceBatch(batch.space, [step]))
+            return
+        elapsed = (time.perf_counter() - started) / len(batch.steps)
+        for step in batch.steps:
+            if step.outcome == APPLIED:
+                self._seconds[step.source].observe(elapsed)
+            await emit_step(runtime, step)
+
+
+def register(runtime) -> MemoryProcessor:
+    app, settings = runtime.app, runtime.settings
+    processor = MemoryProcessor(runtime)
+    inputs = app.topic(*processor.topics, partitions=settings.partitions,
+                       key_serializer="raw", value_serializer="raw")
+
+    @app.agent(inputs, name="memory")
+    async def memory(stream):
+        await processor.consume(stream.noack())
+
+    @app.task
+    async def sequence():
+        try:
+            await processor.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a stalled memory must not look alive: stop the worker
+            log.exception("the memory's sequence failed")
+            await app.crash(exc)
+
+    return processor
