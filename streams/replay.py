@@ -49,7 +49,7 @@ class ReplayResult:
     generation: int
     previous: int
     replayed: int  # input records the new generation consumed before the switch
-    seconds: float  # from the replay worker's start until it had caught up
+    seconds: float  # from the replay worker being ready until it had caught up
     switch_seconds: float  # from `switching` to `current`
     rewound: dict = field(default_factory=dict)  # TopicPartition -> offset delivered again from
     patterns_written: int = 0
@@ -116,8 +116,8 @@ async def replay(settings: Settings, *, from_ts: float | None = None, data_dir: 
             start = {tp: end[tp] if found[tp] is None else found[tp].offset for tp in tps}
             await _commit(settings, new_group, start)
 
-        began = time.monotonic()
         await asyncio.to_thread(worker.start)
+        began = time.monotonic()  # the rate is the replay's, not faust's start-up's
         replayed = await _follow(consumer, admin, worker, new_group, tps, start, lag_threshold, poll_s, progress)
         seconds = time.monotonic() - began
 
