@@ -185,3 +185,69 @@ def test_replay_rebuilds_the_same_memory_and_the_live_worker_switches_to_it(memo
     assert pattern_differences(switched, original_patterns) == {}
     assert compacted(settings, settings.topic("optimizations") + ".g1", "optimizations") == original_optimizations
     assert compacted(settings, settings.topic("optimizations"), "optimizations") == original_optimizations
+
+
+def test_a_replay_under_live_traffic_switches_without_a_gap(memory_env, workers, tmp_path):
+    """Features keep arriving during the replay and the switch: every one gets a recognition on the
+    contract topic, and the memory the service ends with is the one the core learns from the stream."""
+    import threading
+
+    import numpy as np
+
+    from streams.core.patterns import PatternConfig, SpaceMemory
+
+    env = memory_env(FMS_SESSION_TIMEOUT_S="6")
+    settings = settings_of(env)
+    old = workers(env)
+    streams = [grouped_stream(4000, 3, dim=16, seed=40 + s, space=space) for s, space in enumerate(("left", "right"))]
+    feats = [dataclasses.replace(f, id=f"{f.space}-{i}") for i in range(4000) for f in (s[0][i] for s in streams)]
+    before, live = feats[:2000], iter(feats[2000:])
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(publish(settings, settings.topic("audio-features"), before))
+    recognitions_of(settings, [f.id for f in before])
+
+    published = list(before)
+    stop = threading.Event()
+
+    def traffic():
+        def records():
+            for f in live:
+                if stop.is_set():
+                    return
+                published.append(f)
+                yield f
+        asyncio.run(publish(settings, settings.topic("audio-features"), records(), rate=50))
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        # Above what 50/s brings between two of faust's commits (every 2.8 s): it switches under traffic.
+        result = asyncio.run(replay(settings, data_dir=tmp_path / "replay" / "state", lag_threshold=400,
+                                    log_path=tmp_path / "replay-worker.log"))
+        time.sleep(3)  # traffic goes on after the switch too
+    finally:
+        stop.set()
+        sender.join()
+    print(f"live traffic: replayed {result.replayed} records in {result.seconds:.1f}s ({result.rate:.0f}/s), "
+          f"switch {result.switch_seconds:.1f}s, rewound {result.rewound}, published {len(published)}")
+
+    assert len(published) < len(feats), "the traffic went on until after the switch"
+    recs = recognitions_of(settings, [f.id for f in published], timeout=180)
+    missing = [f.id for f in published if f.id not in recs]
+    assert not missing, f"{len(missing)} features without a recognition on the contract topic, e.g. {missing[:5]}"
+    assert "waiting until it is current" in old.log_path.read_text()
+
+    expected = {}
+    for space in ("left", "right"):
+        memory = SpaceMemory(space, PatternConfig())
+        for f in (f for f in published if f.space == space):
+            memory.learn_one(f.id, f.vector, f.ts)
+        expected.update({f"{space}/{p.pattern_id}": (p.count, p.centroid.tobytes()) for p in memory.patterns()})
+    deadline = time.monotonic() + 60
+    while True:
+        contract = compacted(settings, settings.topic("patterns"), "patterns")
+        got = {k: (p.count, np.asarray(p.centroid, dtype=np.float32).tobytes()) for k, p in contract.items()}
+        if got == expected or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert got == expected
