@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import subprocess
+import sys
 import time
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -174,6 +177,13 @@ def test_replay_rebuilds_the_same_memory_and_the_live_worker_switches_to_it(memo
 
     listed = {g.generation: g for g in asyncio.run(list_generations(settings))}
     assert listed[1].state == "current" and listed[0].state == "old" and listed[0].app_topics
+    cli = [sys.executable, "-m", "streams.cli", "generations"]
+    cli_env = {**os.environ, **env}
+    assert subprocess.run([*cli, "drop", "1"], env=cli_env, capture_output=True, text=True).returncode == 1
+    dropped = subprocess.run([*cli, "drop", "0"], env=cli_env, capture_output=True, text=True, check=True).stdout
+    assert f"{settings.app_id}-memory-changelog" in dropped
+    shown = subprocess.run(cli, env=cli_env, capture_output=True, text=True, check=True).stdout
+    assert "g0 " not in shown and "g1  current" in shown, shown
 
     dead = [decode("dead-letter", raw).record for _, raw in asyncio.run(read_topic(settings, settings.topic("dead-letter") + ".g1"))]
     print("generation 1's dead letters:", sorted(d.errors[0].code for d in dead))
