@@ -23,6 +23,7 @@ from .records import (
     AudioFeature,
     BreakerState,
     DeadLetter,
+    GenerationControl,
     Interaction,
     Optimization,
     PatternEvent,
@@ -69,6 +70,7 @@ class RecordKind(StrEnum):
     BREAKER_STATE = "breaker-state"
     RESOURCE_METRICS = "resource-metrics"
     DEAD_LETTER = "dead-letter"
+    CONTROL = "control"  # fms.control: the generations of the memory's state (streams.generation)
     RECOGNIZE_REQUEST = "recognize-request"  # the POST /recognize body; no topic, no "v"
 
     def topic(self, prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
@@ -200,6 +202,8 @@ def record_key(record: Record) -> str:
         return record.key
     if isinstance(record, ResourceMetrics):
         return record.worker
+    if isinstance(record, GenerationControl):
+        return record.KEY
     raise ValueError(f"{type(record).__name__} has no key of its own")
 
 

@@ -49,6 +49,7 @@ PATTERN_EVENTS = ("created", "updated", "merged", "evicted")
 OPTIMIZATION_EVENTS = ("recommended", "retired")
 BREAKER_STATES = ("closed", "open", "half_open")
 HEALTH_STATES = ("healthy", "degraded", "unhealthy")
+GENERATION_STATES = ("replaying", "switching", "current")
 CONTEXT_FIELDS = ("pattern_id", "event_id", "vector")
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -913,6 +914,49 @@ def _issues(f: _Fields, key: str) -> tuple[Issue, ...] | None:
     return tuple(out)
 
 
+# --------------------------------------------------------------------------- control
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GenerationControl(Record):
+    """The newest value of `fms.control` (key "generation"): which generation of the memory's state
+    clients follow, and the one being built beside it (an addition to the contract).
+
+    While `generation` is replaying or switching, `previous` is still the current one.
+    """
+
+    KIND: ClassVar[str] = "control"
+
+    generation: int
+    state: str
+    ts: float
+    previous: int | None = None
+
+    KEY: ClassVar[str] = "generation"
+
+    @property
+    def current(self) -> int:
+        if self.state == "current":
+            return self.generation
+        return 0 if self.previous is None else self.previous
+
+    def to_dict(self, vector_form: str = "b64") -> dict[str, Any]:
+        return {"v": VERSION, "generation": self.generation, "state": self.state, "previous": self.previous,
+                "ts": self.ts}
+
+    @classmethod
+    def from_dict(
+        cls, obj: Mapping[str, Any], result: ValidationResult, limits: ValidationLimits = DEFAULT_LIMITS
+    ) -> Self | None:
+        f = _Fields(obj, result, limits)
+        generation = f.integer("generation", minimum=0)
+        previous = f.integer("previous", required=False, minimum=0)
+        if generation is not None and previous is not None and previous >= generation:
+            result.error(OUT_OF_RANGE, f"previous = {previous} is not below generation = {generation}", "previous")
+        return f.build(cls, generation=generation, state=f.enum("state", GENERATION_STATES),
+                       previous=previous, ts=f.ts())
+
+
 # --------------------------------------------------------------------------- HTTP bodies
 
 
@@ -966,5 +1010,6 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     BreakerState,
     ResourceMetrics,
     DeadLetter,
+    GenerationControl,
     RecognizeRequest,
 )

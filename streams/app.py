@@ -132,11 +132,11 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
     `app_id`, so that it is a consumer group of its own.
     """
     app = MemoryApp(
-        settings.app_id if app_id is None else app_id,
+        settings.memory_app_id if app_id is None else app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
         broker_credentials=_broker_credentials(settings),
         store="rocksdb://",
-        datadir=str(settings.data_dir),
+        datadir=str(settings.state_dir if app_id is None else settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,

@@ -61,16 +61,28 @@ def cmd_worker(args) -> int:
             return 2
     loop.run_until_complete(ensure_topics(settings))
     if args.role != "extraction":
-        open_local_state(settings.data_dir)  # before faust opens RocksDB
+        from streams import generation
+
+        settings, control = loop.run_until_complete(generation.resolve_generation(settings))
+        open_local_state(settings.state_dir)  # before faust opens RocksDB
         runtime = create_runtime(settings)
+        watcher = generation.register(runtime, control)
     worker = faust.Worker(runtime.app, loglevel=settings.log_level, loop=loop)
     if args.role == "extraction":  # no tables
         worker.execute_from_commandline()
         return 0
     try:
         worker.execute_from_commandline()
+    except SystemExit:
+        if watcher.switch_to is None:
+            raise
     finally:
-        close_local_state(settings.data_dir)
+        close_local_state(settings.state_dir)
+    if watcher.switch_to is not None:
+        own = settings.generation or 0
+        print(f"fms worker: generation {own} stopped for generation {watcher.switch_to}; waiting until it is current",
+              file=sys.stderr, flush=True)
+        generation.run_as(asyncio.run(generation.wait_for_switch(settings, watcher.switch_to, own)))
     return 0
 
 
@@ -125,6 +137,52 @@ def cmd_ingest(args) -> int:
     return 0 if summary.files_read else 1
 
 
+def cmd_replay(args) -> int:
+    from streams.core.generations import parse_from
+    from streams.replay import replay
+
+    settings = Settings.from_env()
+    from_ts = None if args.from_ts is None else parse_from(args.from_ts)
+    result = _loop().run_until_complete(
+        replay(settings, from_ts=from_ts, data_dir=args.data_dir, web_port=args.web_port,
+               lag_threshold=args.lag_threshold))
+    print(f"generation {result.generation} is current (was {result.previous}): {result.replayed} records replayed "
+          f"in {result.seconds:.1f}s ({result.rate:.0f}/s), switched in {result.switch_seconds:.1f}s; "
+          f"{len(result.rewound)} partitions delivered again from the old generation's offsets; "
+          f"{result.patterns_written} patterns and {result.optimizations_written} optimizations rewritten")
+    if result.droppable:
+        print(result.droppable)
+    if args.keep_running:
+        # The replay worker's state is warm in its data dir: carry on as a normal worker of the new generation.
+        os.environ.update(result.worker_env)
+        if args.web_port is not None:
+            os.environ["FMS_WEB_PORT"] = str(args.web_port)
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "streams.cli", "worker"])
+    return 0
+
+
+def cmd_generations(args) -> int:
+    from streams.generation import drop_generation, list_generations
+
+    settings = Settings.from_env()
+    if args.action == "drop":
+        if args.generation is None:
+            print("fms generations drop N: which generation?", file=sys.stderr)
+            return 2
+        try:
+            dropped = _loop().run_until_complete(drop_generation(settings, args.generation))
+        except ValueError as exc:
+            print(f"fms generations drop: {exc}", file=sys.stderr)
+            return 1
+        print(f"dropped generation {dropped.generation}: group {dropped.app_id if dropped.group else '(none)'}, "
+              f"topics {', '.join(dropped.app_topics + dropped.shadow_topics) or '(none)'}")
+        return 0
+    for info in _loop().run_until_complete(list_generations(settings)):
+        print(info.describe())
+    return 0
+
+
 def cmd_demo(args) -> int:
     from streams.demo import run_demo
 
@@ -169,6 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--max-seconds", type=float, default=None,
                    help="longest record; longer files are cut (default: FMS_MAX_AUDIO_S, 30)")
     i.set_defaults(func=cmd_ingest)
+
+    r = sub.add_parser("replay", help="rebuild the memory from the kept inputs as a new generation, then switch to it")
+    r.add_argument("--from", dest="from_ts", metavar="TIMESTAMP",
+                   help="replay inputs from this time on (ISO-8601, UTC unless it says, or epoch seconds); default: all")
+    r.add_argument("--data-dir", type=Path, help="the replay worker's FMS_DATA_DIR (default: FMS_DATA_DIR)")
+    r.add_argument("--web-port", type=int, help="the replay worker's web port (default: a free one)")
+    r.add_argument("--lag-threshold", type=int, default=100,
+                   help="switch once the replay is this many records behind on two consecutive polls")
+    r.add_argument("--keep-running", action="store_true",
+                   help="after the switch, go on as a worker of the new generation")
+    r.set_defaults(func=cmd_replay)
+
+    g = sub.add_parser("generations", help="list the generations of the memory's state, or drop one")
+    g.add_argument("action", nargs="?", choices=["list", "drop"], default="list")
+    g.add_argument("generation", nargs="?", type=int)
+    g.set_defaults(func=cmd_generations)
 
     d = sub.add_parser("demo", help="broker + worker + a generated stream of known groups, end to end")
     d.add_argument("--records", type=int, default=2000)

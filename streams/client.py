@@ -91,6 +91,19 @@ class MemoryClient:
         value = encode(record)  # raises ValidationError before anything is sent
         return await self._producer.send(self.settings.topic(name), value=value, key=record.space.encode())
 
+    # -- generations
+    async def start_replay(self, from_ts: float | None = None, **options):
+        """Rebuild the memory from the kept inputs as a new generation and switch to it: `fms replay`
+        (streams.replay.replay, whose keyword `options` it passes on: data_dir, web_port, lag_threshold,
+        progress...). Returns the ReplayResult once the new generation is current.
+
+        It runs the replay worker as a child process (`python -m streams.cli worker`), so unlike the rest
+        of the client it needs the whole project installed (faust, RocksDB), not only aiokafka."""
+        from streams.replay import replay
+
+        options.setdefault("progress", False)
+        return await replay(self.settings, from_ts=from_ts, **options)
+
     # -- subscribing
     async def patterns(self, *, follow: bool = True, space: str | None = None) -> AsyncIterator[PatternChange]:
         """The patterns' current state (the compacted topic from its start, `bootstrap=True`), then

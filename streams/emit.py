@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from schemas.codec import encode
+from streams.core.generations import SHADOWED, shadow_name
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,29 @@ class Emitter:
         self._counters: dict[str, object] = {}
         # Set by streams.app once the guard exists: sends then run through the "send" breaker.
         self.guard = None
+        self._shadow: int | None = None
+
+    @property
+    def shadow(self) -> int | None:
+        """The generation whose shadow topics the memory's outputs go to; None: the contract topics.
+        Set by streams.generation while this worker's generation is not the current one."""
+        return self._shadow
+
+    @shadow.setter
+    def shadow(self, generation: int | None) -> None:
+        if generation != self._shadow:
+            self._shadow = generation
+            self._names.clear()
 
     def _topic(self, name: str) -> str:
         full = self._names.get(name)
         if full is None:
-            full = self._names[name] = self._settings.topic(name)
-            self._counters[name] = self._metrics.records_out.labels(topic=name)
+            full = self._settings.topic(name)
+            if self._shadow is not None and name in SHADOWED:
+                full = shadow_name(full, self._shadow)
+            self._names[name] = full
+            if name not in self._counters:
+                self._counters[name] = self._metrics.records_out.labels(topic=name)
         return full
 
     async def send(self, name: str, key: str | bytes | None, record, *, guarded: bool = True) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from streams.core.breaker import BreakerConfig
+from streams.core.generations import app_id_of
 from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig
 
@@ -37,6 +38,9 @@ class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = "fms."
     app_id: str = "feature-memory"
+    # Which copy of the memory's state this worker runs (streams.generation); None: the current one,
+    # read from fms.control when the worker starts.
+    generation: int | None = None
     partitions: int = 4
     replication_factor: int = 1
     # -1 keeps input history forever, so that `fms replay` can rebuild the memory from the start.
@@ -120,6 +124,7 @@ class Settings:
             bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
             topic_prefix=_env("FMS_TOPIC_PREFIX", d.topic_prefix),
             app_id=_env("FMS_APP_ID", d.app_id),
+            generation=int(os.environ["FMS_GENERATION"]) if os.environ.get("FMS_GENERATION", "").strip() else None,
             partitions=_int("FMS_PARTITIONS", d.partitions),
             replication_factor=_int("FMS_REPLICATION_FACTOR", d.replication_factor),
             input_retention_ms=_int("FMS_INPUT_RETENTION_MS", d.input_retention_ms),
@@ -199,6 +204,20 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def memory_app_id(self) -> str:
+        """The pattern memory's faust app id: its consumer group and changelog topics, per generation."""
+        return app_id_of(self.app_id, self.generation or 0)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where faust keeps this generation's RocksDB tables. faust's layout under its datadir
+        (`v1/tables/<table>-<partition>.db`) does not name the app id, so each generation N >= 1 gets a
+        directory beside `data_dir` of its own; generation 0 keeps `data_dir` itself."""
+        if not self.generation:
+            return self.data_dir
+        return self.data_dir.with_name(f"{self.data_dir.name}-g{self.generation}")
 
     @property
     def advertised_url(self) -> str:

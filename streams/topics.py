@@ -47,7 +47,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         "resource-metrics": events,
         "dead-letter": {"cleanup.policy": "delete", "retention.ms": str(4 * _WEEK_MS)},
     }
-    return [TopicSpec(settings.topic(name), p, dict(cfg)) for name, cfg in configs.items()]
+    specs = [TopicSpec(settings.topic(name), p, dict(cfg)) for name, cfg in configs.items()]
+    # fms.control (streams.generation): one key, read whole by every worker; one partition keeps it ordered.
+    return specs + [TopicSpec(settings.topic("control"), 1, dict(compact))]
 
 
 def kafka_client_options(settings: Settings) -> dict:
@@ -70,15 +72,15 @@ def kafka_client_options(settings: Settings) -> dict:
     return opts
 
 
-async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the contract topics that do not exist yet. Returns the names it created."""
+async def ensure_topics(settings: Settings, timeout: float = 30.0, specs: list[TopicSpec] | None = None) -> list[str]:
+    """Create the contract topics (or `specs`) that do not exist yet. Returns the names it created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(**kafka_client_options(settings), request_timeout_ms=int(timeout * 1000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [s for s in topic_specs(settings) if s.name not in existing]
+        missing = [s for s in (topic_specs(settings) if specs is None else specs) if s.name not in existing]
         if missing:
             await admin.create_topics(
                 [NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=s.config) for s in missing]

@@ -44,15 +44,17 @@ def test_topics_are_created_with_their_configuration(memory_env):
         return created, again, described, configs
 
     created, again, described, configs = asyncio.run(go())
-    assert len(created) == 9 and again == []
-    assert {t["topic"]: len(t["partitions"]) for t in described} == {n: 2 for n in created}
+    assert len(created) == 10 and again == []
+    # fms.control (the generations) has one partition: one key, read whole by every worker.
+    assert {t["topic"]: len(t["partitions"]) for t in described} == {
+        n: 1 if n == settings.topic("control") else 2 for n in created}
     by_topic = {}
     for response in configs:
         for resource in response.resources:
             _, _, _, name, entries = resource[:5]
             by_topic[name] = {e[0]: e[1] for e in entries}
     p = settings.topic
-    for name in ("patterns", "optimizations", "breaker-state"):
+    for name in ("patterns", "optimizations", "breaker-state", "control"):
         assert by_topic[p(name)]["cleanup.policy"] == "compact", name
     for name in ("audio", "audio-features", "interactions"):
         assert by_topic[p(name)]["cleanup.policy"] == "delete"
