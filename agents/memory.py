@@ -150,13 +150,26 @@ class MemoryProcessor:
         self._room.set()
         self._starts: dict = {}
         self._refetched: set = set()
+        # Offsets being acknowledged after they were applied: the only acknowledgements the
+        # consumer honours for the inputs (streams.transport).
+        self._applied: set = set()
         metrics = runtime.metrics
         self._records_in = {name: metrics.records_in.labels(topic=name) for name in INPUTS}
         self._seconds = {FEATURES: metrics.recognition_seconds, INTERACTIONS: metrics.interaction_seconds}
 
+    def may_ack(self, message) -> bool:
+        if message.topic not in self.topics:
+            return True
+        key = (message.topic, message.partition, message.offset)
+        if key in self._applied:
+            self._applied.discard(key)
+            return True
+        return False
+
     # -- fed by the agent
     async def consume(self, stream) -> None:
         self.stream = stream
+        self.runtime.app.consumer.ack_filter = self.may_ack
         async for event in stream.events():
             while self.sequencer.held >= self.capacity:
                 self._room.clear()
@@ -281,6 +294,7 @@ class MemoryProcessor:
         for batch in batches.values():
             await self._apply_space(batch)
         for held in ready:
+            self._applied.add((held.topic, held.partition, held.offset))
             await self.stream.ack(held.item)
 
     async def _apply_space(self, batch: SpaceBatch) -> None:

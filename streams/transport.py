@@ -1,4 +1,5 @@
-"""faust's aiokafka transport with one change: a short fetch long-poll.
+"""faust's aiokafka transport with two changes: a short fetch long-poll, and acknowledgements that
+only the memory's processor makes (`Consumer.ack_filter`).
 
 faust creates its consumer with `fetch_max_wait_ms=1500` and no setting to change it. aiokafka keeps
 one fetch in flight per broker; while the partitions that have data are still buffered, the next
@@ -21,6 +22,17 @@ def transport_class(fetch_max_wait_ms: int):
             return consumer
 
     class Consumer(driver.Consumer):
+        # Set by agents.memory: which acknowledgements may advance the committed offset.
+        ack_filter = None
+
+        def ack(self, message) -> bool:
+            # faust acknowledges a record it drops unread during a rebalance or a shutdown (a
+            # "skipped" record); committing past it would lose it. Only the memory's own
+            # acknowledgements, of records it applied, count.
+            if self.ack_filter is not None and not self.ack_filter(message):
+                return False
+            return super().ack(message)
+
         def _new_consumer_thread(self):
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
