@@ -40,6 +40,8 @@ FEATURES, INTERACTIONS = "audio-features", "interactions"
 INPUTS = (FEATURES, INTERACTIONS)
 
 APPLIED, DUPLICATE, REJECTED = "applied", "duplicate", "rejected"
+# How long records after a gap are dropped while the missing ones are fetched again.
+REFETCH_S = 5.0
 
 
 @dataclass
@@ -143,13 +145,10 @@ class MemoryProcessor:
         self.topics = {settings.topic(name): name for name in INPUTS}
         self.sequencer = Sequencer(tuple(self.topics), settings.max_idle_ms / 1000.0)
         self.batch_max = settings.batch_max
-        self.capacity = 4 * settings.batch_max
         self.stream = None
         self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
         self._starts: dict = {}
-        self._refetched: set = set()
+        self._refetching: dict = {}  # (topic, partition) -> (first offset missing, since)
         # Offsets being acknowledged after they were applied: the only acknowledgements the
         # consumer honours for the inputs (streams.transport).
         self._applied: set = set()
@@ -170,32 +169,46 @@ class MemoryProcessor:
     async def consume(self, stream) -> None:
         self.stream = stream
         self.runtime.app.consumer.ack_filter = self.may_ack
+        # Never blocks: faust drops records that arrive while an agent's buffer is full (seen as
+        # gaps of offsets when the agent waited here), so the sequencer takes whatever is delivered.
         async for event in stream.events():
-            while self.sequencer.held >= self.capacity:
-                self._room.clear()
-                await self._room.wait()
             message = event.message
             expected = self.sequencer.next_offset(message.topic, message.partition)
             if expected is not None and message.offset > expected and await self._refetch(message, expected):
+                self._forget(event)
                 continue
+            self._refetching.pop((message.topic, message.partition), None)
             self.sequencer.push(message.topic, message.partition, message.offset, message.timestamp, event,
                                 time.monotonic())
             self._wake.set()
 
     async def _refetch(self, message, expected: int) -> bool:
-        """A record the consumer skipped (faust drops a record fetched across a rebalance without
-        delivering it): fetch again from the first one missing, once per gap; records already
-        held after it will come again and are not applied twice (streams.journal). A gap that is
-        still there after that is real (transaction markers) and is accepted."""
-        gap = (message.topic, message.partition, expected)
-        if gap in self._refetched:
+        """True when the record is to be dropped: it came after a gap in its partition's offsets.
+
+        faust drops records fetched across a rebalance without delivering them. The first record
+        after such a gap makes the consumer fetch again from the first one missing; until that one
+        arrives, later records still in faust's buffers are dropped too (they come again), for at
+        most REFETCH_S. A gap still there after that is real (transaction markers) and accepted.
+        """
+        key = (message.topic, message.partition)
+        since = self._refetching.get(key)
+        now = time.monotonic()
+        if since is not None:
+            if now - since[1] < REFETCH_S and since[0] == expected:
+                return True
+            self._refetching.pop(key, None)
             return False
-        self._refetched.add(gap)
+        self._refetching[key] = (expected, now)
         log.warning("%s[%d]: offset %d arrived after %d; fetching again from %d", message.topic, message.partition,
                     message.offset, expected - 1, expected)
-        self.sequencer.abandon_from(message.topic, message.partition, expected)
+        for held in self.sequencer.abandon_from(message.topic, message.partition, expected):
+            self._forget(held.item)
         await self.runtime.app.consumer.seek(message.tp, expected)
         return True
+
+    def _forget(self, event) -> None:
+        # Not acknowledged, so not committed: it comes again from the committed offset.
+        self.runtime.app.consumer._unacked_messages.discard(event.message)
 
     # -- the sequence
     def _caught_up(self, topic: str, partition: int, next_offset: int | None) -> bool:
@@ -255,8 +268,6 @@ class MemoryProcessor:
             ready = self.sequencer.pop_ready(self._caught_up, time.monotonic(), self.batch_max)
             self.runtime.metrics.sequence_held.set(self.sequencer.held)
             self.runtime.metrics.sequence_released.set(self.sequencer.released)
-            if self.sequencer.held < self.capacity:
-                self._room.set()
             if ready:
                 await self.apply(ready)
 
@@ -265,13 +276,11 @@ class MemoryProcessor:
 
         dropped = self.sequencer.abandon()
         self._starts.clear()
-        self._room.set()
+        self._refetching.clear()
         if dropped:
-            consumer = self.runtime.app.consumer
             for held in dropped:
-                # Not acknowledged, so not committed: they come again from the committed offset.
-                consumer._unacked_messages.discard(held.item.message)
-            notify(consumer._waiting_for_ack)
+                self._forget(held.item)
+            notify(self.runtime.app.consumer._waiting_for_ack)
             log.info("rebalance: %d records not yet in sequence will be delivered again", len(dropped))
 
     # -- a batch
