@@ -39,7 +39,7 @@ FEATURES, INTERACTIONS = "audio-features", "interactions"
 # Tie order of the sequence: a feature record before an interaction of the same millisecond.
 INPUTS = (FEATURES, INTERACTIONS)
 
-APPLIED, DUPLICATE, REJECTED = "applied", "duplicate", "rejected"
+APPLIED, DUPLICATE, REJECTED, FAILED = "applied", "duplicate", "rejected", "failed"
 # How long records after a gap are dropped while the missing ones are fetched again.
 REFETCH_S = 5.0
 
@@ -287,21 +287,24 @@ class MemoryProcessor:
     async def apply(self, ready: list[Held]) -> None:
         runtime = self.runtime
         batches: dict[str, SpaceBatch] = {}
-        rejected: list[Step] = []
+        steps: list[Step] = []
         for held in ready:
             source = self.topics[held.topic]
             self._records_in[source].inc()
             decoded = decode(source, held.item.message.value, runtime.limits)
             step = Step(held, source, decoded.record, decoded.result)
+            steps.append(step)
             if decoded.record is None:
                 step.outcome = REJECTED
-                rejected.append(step)
             else:
                 batches.setdefault(decoded.record.space, SpaceBatch(decoded.record.space)).steps.append(step)
-        for step in rejected:
-            await send_dead_letter(runtime, step.event, step.result)
         for batch in batches.values():
             await self._apply_space(batch)
+        for step in steps:  # outputs in input order, dead letters included
+            if step.outcome == FAILED:
+                await send_failure(runtime, step.event, step.result, step.output[0], step.output[1])
+            else:
+                await emit_step(runtime, step)
         for held in ready:
             self._applied.add((held.topic, held.partition, held.offset))
             await self.stream.ack(held.item)
@@ -325,7 +328,7 @@ class MemoryProcessor:
         except GuardGaveUp as exc:
             if len(batch.steps) == 1:
                 step = batch.steps[0]
-                await send_failure(runtime, step.event, step.result, batch.operation, exc.__cause__ or exc)
+                step.outcome, step.output = FAILED, (batch.operation, exc.__cause__ or exc)
                 return
             log.warning("a batch of %d records of space %s failed; applying them one by one",
                         len(batch.steps), batch.space)
@@ -337,7 +340,6 @@ class MemoryProcessor:
         for step in batch.steps:
             if step.outcome == APPLIED:
                 self._seconds[step.source].observe(elapsed)
-            await emit_step(runtime, step)
 
 
 def register(runtime) -> MemoryProcessor:
