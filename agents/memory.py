@@ -63,6 +63,11 @@ class Step:
     def offset(self) -> int:
         return self.held.offset
 
+    @property
+    def operation(self) -> str:
+        """The breaker the record's work runs through."""
+        return "learn" if self.source == FEATURES else "interaction"
+
 
 @dataclass
 class SpaceBatch:
@@ -72,7 +77,7 @@ class SpaceBatch:
     @property
     def operation(self) -> str:
         # The breaker a batch runs through: "learn" when it learns anything.
-        return "learn" if any(s.source == FEATURES for s in self.steps) else "interaction"
+        return "learn" if any(s.operation == "learn" for s in self.steps) else "interaction"
 
 
 def apply_steps(runtime, space: str, steps: list[Step]) -> None:
@@ -302,7 +307,7 @@ class MemoryProcessor:
             await self._apply_space(batch)
         for step in steps:  # outputs in input order, dead letters included
             if step.outcome == FAILED:
-                await send_failure(runtime, step.event, step.result, step.output[0], step.output[1])
+                await send_failure(runtime, step.event, step.result, step.operation, step.output)
             else:
                 await emit_step(runtime, step)
         for held in ready:
@@ -328,7 +333,7 @@ class MemoryProcessor:
         except GuardGaveUp as exc:
             if len(batch.steps) == 1:
                 step = batch.steps[0]
-                step.outcome, step.output = FAILED, (batch.operation, exc.__cause__ or exc)
+                step.outcome, step.output = FAILED, exc.__cause__ or exc
                 return
             log.warning("a batch of %d records of space %s failed; applying them one by one",
                         len(batch.steps), batch.space)

@@ -27,7 +27,7 @@ Pure bookkeeping: the worker (agents.memory) feeds it what it consumed and asks 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,10 +138,3 @@ class Sequencer:
         self.held -= len(dropped)
         return dropped
 
-
-def group_by(records: list[Held], key: Callable[[Held], Hashable]) -> dict[Hashable, list[Held]]:
-    """Records grouped by `key`, each group in the order given (dicts keep first-seen order)."""
-    groups: dict[Hashable, list[Held]] = {}
-    for r in records:
-        groups.setdefault(key(r), []).append(r)
-    return groups
