@@ -1,6 +1,8 @@
-"""Shared benchmark plumbing: a broker, percentiles, and saving results as JSON."""
+"""Shared benchmark plumbing: a broker, a feature stream, watching an output topic, percentiles, and
+saving results as JSON."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -9,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -16,6 +19,10 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
+
+if TYPE_CHECKING:
+    from schemas.records import AudioFeature
+    from streams.settings import Settings
 
 
 @contextlib.contextmanager
@@ -42,6 +49,58 @@ def free_port() -> int:
 def floats(text: str) -> list[float]:
     """An argparse type: "1,2.5,3" -> [1.0, 2.5, 3.0]."""
     return [float(x) for x in text.split(",") if x.strip()]
+
+
+def stream(records: int, dim: int, spaces: int, patterns: int, seed: int = 3) -> list[AudioFeature]:
+    """`patterns` well-separated groups spread over `spaces`; records cycle through them."""
+    from schemas.records import AudioFeature
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(patterns, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    noise = rng.normal(scale=0.02, size=(records, dim)).astype(np.float32)
+    group = np.arange(records) % patterns
+    out = []
+    for i in range(records):
+        g = int(group[i])
+        out.append(AudioFeature(id=f"r{i}", space=f"space-{g % spaces}", vector=centres[g] + noise[i],
+                                model_id=None, ts=1_700_000_000.0 + i * 1e-3, meta=None))
+    return out
+
+
+async def watch_outputs(settings: Settings, topic: str, n: int, started: asyncio.Event, timeout: float) -> dict:
+    """Consume `topic` from the start until `n` records came; when (perf_counter) the first and the last arrived."""
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.topics import kafka_client_options
+
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(settings), group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    started.set()
+    first = last = None
+    seen = 0
+    deadline = time.perf_counter() + timeout
+    try:
+        while seen < n:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{topic}: {seen}/{n} outputs after {timeout}s")
+            batch = await consumer.getmany(timeout_ms=500)
+            now = time.perf_counter()
+            for msgs in batch.values():
+                if msgs and first is None:
+                    first = now
+                seen += len(msgs)
+                if msgs:
+                    last = now
+    finally:
+        await consumer.stop()
+    return {"first": first, "last": last, "seen": seen}
+
+
+def rate(w: dict, n: int) -> float:
+    """Records per second from the first to the last of `n` outputs seen by `watch_outputs`."""
+    return (n - 1) / (w["last"] - w["first"]) if w["last"] and w["last"] > w["first"] else float("nan")
 
 
 def percentiles(samples_s, ps=(50, 90, 99)) -> dict[str, float]:

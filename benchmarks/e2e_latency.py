@@ -2,7 +2,7 @@
 
 The worker is a real `fms worker` process (RocksDB tables, changelogs); the baseline is the plain
 aiokafka consume-and-produce loop from throughput.py. Both read the same stream (768-dim vectors,
-1,000 patterns over 8 spaces, throughput.stream) on their own topics, and both are measured the
+1,000 patterns over 8 spaces, common.stream) on their own topics, and both are measured the
 same way:
 
 - a producer publishes at a fixed offered rate (streams.publish.publish with `rate`, which paces
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from common import broker, percentiles, save  # noqa: E402  (sets sys.path)
-from throughput import baseline_loop, stream
+from common import broker, percentiles, save, stream  # noqa: E402  (sets sys.path)
+from throughput import baseline_loop
 from streams.publish import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics, kafka_client_options

@@ -65,9 +65,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from common import REPO, broker, floats, free_port, save  # noqa: E402  (sets sys.path)
+from common import REPO, broker, floats, free_port, save, stream  # noqa: E402  (sets sys.path)
 from e2e_latency import Arrivals, delete_run_topics, send_paced
-from throughput import stream
 from schemas.codec import decode
 from streams.core.breaker import CircuitBreaker
 from streams.guard import Guard

@@ -17,57 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import orjson
 
-from common import broker, save  # noqa: E402  (sets sys.path)
-from schemas.records import AudioFeature
+from common import broker, rate, save, stream, watch_outputs  # noqa: E402  (sets sys.path)
 from streams.publish import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics, kafka_client_options
 from streams.worker_process import WorkerProcess
-
-
-def stream(records: int, dim: int, spaces: int, patterns: int, seed: int = 3) -> list[AudioFeature]:
-    """`patterns` well-separated groups spread over `spaces`; records cycle through them."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(patterns, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    noise = rng.normal(scale=0.02, size=(records, dim)).astype(np.float32)
-    group = np.arange(records) % patterns
-    out = []
-    for i in range(records):
-        g = int(group[i])
-        out.append(AudioFeature(id=f"r{i}", space=f"space-{g % spaces}", vector=centres[g] + noise[i],
-                                model_id=None, ts=1_700_000_000.0 + i * 1e-3, meta=None))
-    return out
-
-
-async def watch_outputs(settings: Settings, topic: str, n: int, started: asyncio.Event, timeout: float) -> dict:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, **kafka_client_options(settings), group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    started.set()
-    first = last = None
-    seen = 0
-    deadline = time.perf_counter() + timeout
-    try:
-        while seen < n:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"{topic}: {seen}/{n} outputs after {timeout}s")
-            batch = await consumer.getmany(timeout_ms=500)
-            now = time.perf_counter()
-            for msgs in batch.values():
-                if msgs and first is None:
-                    first = now
-                seen += len(msgs)
-                if msgs:
-                    last = now
-    finally:
-        await consumer.stop()
-    return {"first": first, "last": last, "seen": seen}
 
 
 async def baseline_loop(settings: Settings, n: int, out_topic: str) -> None:
@@ -92,10 +48,6 @@ async def baseline_loop(settings: Settings, n: int, out_topic: str) -> None:
     finally:
         await consumer.stop()
         await producer.stop()
-
-
-def rate(w: dict, n: int) -> float:
-    return (n - 1) / (w["last"] - w["first"]) if w["last"] and w["last"] > w["first"] else float("nan")
 
 
 async def run(bootstrap: str, args) -> dict:
