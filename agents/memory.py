@@ -183,8 +183,7 @@ class MemoryProcessor:
                 self._forget(event)
                 continue
             self._refetching.pop((message.topic, message.partition), None)
-            self.sequencer.push(message.topic, message.partition, message.offset, message.timestamp, event,
-                                time.monotonic())
+            self.sequencer.push(message.topic, message.partition, message.offset, message.timestamp, event)
             self._wake.set()
 
     async def _refetch(self, message, expected: int) -> bool:

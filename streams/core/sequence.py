@@ -13,8 +13,12 @@ synchronization of a task's partitions, each partition's records are merged into
 - a head is taken only when every other input of its partition is known to have nothing earlier:
   either that input has a head too, or it is caught up (the next offset to deliver is at its
   high-water mark). Otherwise the head waits for the other input's records to arrive.
-- a head that waited `max_idle_s` is taken anyway and counted (`released`). That covers gaps the
-  high-water mark cannot see past, such as transaction markers in a topic written transactionally.
+- when a partition has waited `max_idle_s` for an input that delivers nothing, its next head is
+  taken anyway and counted (`released`), as with Kafka Streams' `max.task.idle.ms`. That covers gaps
+  the high-water mark cannot see past, such as transaction markers in a topic written
+  transactionally. The clock starts when the partition begins to wait and starts again whenever the
+  input it waits for delivers, so a record that was held long behind a backlog of the other input
+  (a replay) is not released the moment that backlog's buffer briefly runs dry.
 
 The input topics take their timestamps at append (`LogAppendTime`, streams.topics), so a record
 appended later never carries an earlier timestamp than one already taken, and live processing and
@@ -39,7 +43,6 @@ class Held:
     offset: int
     ts: float
     item: Any
-    since: float
 
     def order(self, rank: int) -> tuple[float, int, int]:
         return (self.ts, rank, self.offset)
@@ -48,6 +51,8 @@ class Held:
 @dataclass
 class _Partition:
     heads: dict[str, deque] = field(default_factory=dict)
+    # When the partition began to wait for an input without a head; None while it is not waiting.
+    blocked_since: float | None = None
 
 
 class Sequencer:
@@ -66,9 +71,11 @@ class Sequencer:
         self.held = 0
         self.released = 0
 
-    def push(self, topic: str, partition: int, offset: int, ts: float, item: Any, now: float) -> None:
+    def push(self, topic: str, partition: int, offset: int, ts: float, item: Any) -> None:
         p = self._partitions.setdefault(partition, _Partition({t: deque() for t in self.topics}))
-        p.heads[topic].append(Held(topic, partition, offset, ts, item, now))
+        if not p.heads[topic]:
+            p.blocked_since = None  # the input it may have waited for delivered: wait afresh
+        p.heads[topic].append(Held(topic, partition, offset, ts, item))
         self._next[(topic, partition)] = offset + 1
         self.held += 1
 
@@ -103,16 +110,15 @@ class Sequencer:
         waiting_on = [t for t, q in p.heads.items()
                       if not q and not caught_up(t, partition, self._next.get((t, partition)))]
         if not waiting_on:
+            p.blocked_since = None
             return first
-        if now - first.since >= self.max_idle_s:
+        if p.blocked_since is None:
+            p.blocked_since = now
+        if now - p.blocked_since >= self.max_idle_s:
             self.released += 1
+            p.blocked_since = None
             return first
         return None
-
-    def oldest_wait(self, now: float) -> float:
-        """How long the longest-waiting head has waited (0 when nothing is held)."""
-        ages = [now - q[0].since for p in self._partitions.values() for q in p.heads.values() if q]
-        return max(ages, default=0.0)
 
     def abandon_from(self, topic: str, partition: int, offset: int) -> list[Held]:
         """Forget what is held of one input partition from `offset` on: it will be delivered again."""

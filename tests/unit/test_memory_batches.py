@@ -62,7 +62,7 @@ def stream(seed: int, n: int) -> list[tuple[str, int, object]]:
 
 
 def steps_of(records) -> list[Step]:
-    return [Step(Held(source, 0, offset, 0.0, None, 0.0), source, rec, ValidationResult())
+    return [Step(Held(source, 0, offset, 0.0, None), source, rec, ValidationResult())
             for source, offset, rec in records]
 
 
