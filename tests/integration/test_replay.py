@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.codec import decode
 from schemas.records import AudioFeature, Interaction, Outcome
+from streams.client import MemoryClient
 from streams.core.generations import compacted_state
 from streams.demo import grouped_stream
 from streams.generation import list_generations, read_control
@@ -135,8 +136,13 @@ def test_replay_rebuilds_the_same_memory_and_the_live_worker_switches_to_it(memo
     assert original_optimizations, "the interactions gave recommendations"
 
     started = time.monotonic()
-    result = asyncio.run(replay(settings, data_dir=tmp_path / "replay" / "state", lag_threshold=0,
-                                log_path=tmp_path / "replay-worker.log"))
+
+    async def start_replay():  # as a service would: through the client
+        async with MemoryClient(settings=settings) as client:
+            return await client.start_replay(data_dir=tmp_path / "replay" / "state", lag_threshold=0,
+                                             log_path=tmp_path / "replay-worker.log")
+
+    result = asyncio.run(start_replay())
     print(f"replayed {result.replayed} records in {result.seconds:.1f}s ({result.rate:.0f}/s), "
           f"switch {result.switch_seconds:.1f}s, total {time.monotonic() - started:.1f}s, rewound {result.rewound}, "
           f"patterns written {result.patterns_written}, optimizations written {result.optimizations_written}")
@@ -261,3 +267,39 @@ def test_a_replay_under_live_traffic_switches_without_a_gap(memory_env, workers,
             break
         time.sleep(1)
     assert got == expected
+
+
+def test_a_replay_from_a_time_learns_only_what_came_after_it(memory_env, workers, tmp_path):
+    """`fms replay --from T` (here through the client): generation 1 starts at the first record
+    appended at or after T, so its memory is that of the later records alone."""
+    from streams.core.patterns import PatternConfig, SpaceMemory
+
+    env = memory_env(FMS_SESSION_TIMEOUT_S="6")
+    settings = settings_of(env)
+    workers(env)
+    feats, _ = grouped_stream(120, 3, dim=16, seed=77, space="timed")
+    early, late = feats[:60], feats[60:]
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(publish(settings, settings.topic("audio-features"), early))
+    recognitions_of(settings, [f.id for f in early])
+    time.sleep(1.0)
+    cut = time.time()  # the inputs take the broker's append time (LogAppendTime)
+    time.sleep(0.2)
+    asyncio.run(publish(settings, settings.topic("audio-features"), late))
+    recognitions_of(settings, [f.id for f in late])
+
+    async def start_replay():
+        async with MemoryClient(settings=settings) as client:
+            return await client.start_replay(from_ts=cut, data_dir=tmp_path / "replay" / "state", lag_threshold=0,
+                                             log_path=tmp_path / "replay-worker.log")
+
+    result = asyncio.run(start_replay())
+    assert result.replayed == len(late)
+    shadow = by_event(settings, settings.topic("recognitions") + ".g1")
+    assert set(shadow) == {f.id for f in late}, "nothing from before the cut"
+
+    reference = SpaceMemory("timed", PatternConfig())
+    expected = {f.id: reference.learn_one(f.id, f.vector, f.ts) for f in late}
+    for f in late:
+        got, want = shadow[f.id][0], expected[f.id]
+        assert (got.pattern_id, got.similarity, got.new) == (want.pattern_id, want.similarity, want.new), f.id
