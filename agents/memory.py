@@ -40,8 +40,8 @@ FEATURES, INTERACTIONS = "audio-features", "interactions"
 INPUTS = (FEATURES, INTERACTIONS)
 
 APPLIED, DUPLICATE, REJECTED, FAILED = "applied", "duplicate", "rejected", "failed"
-# How long records after a gap are dropped while the missing ones are fetched again.
-REFETCH_S = 5.0
+# How long records after a gap in offsets are dropped while waiting for the missing one.
+REFETCH_S = 2.0
 
 
 @dataclass
@@ -189,26 +189,51 @@ class MemoryProcessor:
     async def _refetch(self, message, expected: int) -> bool:
         """True when the record is to be dropped: it came after a gap in its partition's offsets.
 
-        faust drops records fetched across a rebalance without delivering them. The first record
-        after such a gap makes the consumer fetch again from the first one missing; until that one
-        arrives, later records still in faust's buffers are dropped too (they come again), for at
-        most REFETCH_S. A gap still there after that is real (transaction markers) and accepted.
+        faust drops a record now and then around a rebalance or its seek to the committed offsets
+        (seen: the one record in flight at that seek), and then usually delivers the partition
+        again from the committed offset. So records after a gap are dropped (not acknowledged, so
+        they come again) while waiting REFETCH_S for the missing one; a record from before it (the
+        partition delivered again) ends the wait. If it does not come, the consumer is told to
+        fetch again from it, once; a gap still there after that is real (transaction markers) and
+        is accepted. Applying a record after a gap first would make the journal count the missing
+        ones as applied, and they would be lost.
         """
         key = (message.topic, message.partition)
-        since = self._refetching.get(key)
         now = time.monotonic()
-        if since is not None:
-            if now - since[1] < REFETCH_S and since[0] == expected:
-                return True
+        gap = self._refetching.get(key)
+        if gap is None or gap[0] != expected:
+            self._refetching[key] = (expected, now, False)
+            log.warning("%s[%d]: offset %d arrived after %d; waiting for %d", message.topic, message.partition,
+                        message.offset, expected - 1, expected)
+            return True
+        missing, since, sought = gap
+        if now - since < REFETCH_S:
+            return True
+        if sought:
             self._refetching.pop(key, None)
+            log.warning("%s[%d]: offset %d never came; going on from %d", message.topic, message.partition,
+                        missing, message.offset)
             return False
-        self._refetching[key] = (expected, now)
-        log.warning("%s[%d]: offset %d arrived after %d; fetching again from %d", message.topic, message.partition,
-                    message.offset, expected - 1, expected)
-        for held in self.sequencer.abandon_from(message.topic, message.partition, expected):
-            self._forget(held.item)
-        await self.runtime.app.consumer.seek(message.tp, expected)
+        await self._seek_gap(key, missing)
         return True
+
+    async def _resolve_gaps(self) -> None:
+        """A gap whose missing record did not come in REFETCH_S, with nothing after it either:
+        fetch again from it."""
+        now = time.monotonic()
+        for key, (missing, since, sought) in list(self._refetching.items()):
+            if not sought and now - since >= REFETCH_S:
+                await self._seek_gap(key, missing)
+
+    async def _seek_gap(self, key: tuple[str, int], missing: int) -> None:
+        from faust.types import TP
+
+        topic, partition = key
+        self._refetching[key] = (missing, time.monotonic(), True)
+        log.warning("%s[%d]: offset %d did not come again; fetching again from it", topic, partition, missing)
+        for held in self.sequencer.abandon_from(topic, partition, missing):
+            self._forget(held.item)
+        await self.runtime.app.consumer.seek(TP(topic, partition), missing)
 
     def _forget(self, event) -> None:
         # Not acknowledged, so not committed: it comes again from the committed offset.
@@ -253,6 +278,12 @@ class MemoryProcessor:
                 log.warning("earliest offsets of %s: %r", missing, exc)
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:  # a stopping consumer waits for every record it delivered to be acknowledged
+            await self._abandon()
+
+    async def _run(self) -> None:
         app = self.runtime.app
         while not app.should_stop:
             if not app.flow_control.is_active():
@@ -266,10 +297,13 @@ class MemoryProcessor:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if self._refetching:
+                await self._resolve_gaps()
             if not self.sequencer.held:
                 continue
             await self._fill_starts()
-            ready = self.sequencer.pop_ready(self._caught_up, time.monotonic(), self.batch_max)
+            paused = frozenset(partition for _, partition in self._refetching)
+            ready = self.sequencer.pop_ready(self._caught_up, time.monotonic(), self.batch_max, paused)
             self.runtime.metrics.sequence_held.set(self.sequencer.held)
             self.runtime.metrics.sequence_released.set(self.sequencer.released)
             if ready:

@@ -88,10 +88,13 @@ class Sequencer:
         return self._next.get((topic, partition))
 
     def pop_ready(self, caught_up: Callable[[str, int, int | None], bool], now: float,
-                  limit: int) -> list[Held]:
-        """Up to `limit` records that may be processed, each partition's in sequence order."""
+                  limit: int, paused: frozenset[int] = frozenset()) -> list[Held]:
+        """Up to `limit` records that may be processed, each partition's in sequence order;
+        nothing of the `paused` partitions (an input of theirs is missing a record)."""
         out: list[Held] = []
         for partition in sorted(self._partitions):
+            if partition in paused:
+                continue
             p = self._partitions[partition]
             while len(out) < limit:
                 nxt = self._next_of(p, partition, caught_up, now)

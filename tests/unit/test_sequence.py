@@ -19,8 +19,8 @@ def nothing_caught_up(topic, partition, next_offset):
     return False
 
 
-def drain(seq: Sequencer, caught_up=everything_caught_up, now=0.0, limit=10_000):
-    return [(h.topic, h.partition, h.offset) for h in seq.pop_ready(caught_up, now, limit)]
+def drain(seq: Sequencer, caught_up=everything_caught_up, now=0.0, limit=10_000, paused=frozenset()):
+    return [(h.topic, h.partition, h.offset) for h in seq.pop_ready(caught_up, now, limit, paused)]
 
 
 def test_heads_are_merged_by_timestamp_with_features_first_on_ties():
@@ -171,3 +171,12 @@ def test_abandon_from_forgets_one_input_partition_from_an_offset_on():
     assert [h.item for h in dropped] == [3, 4]
     assert seq.next_offset(F, 0) == 3 and seq.held == 3
     assert drain(seq) == [(F, 0, 0), (F, 0, 1), (F, 0, 2)]
+
+
+def test_a_paused_partition_gives_nothing_and_does_not_count_as_idle():
+    seq = Sequencer((F, I), max_idle_s=1.0)
+    seq.push(F, 0, 0, 1.0, None)
+    seq.push(F, 1, 0, 1.0, None)
+    assert drain(seq, nothing_caught_up, now=0.0, paused=frozenset({0})) == []
+    assert drain(seq, everything_caught_up, now=5.0, paused=frozenset({0})) == [(F, 1, 0)]
+    assert drain(seq, everything_caught_up, now=5.0) == [(F, 0, 0)] and seq.released == 0
