@@ -150,6 +150,9 @@ class MemoryProcessor:
         self.topics = {settings.topic(name): name for name in INPUTS}
         self.sequencer = Sequencer(tuple(self.topics), settings.max_idle_ms / 1000.0)
         self.batch_max = settings.batch_max
+        self.buffer_max = max(2, settings.buffer_max)
+        self._paused: set = set()  # input partitions paused by the buffer bound
+        self._peak = 0
         self.stream = None
         self._wake = asyncio.Event()
         self._starts: dict = {}
@@ -179,12 +182,49 @@ class MemoryProcessor:
         async for event in stream.events():
             message = event.message
             expected = self.sequencer.next_offset(message.topic, message.partition)
+            if expected is not None and message.offset < expected:
+                # Delivered again (the partition was sought back) while its first delivery is
+                # held or applied: that one is acknowledged.
+                self._forget(event)
+                continue
             if expected is not None and message.offset > expected and await self._refetch(message, expected):
                 self._forget(event)
                 continue
             self._refetching.pop((message.topic, message.partition), None)
             self.sequencer.push(message.topic, message.partition, message.offset, message.timestamp, event)
+            if self.sequencer.held_in(message.topic, message.partition) >= self.buffer_max:
+                self._pause(message.topic, message.partition)
             self._wake.set()
+
+    # -- a bounded buffer: the consumer pauses an input partition with buffer_max records held
+    def _pause(self, topic: str, partition: int) -> None:
+        from faust.types import TP
+
+        tp = TP(topic, partition)  # faust's own type: its resume_partitions keeps what it is given
+        if tp not in self._paused:
+            self._paused.add(tp)
+            self.runtime.metrics.sequence_paused.inc()
+        # Each time: the end of a recovery resumes every partition faust paused.
+        self.runtime.app.consumer.pause_partitions([tp])
+
+    async def _resume_drained(self) -> None:
+        """Resume the paused input partitions that have half their held records applied.
+
+        A partition resumes from the record after the last one held: faust drops what it had
+        already fetched for a partition it pauses (its getmany delivers only records of the
+        partitions active at that moment), so that is fetched again.
+        """
+        app = self.runtime.app
+        if app.in_recovery:
+            return
+        drained = [tp for tp in self._paused
+                   if self.sequencer.held_in(tp.topic, tp.partition) <= self.buffer_max // 2]
+        for tp in drained:
+            self._paused.discard(tp)
+            after = self.sequencer.next_offset(tp.topic, tp.partition)
+            if after is not None:
+                await app.consumer.seek(tp, after)
+            app.consumer.resume_partitions([tp])
 
     async def _refetch(self, message, expected: int) -> bool:
         """True when the record is to be dropped: it came after a gap in its partition's offsets.
@@ -304,10 +344,14 @@ class MemoryProcessor:
             await self._fill_starts()
             paused = frozenset(partition for _, partition in self._refetching)
             ready = self.sequencer.pop_ready(self._caught_up, time.monotonic(), self.batch_max, paused)
+            self._peak = max(self._peak, self.sequencer.held + len(ready))
             self.runtime.metrics.sequence_held.set(self.sequencer.held)
+            self.runtime.metrics.sequence_held_peak.set(self._peak)
             self.runtime.metrics.sequence_released.set(self.sequencer.released)
             if ready:
                 await self.apply(ready)
+            if self._paused:
+                await self._resume_drained()
 
     async def _abandon(self) -> None:
         from mode.utils.futures import notify
@@ -315,6 +359,8 @@ class MemoryProcessor:
         dropped = self.sequencer.abandon()
         self._starts.clear()
         self._refetching.clear()
+        # faust paused every assigned partition for the rebalance, and resumes them after it.
+        self._paused.clear()
         if dropped:
             for held in dropped:
                 self._forget(held.item)

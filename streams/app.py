@@ -148,6 +148,9 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
         # Outputs and changelog writes of a burst share produce requests instead of one each.
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
+        # A poll's records reach the memory's buffer before it can pause a partition
+        # (agents.memory): this bounds what one poll adds (Kafka's own default).
+        broker_max_poll_records=500,
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=True,

@@ -35,6 +35,8 @@ class Metrics:
     breaker_transitions: Counter
     sequence_held: Gauge
     sequence_released: Gauge
+    sequence_paused: Counter
+    sequence_held_peak: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
@@ -76,6 +78,10 @@ class Metrics:
                                 "timestamp-ordered sequence of their partition", registry=r),
             sequence_released=Gauge("fms_sequence_idle_released", "Records taken out of timestamp order "
                                     "after waiting FMS_MAX_IDLE_MS for the other input", registry=r),
+            sequence_paused=Counter("fms_sequence_paused", "Times an input partition was paused because "
+                                    "FMS_BUFFER_MAX of its records were waiting", registry=r),
+            sequence_held_peak=Gauge("fms_sequence_held_peak_records", "The most input records held at once "
+                                     "since the worker started", registry=r),
             health=Gauge("fms_health_status", "1 for the worker's current health status", ["status"], registry=r),
         )
         # Every status series exists from the start, so a query never mistakes "no sample yet" for 0.

@@ -100,6 +100,10 @@ class Settings:
     # How long a record waits for the other input of its partition before it is applied out of
     # timestamp order (streams.core.sequence); the wait ends as soon as that input is caught up.
     max_idle_ms: int = 1000
+    # Records held per input partition before it is paused (Kafka Streams'
+    # buffered.records.per.partition): a backlog or a replay is read as fast as it is applied,
+    # not into memory. Fetching resumes once half of them are applied.
+    buffer_max: int = 1000
     # Circuit breakers (streams.guard, streams.core.breaker): resilience4j's settings.
     breaker_window: int = 20  # calls in the count-based sliding window
     breaker_min_calls: int = 5
@@ -164,6 +168,7 @@ class Settings:
             recent_recognitions=_int("FMS_RECENT_RECOGNITIONS", d.recent_recognitions),
             batch_max=_int("FMS_BATCH_MAX", d.batch_max),
             max_idle_ms=_int("FMS_MAX_IDLE_MS", d.max_idle_ms),
+            buffer_max=_int("FMS_BUFFER_MAX", d.buffer_max),
             breaker_window=_int("FMS_BREAKER_WINDOW", d.breaker_window),
             breaker_min_calls=_int("FMS_BREAKER_MIN_CALLS", d.breaker_min_calls),
             breaker_failure_rate=_float("FMS_BREAKER_FAILURE_RATE", d.breaker_failure_rate),

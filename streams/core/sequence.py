@@ -79,6 +79,11 @@ class Sequencer:
         self._next[(topic, partition)] = offset + 1
         self.held += 1
 
+    def held_in(self, topic: str, partition: int) -> int:
+        """How many records of one input partition are held."""
+        p = self._partitions.get(partition)
+        return len(p.heads[topic]) if p is not None else 0
+
     def partitions(self) -> list[int]:
         """Partitions with records held."""
         return [n for n, p in self._partitions.items() if any(p.heads.values())]

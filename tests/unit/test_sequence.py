@@ -180,3 +180,13 @@ def test_a_paused_partition_gives_nothing_and_does_not_count_as_idle():
     assert drain(seq, nothing_caught_up, now=0.0, paused=frozenset({0})) == []
     assert drain(seq, everything_caught_up, now=5.0, paused=frozenset({0})) == [(F, 1, 0)]
     assert drain(seq, everything_caught_up, now=5.0) == [(F, 0, 0)] and seq.released == 0
+
+
+def test_held_in_counts_one_input_partitions_waiting_records():
+    seq = Sequencer((F, I), max_idle_s=1.0)
+    for offset in range(4):
+        seq.push(F, 0, offset, float(offset), None)
+    seq.push(I, 0, 0, 10.0, None)
+    assert (seq.held_in(F, 0), seq.held_in(I, 0), seq.held_in(F, 1)) == (4, 1, 0)
+    drain(seq, limit=3)
+    assert (seq.held_in(F, 0), seq.held_in(I, 0)) == (1, 1)
