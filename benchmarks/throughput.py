@@ -4,6 +4,9 @@ Both read the same pre-published fms.audio-features records (768-dim vectors ove
 and both are timed the same way: a watcher consumes their output topic and notes when the first
 and the last of N outputs arrive. The worker is a real `fms worker` process with RocksDB tables and
 changelogs; the baseline decodes each record with orjson and produces a small record per input.
+Beside the rate it reports where a record's cost goes: the worker's CPU per record between the
+first and the last output, and the messages written per input record to every topic of the run
+(outputs and the memory's changelog).
 
     python benchmarks/throughput.py [--records 20000] [--dim 768] [--spaces 8] [--patterns 1000]
 """
@@ -87,13 +90,23 @@ async def run(bootstrap: str, args) -> dict:
         worker = WorkerProcess(env, Path(tmp) / "worker.log", web_port=port)
         t0 = time.perf_counter()
         await asyncio.to_thread(worker.start)
+        sampler = asyncio.create_task(cpu_samples(worker.proc.pid))
         try:
             w = await watcher
         finally:
+            sampler.cancel()
             worker.stop()
     worker_rate = rate(w, len(feats))
     print(f"worker: {worker_rate:,.0f} records/s "
           f"(start to last recognition {w['last'] - t0:.1f}s including startup)", flush=True)
+    cpu = cpu_between(SAMPLES, w["first"], w["last"])
+    cpu_us = cpu / (len(feats) - 1) * 1e6
+    print(f"worker CPU {cpu_us:,.0f} us per record ({cpu / (w['last'] - w['first']):.0%} of a core); "
+          f"5,000 records/s needs at most {1e6 / 5000:,.0f} us", flush=True)
+    written = await messages_written(settings, run_id)
+    per_record = {topic.removeprefix(settings.topic_prefix).removeprefix(f"{run_id}-"): round(n / len(feats), 3)
+                  for topic, n in sorted(written.items()) if not topic.endswith(("audio-features", "baseline-out"))}
+    print(f"messages written per input record: {per_record}", flush=True)
     return {
         "records": len(feats), "dim": args.dim, "spaces": args.spaces, "patterns": args.patterns,
         "partitions": args.partitions,
@@ -101,7 +114,62 @@ async def run(bootstrap: str, args) -> dict:
         "baseline_records_per_s": round(base_rate, 1),
         "ratio_worker_to_baseline": round(worker_rate / base_rate, 4),
         "baseline": "plain aiokafka consume, orjson.loads, produce one small record per input (acks=all)",
+        "worker_cpu_us_per_record": round(cpu_us, 1),
+        "worker_cpu_share_of_a_core": round(cpu / (w["last"] - w["first"]), 3),
+        "messages_per_record": per_record,
+        "messages_per_record_total": round(sum(per_record.values()), 3),
     }
+
+
+SAMPLES: list[tuple[float, float]] = []
+
+
+async def cpu_samples(pid: int) -> None:
+    """(perf_counter, CPU seconds of the worker) every 0.2 s, into SAMPLES."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    while True:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            return
+        SAMPLES.append((time.perf_counter(), t.user + t.system))
+        await asyncio.sleep(0.2)
+
+
+def cpu_between(samples: list[tuple[float, float]], start: float, end: float) -> float:
+    """The worker's CPU seconds from `start` to `end`, read off the nearest samples inside."""
+    inside = [s for s in samples if start <= s[0] <= end]
+    if len(inside) < 2:
+        return float("nan")
+    (t0, c0), (t1, c1) = inside[0], inside[-1]
+    return (c1 - c0) * (end - start) / (t1 - t0)
+
+
+async def messages_written(settings: Settings, run_id: str) -> dict[str, int]:
+    """Messages in every topic of the run (changelog, outputs): the sum of their end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(run_id)]
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings))
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    out: dict[str, int] = {}
+    for tp, end in ends.items():
+        out[tp.topic] = out.get(tp.topic, 0) + end
+    return out
 
 
 def main() -> int:
