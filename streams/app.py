@@ -199,8 +199,9 @@ def create_runtime(settings: Settings) -> Runtime:
                          observe_write=metrics.storage_seconds.labels(operation="write").observe)
     optimizations = OptimizationStore(Prefixed(memory, "o/"), Prefixed(memory, "oi/"), settings.optimization_config(),
                                       observe_write=metrics.storage_seconds.labels(operation="optimization").observe)
-    recent = RecentRecognitions(Prefixed(memory, "r/"), Prefixed(memory, "rr/"), settings.recent_recognitions)
-    recent_interactions = RecentInteractions(Prefixed(memory, "i/"), Prefixed(memory, "ir/"),
+    # rp/ and ip/: ring pages (rr/ and ir/ held one slot per key before; such keys are left alone).
+    recent = RecentRecognitions(Prefixed(memory, "r/"), Prefixed(memory, "rp/"), settings.recent_recognitions)
+    recent_interactions = RecentInteractions(Prefixed(memory, "i/"), Prefixed(memory, "ip/"),
                                              settings.recent_recognitions)
 
     emit = Emitter(app, settings, metrics)

@@ -30,6 +30,8 @@ from streams.core.patterns import Learned, Pattern, PatternConfig, SpaceMemory
 
 
 PAGE_SIZE = 256
+# Ring slots per value in a Recent ring.
+RING_PAGE = 64
 
 
 def pattern_key(space: str, pattern_id: str) -> str:
@@ -233,12 +235,14 @@ class PatternStore:
 class Recent:
     """Recent input records of a space by id: what each did, for what comes after it.
 
-      <prefix>/<space>\x1f<id>   -> the record's entry (a schemas.state record with `offset`)
-      <ring>/<space>\x1f<slot>   -> the id in that slot of the space's ring
+      <prefix>/<space>\x1f<id>     -> the record's entry (a schemas.state record with `offset`)
+      <ring>/<space>\x1f<page>     -> the ids in RING_PAGE consecutive slots of the space's ring
 
     The slot is the input offset modulo `capacity`: a space keeps the entries of (at most) the
     last `capacity` offsets of its partition, found again in the same slots on a replay, so the
-    bound needs no counter and no scan.
+    bound needs no counter and no scan. Slots are kept RING_PAGE to a value: the records of a
+    batch are consecutive offsets, so a batch rewrites one or two ring values (and changelog
+    messages), not one per record.
     """
 
     entry_type: type = RecentRecognition
@@ -251,12 +255,16 @@ class Recent:
         self.capacity = capacity
 
     def _remember(self, space: str, key: str, offset: int, value: bytes) -> None:
-        slot = f"{space}\x1f{offset % self.capacity}"
-        raw = self._ring.get(slot)
-        old = None if raw is None else decode_json(raw)
-        if old is not None and old != key:
-            self._recent.pop(f"{space}\x1f{old}", None)
-        self._ring[slot] = encode_json(key)  # every table value is JSON (streams.journal)
+        slot = offset % self.capacity
+        page = f"{space}\x1f{slot // RING_PAGE}"
+        raw = self._ring.get(page)
+        ids = [None] * RING_PAGE if raw is None else decode_json(raw)
+        old = ids[slot % RING_PAGE]
+        if old != key:
+            if old is not None:
+                self._recent.pop(f"{space}\x1f{old}", None)
+            ids[slot % RING_PAGE] = key
+            self._ring[page] = encode_json(ids)  # every table value is JSON (streams.journal)
         self._recent[f"{space}\x1f{key}"] = value
 
     def get(self, space: str, key: str):
@@ -265,7 +273,7 @@ class Recent:
 
 
 class RecentRecognitions(Recent):
-    """What recent `fms.audio-features` records were recognized as, by event id (views r/, rr/):
+    """What recent `fms.audio-features` records were recognized as, by event id (views r/, rp/):
     the context an interaction's `event_id` names, and what a redelivered record emits again."""
 
     entry_type = RecentRecognition
@@ -275,7 +283,7 @@ class RecentRecognitions(Recent):
 
 
 class RecentInteractions(Recent):
-    """What recent `fms.interactions` records emitted, by interaction id (views i/, ir/), so that a
+    """What recent `fms.interactions` records emitted, by interaction id (views i/, ip/), so that a
     redelivered interaction emits its optimizations again without being applied again."""
 
     entry_type = RecentInteraction

@@ -43,7 +43,7 @@ def restore(log: list[tuple[str, bytes | None]]) -> LoggedTable:
 def worker(table):
     journal = Journal(table)
     store = PatternStore(Prefixed(journal, "p/"), Prefixed(journal, "s/"), PatternConfig(max_patterns=6))
-    recent = RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rr/"), capacity=8)
+    recent = RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rp/"), capacity=8)
     return journal, store, recent
 
 

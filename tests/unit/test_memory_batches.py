@@ -28,8 +28,8 @@ def runtime():
         store=PatternStore(Prefixed(journal, "p/"), Prefixed(journal, "s/"), PatternConfig(max_patterns=5)),
         optimizations=OptimizationStore(Prefixed(journal, "o/"), Prefixed(journal, "oi/"),
                                         OptimizationConfig(min_support=2)),
-        recent=RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rr/"), 64),
-        recent_interactions=RecentInteractions(Prefixed(journal, "i/"), Prefixed(journal, "ir/"), 64),
+        recent=RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rp/"), 64),
+        recent_interactions=RecentInteractions(Prefixed(journal, "i/"), Prefixed(journal, "ip/"), 64),
     )
 
 

@@ -12,7 +12,7 @@ from schemas.validation import NO_MATCHING_PATTERN, UNKNOWN_EVENT, UNKNOWN_PATTE
 from streams.core.optimizations import DAY, OptimizationConfig
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.optimization_state import OptimizationStore, memory_key
-from streams.state import Prefixed, RecentRecognitions
+from streams.state import RING_PAGE, Prefixed, RecentRecognitions
 
 OK = {"success": True, "quality": 1.0, "latency_ms": 10.0}
 FAIL = {"success": False, "latency_ms": 10.0}
@@ -130,7 +130,7 @@ def test_a_refused_config_raises_before_anything_is_written():
 
 def test_recent_recognitions_keep_a_ring_of_offsets_per_space():
     table: dict = {}
-    recent = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rr/"), capacity=4)
+    recent = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rp/"), capacity=4)
 
     def rec(i: int) -> RecentRecognition:
         return RecentRecognition(f"e{i}", f"p{i}", 0.9, 0.5, False, offset=i)
@@ -159,7 +159,7 @@ def test_resolve_context_three_ways_and_every_failure_has_its_code():
         learned = memory.learn_one(f"e{i}", base + 0.01 * rng.normal(size=16).astype(np.float32), 1.0 + i)
         memory.learn_one(f"o{i}", other + 0.01 * rng.normal(size=16).astype(np.float32), 1.5 + i)
     table: dict = {}
-    recent = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rr/"), capacity=8)
+    recent = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rp/"), capacity=8)
     recent.remember("s", RecentRecognition("e1", learned.pattern_id, 1.0, 0.1, True, offset=0))
 
     def resolve(memory_, **context):
@@ -195,3 +195,19 @@ def test_the_demo_interactions_are_valid_and_favour_one_config_per_pattern():
                 rates.setdefault(i.config["beam"], []).append(i.outcome.success)
         best = max(rates, key=lambda b: sum(rates[b]) / len(rates[b]))
         assert best == DEMO_CONFIGS[n % len(DEMO_CONFIGS)]["beam"]
+
+
+def test_a_run_of_consecutive_offsets_rewrites_one_ring_value():
+    table: dict = {}
+    recent = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rp/"), capacity=1024)
+    writes = []
+    ring = Prefixed(table, "rp/")
+    for i in range(RING_PAGE):
+        recent.remember("s", RecentRecognition(f"e{i}", "p", 0.9, 0.5, False, offset=RING_PAGE + i))
+        writes.append(dict(ring.items()))
+    assert len(writes[-1]) == 1, "one ring value holds RING_PAGE consecutive slots"
+    assert all(recent.get("s", f"e{i}").offset == RING_PAGE + i for i in range(RING_PAGE))
+    # a full lap later the same slots hold new ids, and the old entries are gone
+    recent.remember("s", RecentRecognition("late", "p", 0.9, 0.5, False, offset=RING_PAGE + 1024))
+    assert recent.get("s", "e0") is None and recent.get("s", "late") is not None
+    assert len(writes[-1]) == 1 and len(Prefixed(table, "r/")) == RING_PAGE
