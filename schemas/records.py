@@ -14,6 +14,7 @@ Rules shared by all records:
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -302,13 +303,19 @@ def _unwrap_numpy_scalars(obj: Any) -> None:
     Records are often built from numpy results; orjson and the strict JSON type checks that
     encode() applies both want the built-in types.
     """
-    for f in fields(obj):
-        value = getattr(obj, f.name)
+    for name in _field_names(type(obj)):
+        value = getattr(obj, name)
         if isinstance(value, np.generic):
-            object.__setattr__(obj, f.name, value.item())
-        elif f.name == "config" and isinstance(value, dict):
+            object.__setattr__(obj, name, value.item())
+        elif name == "config" and isinstance(value, dict):
             plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in value.items()}
-            object.__setattr__(obj, f.name, plain)
+            object.__setattr__(obj, name, plain)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    # dataclasses.fields() rebuilds its tuple on every call; records are built several per input.
+    return tuple(f.name for f in fields(cls))
 
 
 def _with_optional(out: dict[str, Any], **optional: Any) -> dict[str, Any]:
