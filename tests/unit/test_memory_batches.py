@@ -39,10 +39,13 @@ def stream(seed: int, n: int) -> list[tuple[str, int, object]]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(7, 16))
     out, offsets, features = [], {FEATURES: 0, INTERACTIONS: 0}, []
+    last_feature = None
     for k in range(n):
         roll = rng.random()
-        if k % 37 == 36:  # a redelivery of the last record
+        if k % 37 == 36:  # a redelivery: the last record, and the last feature (never rejected)
             out.append(out[-1])
+            if out[-1][0] != FEATURES and last_feature is not None:
+                out.append(last_feature)
             continue
         if roll < 0.6 or not features:
             v = centres[rng.integers(7)] + 0.05 * rng.normal(size=16)
@@ -57,6 +60,8 @@ def stream(seed: int, n: int) -> list[tuple[str, int, object]]:
                               ts=1000.0 + k, event_id=event)
             source = INTERACTIONS
         out.append((source, offsets[source], rec))
+        if source == FEATURES:
+            last_feature = out[-1]
         offsets[source] += 1
     return out
 
