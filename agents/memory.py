@@ -384,6 +384,8 @@ class MemoryProcessor:
                 batches.setdefault(decoded.record.space, SpaceBatch(decoded.record.space)).steps.append(step)
         for batch in batches.values():
             await self._apply_space(batch)
+        if runtime.changelog.queued:  # the state changes before the outputs that announce them
+            await runtime.guard.call("send", runtime.changelog.flush, runtime.emit.send_encoded)
         for step in steps:  # outputs in input order, dead letters included
             if step.outcome == FAILED:
                 await send_failure(runtime, step.event, step.result, step.operation, step.output)
