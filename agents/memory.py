@@ -182,9 +182,15 @@ class MemoryProcessor:
         async for event in stream.events():
             message = event.message
             expected = self.sequencer.next_offset(message.topic, message.partition)
+            if expected is None:
+                # The partition's first record since its assignment (or since the sequence let go
+                # of it): faust does not always begin where the partition starts (seen after a
+                # restart: the first 352 records never reached the agent, which began 352 records
+                # past the committed offset). Without this, nothing would look missing.
+                expected = await self._start_of(message.tp)
             if expected is not None and message.offset < expected:
                 # Delivered again (the partition was sought back) while its first delivery is
-                # held or applied: that one is acknowledged.
+                # held or applied, or from before the committed offset: that one is acknowledged.
                 self._forget(event)
                 continue
             if expected is not None and message.offset > expected and await self._refetch(message, expected):
@@ -299,6 +305,18 @@ class MemoryProcessor:
         its log start for a group without one (filled in by `_fill_starts`)."""
         committed = self.runtime.app.consumer._committed_offset.get(tp)
         return committed if committed is not None else self._starts.get(tp)
+
+    async def _start_of(self, tp) -> int | None:
+        """`_start`, asking the broker for the log start of a partition the group has not
+        committed an offset for yet."""
+        start = self._start(tp)
+        if start is None:
+            try:
+                self._starts.update(await self.runtime.app.consumer.earliest_offsets(tp))
+            except Exception as exc:  # not known then: the first record delivered is taken as the start
+                log.warning("earliest offset of %s: %r", tp, exc)
+            start = self._starts.get(tp)
+        return start
 
     async def _fill_starts(self) -> None:
         from faust.types import TP

@@ -1,0 +1,86 @@
+"""The memory's first record of an input partition is checked against where the partition starts.
+
+After a restart faust once delivered a partition from 352 records past its committed offset; with
+nothing held yet, nothing looked missing, the later records were applied first, and the journal
+then counted the missing ones as applied when they came again: they were never learned.
+No broker: the consumer and the stream are stand-ins."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from unittest.mock import MagicMock
+
+from faust.types import TP
+
+from agents.memory import FEATURES, MemoryProcessor
+
+TOPIC = "t." + FEATURES
+
+
+class Message:
+    pass
+
+
+class Consumer:
+    def __init__(self, committed: dict, earliest: dict) -> None:
+        self._committed_offset = committed
+        self._earliest = earliest
+        self._unacked_messages: set = set()
+        self.ack_filter = None
+        self.asked: list = []
+        self.sought: list = []
+
+    async def earliest_offsets(self, *tps):
+        self.asked.extend(tps)
+        return {tp: self._earliest[tp] for tp in tps}
+
+    async def seek(self, tp, offset):
+        self.sought.append((tp, offset))
+
+    def pause_partitions(self, tps):
+        pass
+
+
+def processor(committed: dict | None = None, earliest: dict | None = None) -> MemoryProcessor:
+    settings = SimpleNamespace(topic=lambda name: "t." + name, max_idle_ms=1000, batch_max=64, buffer_max=1000)
+    app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}))
+    return MemoryProcessor(SimpleNamespace(settings=settings, app=app, metrics=MagicMock()))
+
+
+def consume(proc: MemoryProcessor, offsets: list[int]) -> None:
+    def event(offset):
+        message = Message()  # hashable, as faust's are: the consumer keeps sets of them
+        message.topic, message.partition, message.offset, message.timestamp = TOPIC, 0, offset, float(offset)
+        message.tp = TP(TOPIC, 0)
+        return SimpleNamespace(message=message)
+
+    async def events():
+        for offset in offsets:
+            yield event(offset)
+
+    asyncio.run(proc.consume(SimpleNamespace(events=events)))
+
+
+def test_a_first_record_past_the_committed_offset_waits_for_the_missing_ones():
+    proc = processor(committed={TP(TOPIC, 0): 148})
+    consume(proc, [500, 501])
+    assert proc.sequencer.held == 0, "nothing applied ahead of the records before it"
+    assert proc._refetching[(TOPIC, 0)][0] == 148
+    consume(proc, [148, 149])
+    assert proc.sequencer.held == 2 and proc.sequencer.next_offset(TOPIC, 0) == 150
+    assert not proc._refetching
+
+
+def test_without_a_committed_offset_the_log_start_is_where_a_partition_starts():
+    proc = processor(earliest={TP(TOPIC, 0): 0})
+    consume(proc, [3])
+    assert proc.sequencer.held == 0 and proc._refetching[(TOPIC, 0)][0] == 0
+    consume(proc, [0])
+    assert proc.sequencer.held == 1
+    assert proc.runtime.app.consumer.asked == [TP(TOPIC, 0)], "asked once, then known"
+
+
+def test_a_first_record_before_the_committed_offset_is_not_applied():
+    proc = processor(committed={TP(TOPIC, 0): 10})
+    consume(proc, [9, 10])
+    assert proc.sequencer.held == 1 and proc.sequencer.next_offset(TOPIC, 0) == 11
