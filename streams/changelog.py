@@ -25,6 +25,7 @@ class Changelog(MutableMapping):
         self._table = table
         self._queued: deque[tuple[int, bytes, bytes | None]] = deque()
         self._delivered: dict[int, int] = {}
+        self._failed = False
         self._topic: str | None = None
 
     # -- reads, through the table
@@ -67,6 +68,12 @@ class Changelog(MutableMapping):
     def queued(self) -> int:
         return len(self._queued)
 
+    @property
+    def behind(self) -> bool:
+        """Whether the store holds writes whose changelog messages did not reach the broker: the
+        store is then no prefix of the changelog, and a stop is not clean (streams.local_state)."""
+        return bool(self._queued) or self._failed
+
     async def flush(self, send) -> None:
         """Queued changelog messages to `send(topic, key, value, partition)` (an awaitable that
         returns the delivery future), in the order they were written; then the offsets that
@@ -82,7 +89,8 @@ class Changelog(MutableMapping):
 
     def _on_delivered(self, delivery) -> None:
         if delivery.cancelled() or delivery.exception() is not None:
-            return  # the send is counted and logged where it was made
+            self._failed = True  # the send is counted and logged where it was made
+            return
         meta = delivery.result()
         if meta.offset > self._delivered.get(meta.partition, -1):
             self._delivered[meta.partition] = meta.offset
