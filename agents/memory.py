@@ -195,6 +195,7 @@ class MemoryProcessor:
                 continue
             if expected is not None and message.offset > expected and await self._refetch(message, expected):
                 self._forget(event)
+                self._read_again_from(message.tp, expected)
                 continue
             self._refetching.pop((message.topic, message.partition), None)
             self.sequencer.push(message.topic, message.partition, message.offset, message.timestamp, event)
@@ -240,8 +241,8 @@ class MemoryProcessor:
         again from the committed offset. So records after a gap are dropped (not acknowledged, so
         they come again) while waiting REFETCH_S for the missing one; a record from before it (the
         partition delivered again) ends the wait. If it does not come, the consumer is told to
-        fetch again from it, once; a gap still there after that is real (transaction markers) and
-        is accepted. Applying a record after a gap first would make the journal count the missing
+        fetch again from it (again while nothing comes at all: `_resolve_gaps`); a gap that later
+        records still arrive after is real (transaction markers) and is accepted. Applying a record after a gap first would make the journal count the missing
         ones as applied, and they would be lost.
         """
         key = (message.topic, message.partition)
@@ -265,11 +266,24 @@ class MemoryProcessor:
 
     async def _resolve_gaps(self) -> None:
         """A gap whose missing record did not come in REFETCH_S, with nothing after it either:
-        fetch again from it."""
+        fetch again from it, and again every REFETCH_S while nothing comes (seen: a worker that
+        sought once after a restart and then got nothing for two minutes)."""
         now = time.monotonic()
-        for key, (missing, since, sought) in list(self._refetching.items()):
-            if not sought and now - since >= REFETCH_S:
+        for key, (missing, since, _) in list(self._refetching.items()):
+            if now - since >= REFETCH_S:
                 await self._seek_gap(key, missing)
+
+    def _read_again_from(self, tp, offset: int) -> None:
+        """Let faust hand over `offset` and what follows when they are fetched again.
+
+        faust moves a partition's read offset on past every record it hands to the agent, the ones
+        dropped here after a gap too, and drops a fetched record below it unseen: records fetched
+        before a seek (faust's to the committed offset, or ours to a missing record) would hide the
+        records that seek fetches again.
+        """
+        read_offset = self.runtime.app.consumer._read_offset
+        if (read_offset.get(tp) or 0) > offset:
+            read_offset[tp] = offset
 
     async def _seek_gap(self, key: tuple[str, int], missing: int) -> None:
         from faust.types import TP

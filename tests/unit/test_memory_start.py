@@ -26,6 +26,7 @@ class Consumer:
         self._committed_offset = committed
         self._earliest = earliest
         self._unacked_messages: set = set()
+        self._read_offset: dict = {}
         self.ack_filter = None
         self.asked: list = []
         self.sought: list = []
@@ -84,3 +85,29 @@ def test_a_first_record_before_the_committed_offset_is_not_applied():
     proc = processor(committed={TP(TOPIC, 0): 10})
     consume(proc, [9, 10])
     assert proc.sequencer.held == 1 and proc.sequencer.next_offset(TOPIC, 0) == 11
+
+
+def test_records_after_a_gap_do_not_move_faust_past_the_missing_one():
+    # faust set its read offset past each record it handed over; fetched again, the missing ones
+    # would be dropped below it.
+    proc = processor(committed={TP(TOPIC, 0): 148})
+    read_offset = proc.runtime.app.consumer._read_offset
+    read_offset[TP(TOPIC, 0)] = 501
+    consume(proc, [501])
+    assert read_offset[TP(TOPIC, 0)] == 148
+
+
+def test_a_gap_nothing_comes_after_is_sought_again_until_it_comes(monkeypatch):
+    import agents.memory as memory
+
+    now = [0.0]
+    monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
+    proc = processor(committed={TP(TOPIC, 0): 148})
+    consume(proc, [500])
+    sought = proc.runtime.app.consumer.sought
+    for t in (1.0, 2.5, 3.0, 5.0):
+        now[0] = t
+        asyncio.run(proc._resolve_gaps())
+    assert sought == [(TP(TOPIC, 0), 148), (TP(TOPIC, 0), 148)], "every REFETCH_S while nothing comes"
+    consume(proc, [148])
+    assert not proc._refetching and proc.sequencer.held == 1
