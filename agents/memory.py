@@ -157,6 +157,8 @@ class MemoryProcessor:
         self._wake = asyncio.Event()
         self._starts: dict = {}
         self._refetching: dict = {}  # (topic, partition) -> (first offset missing, since)
+        self._arrived: dict = {}  # (topic, partition) -> when a record of it last arrived
+        self._stalled: set = set()
         # Offsets being acknowledged after they were applied: the only acknowledgements the
         # consumer honours for the inputs (streams.transport).
         self._applied: set = set()
@@ -181,6 +183,8 @@ class MemoryProcessor:
         # gaps of offsets when the agent waited here), so the sequencer takes whatever is delivered.
         async for event in stream.events():
             message = event.message
+            self._arrived[(message.topic, message.partition)] = time.monotonic()
+            self._stalled.discard((message.topic, message.partition))
             expected = self.sequencer.next_offset(message.topic, message.partition)
             if expected is None:
                 # The partition's first record since its assignment (or since the sequence let go
@@ -272,6 +276,40 @@ class MemoryProcessor:
         for key, (missing, since, _) in list(self._refetching.items()):
             if now - since >= REFETCH_S:
                 await self._seek_gap(key, missing)
+
+    async def _resolve_stalls(self) -> None:
+        """Fetch an assigned input partition again from the record it is waiting for when it is
+        behind its high-water mark and nothing of it has arrived for REFETCH_S.
+
+        A gap is seen when a record after it arrives; when faust drops the tail of what is there
+        and nothing follows, nothing would (seen: 199 feature records dropped at a restart, and the
+        interactions then released one per FMS_MAX_IDLE_MS while the memory waited for them). The
+        partition is not paused meanwhile: a transactional input's high-water mark stays past its
+        last record, and there such a seek finds nothing, as it should.
+        """
+        from faust.types import TP
+
+        app = self.runtime.app
+        if app.in_recovery:
+            return
+        consumer, now = app.consumer, time.monotonic()
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if tp.topic not in self.topics or key in self._refetching or TP(*key) in self._paused:
+                continue
+            if now - self._arrived.setdefault(key, now) < REFETCH_S:
+                continue
+            self._arrived[key] = now  # looked at once every REFETCH_S
+            missing = self.sequencer.next_offset(*key)
+            if missing is None:
+                missing = await self._start_of(TP(*key))
+            if missing is None or self._caught_up(tp.topic, tp.partition, missing):
+                continue
+            if key not in self._stalled:
+                self._stalled.add(key)
+                log.warning("%s[%d]: nothing from offset %d on has come; fetching again from it", tp.topic,
+                            tp.partition, missing)
+            await consumer.seek(TP(*key), missing)
 
     def _read_again_from(self, tp, offset: int) -> None:
         """Let faust hand over `offset` and what follows when they are fetched again.
@@ -371,6 +409,7 @@ class MemoryProcessor:
             self._wake.clear()
             if self._refetching:
                 await self._resolve_gaps()
+            await self._resolve_stalls()
             if not self.sequencer.held:
                 continue
             await self._fill_starts()
@@ -391,6 +430,8 @@ class MemoryProcessor:
         dropped = self.sequencer.abandon()
         self._starts.clear()
         self._refetching.clear()
+        self._arrived.clear()
+        self._stalled.clear()
         # faust paused every assigned partition for the rebalance, and resumes them after it.
         self._paused.clear()
         if dropped:

@@ -27,6 +27,7 @@ class Consumer:
         self._earliest = earliest
         self._unacked_messages: set = set()
         self._read_offset: dict = {}
+        self.highwaters: dict = {}
         self.ack_filter = None
         self.asked: list = []
         self.sought: list = []
@@ -41,10 +42,16 @@ class Consumer:
     def pause_partitions(self, tps):
         pass
 
+    def assignment(self):
+        return set(self._earliest) | set(self._committed_offset) | set(self.highwaters)
+
+    def highwater(self, tp):
+        return self.highwaters[tp]
+
 
 def processor(committed: dict | None = None, earliest: dict | None = None) -> MemoryProcessor:
     settings = SimpleNamespace(topic=lambda name: "t." + name, max_idle_ms=1000, batch_max=64, buffer_max=1000)
-    app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}))
+    app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}), in_recovery=False)
     return MemoryProcessor(SimpleNamespace(settings=settings, app=app, metrics=MagicMock()))
 
 
@@ -111,3 +118,23 @@ def test_a_gap_nothing_comes_after_is_sought_again_until_it_comes(monkeypatch):
     assert sought == [(TP(TOPIC, 0), 148), (TP(TOPIC, 0), 148)], "every REFETCH_S while nothing comes"
     consume(proc, [148])
     assert not proc._refetching and proc.sequencer.held == 1
+
+
+def test_a_partition_behind_its_high_water_mark_that_gets_nothing_is_fetched_again(monkeypatch):
+    # faust dropped the rest of the partition and nothing followed: no gap to see.
+    import agents.memory as memory
+
+    now = [0.0]
+    monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
+    proc = processor(earliest={TP(TOPIC, 0): 0})
+    consumer = proc.runtime.app.consumer
+    consumer.highwaters[TP(TOPIC, 0)] = 200
+    consume(proc, [0])
+    for t in (1.0, 2.5, 3.0, 5.0):
+        now[0] = t
+        asyncio.run(proc._resolve_stalls())
+    assert consumer.sought == [(TP(TOPIC, 0), 1), (TP(TOPIC, 0), 1)], "from the record awaited, every REFETCH_S"
+    consumer.highwaters[TP(TOPIC, 0)] = 1  # caught up: nothing is missing
+    now[0] = 10.0
+    asyncio.run(proc._resolve_stalls())
+    assert len(consumer.sought) == 2
