@@ -272,10 +272,20 @@ class MemoryProcessor:
         """A gap whose missing record did not come in REFETCH_S, with nothing after it either:
         fetch again from it, and again every REFETCH_S while nothing comes (seen: a worker that
         sought once after a restart and then got nothing for two minutes)."""
+        from faust.types import TP
+
         now = time.monotonic()
         for key, (missing, since, _) in list(self._refetching.items()):
-            if now - since >= REFETCH_S:
-                await self._seek_gap(key, missing)
+            if now - since < REFETCH_S:
+                continue
+            if self.sequencer.next_offset(*key) is None:
+                # A gap at the partition's start: records can arrive while faust is still seeking
+                # to the committed offsets (seen after a generation switch), with the start taken
+                # from the log start then. It is known by now.
+                missing = await self._start_of(TP(*key))
+                if missing is None:
+                    continue
+            await self._seek_gap(key, missing)
 
     async def _resolve_stalls(self) -> None:
         """Fetch an assigned input partition again from the record it is waiting for when it is

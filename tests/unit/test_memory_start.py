@@ -138,3 +138,19 @@ def test_a_partition_behind_its_high_water_mark_that_gets_nothing_is_fetched_aga
     now[0] = 10.0
     asyncio.run(proc._resolve_stalls())
     assert len(consumer.sought) == 2
+
+
+def test_a_gap_at_the_start_is_sought_from_the_committed_offset_known_by_then(monkeypatch):
+    # The first records came while faust was still seeking to the committed offsets: the log start
+    # stood in for the start, and a seek there would fetch records the group is long past.
+    import agents.memory as memory
+
+    now = [0.0]
+    monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
+    proc = processor(earliest={TP(TOPIC, 0): 0})
+    consume(proc, [1216])
+    assert proc._refetching[(TOPIC, 0)][0] == 0
+    proc.runtime.app.consumer._committed_offset[TP(TOPIC, 0)] = 1216
+    now[0] = 2.5
+    asyncio.run(proc._resolve_gaps())
+    assert proc.runtime.app.consumer.sought == [(TP(TOPIC, 0), 1216)]
