@@ -157,6 +157,8 @@ class MemoryProcessor:
         self._wake = asyncio.Event()
         self._starts: dict = {}
         self._refetching: dict = {}  # (topic, partition) -> (first offset missing, since)
+        self._arrived: dict = {}  # (topic, partition) -> when a record of it last arrived
+        self._stalled: set = set()
         # Offsets being acknowledged after they were applied: the only acknowledgements the
         # consumer honours for the inputs (streams.transport).
         self._applied: set = set()
@@ -181,14 +183,23 @@ class MemoryProcessor:
         # gaps of offsets when the agent waited here), so the sequencer takes whatever is delivered.
         async for event in stream.events():
             message = event.message
+            self._arrived[(message.topic, message.partition)] = time.monotonic()
+            self._stalled.discard((message.topic, message.partition))
             expected = self.sequencer.next_offset(message.topic, message.partition)
+            if expected is None:
+                # The partition's first record since its assignment (or since the sequence let go
+                # of it): faust does not always begin where the partition starts (seen after a
+                # restart: the first 352 records never reached the agent, which began 352 records
+                # past the committed offset). Without this, nothing would look missing.
+                expected = await self._start_of(message.tp)
             if expected is not None and message.offset < expected:
                 # Delivered again (the partition was sought back) while its first delivery is
-                # held or applied: that one is acknowledged.
+                # held or applied, or from before the committed offset: that one is acknowledged.
                 self._forget(event)
                 continue
             if expected is not None and message.offset > expected and await self._refetch(message, expected):
                 self._forget(event)
+                self._read_again_from(message.tp, expected)
                 continue
             self._refetching.pop((message.topic, message.partition), None)
             self.sequencer.push(message.topic, message.partition, message.offset, message.timestamp, event)
@@ -234,8 +245,8 @@ class MemoryProcessor:
         again from the committed offset. So records after a gap are dropped (not acknowledged, so
         they come again) while waiting REFETCH_S for the missing one; a record from before it (the
         partition delivered again) ends the wait. If it does not come, the consumer is told to
-        fetch again from it, once; a gap still there after that is real (transaction markers) and
-        is accepted. Applying a record after a gap first would make the journal count the missing
+        fetch again from it (again while nothing comes at all: `_resolve_gaps`); a gap that later
+        records still arrive after is real (transaction markers) and is accepted. Applying a record after a gap first would make the journal count the missing
         ones as applied, and they would be lost.
         """
         key = (message.topic, message.partition)
@@ -259,11 +270,68 @@ class MemoryProcessor:
 
     async def _resolve_gaps(self) -> None:
         """A gap whose missing record did not come in REFETCH_S, with nothing after it either:
-        fetch again from it."""
+        fetch again from it, and again every REFETCH_S while nothing comes (seen: a worker that
+        sought once after a restart and then got nothing for two minutes)."""
+        from faust.types import TP
+
         now = time.monotonic()
-        for key, (missing, since, sought) in list(self._refetching.items()):
-            if not sought and now - since >= REFETCH_S:
-                await self._seek_gap(key, missing)
+        for key, (missing, since, _) in list(self._refetching.items()):
+            if now - since < REFETCH_S:
+                continue
+            if self.sequencer.next_offset(*key) is None:
+                # A gap at the partition's start: records can arrive while faust is still seeking
+                # to the committed offsets (seen after a generation switch), with the start taken
+                # from the log start then. It is known by now.
+                missing = await self._start_of(TP(*key))
+                if missing is None:
+                    continue
+            await self._seek_gap(key, missing)
+
+    async def _resolve_stalls(self) -> None:
+        """Fetch an assigned input partition again from the record it is waiting for when it is
+        behind its high-water mark and nothing of it has arrived for REFETCH_S.
+
+        A gap is seen when a record after it arrives; when faust drops the tail of what is there
+        and nothing follows, nothing would (seen: 199 feature records dropped at a restart, and the
+        interactions then released one per FMS_MAX_IDLE_MS while the memory waited for them). The
+        partition is not paused meanwhile: a transactional input's high-water mark stays past its
+        last record, and there such a seek finds nothing, as it should.
+        """
+        from faust.types import TP
+
+        app = self.runtime.app
+        if app.in_recovery:
+            return
+        consumer, now = app.consumer, time.monotonic()
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if tp.topic not in self.topics or key in self._refetching or TP(*key) in self._paused:
+                continue
+            if now - self._arrived.setdefault(key, now) < REFETCH_S:
+                continue
+            self._arrived[key] = now  # looked at once every REFETCH_S
+            missing = self.sequencer.next_offset(*key)
+            if missing is None:
+                missing = await self._start_of(TP(*key))
+            if missing is None or self._caught_up(tp.topic, tp.partition, missing):
+                continue
+            if key not in self._stalled:
+                self._stalled.add(key)
+                log.warning("%s[%d]: nothing from offset %d on has come; fetching again from it", tp.topic,
+                            tp.partition, missing)
+            await consumer.seek(TP(*key), missing)
+
+    def _read_again_from(self, tp, offset: int) -> None:
+        """Let faust hand over `offset` and what follows when they are fetched again.
+
+        faust moves a partition's read offset on past every record it hands to the agent, the ones
+        dropped here after a gap too, and drops a fetched record below it unseen: records fetched
+        before a seek (faust's to the committed offset, or ours to a missing record) would hide the
+        records that seek fetches again.
+        """
+        read_offset = self.runtime.app.consumer._read_offset
+        if (read_offset.get(tp) or 0) > offset:
+            read_offset[tp] = offset
 
     async def _seek_gap(self, key: tuple[str, int], missing: int) -> None:
         from faust.types import TP
@@ -299,6 +367,18 @@ class MemoryProcessor:
         its log start for a group without one (filled in by `_fill_starts`)."""
         committed = self.runtime.app.consumer._committed_offset.get(tp)
         return committed if committed is not None else self._starts.get(tp)
+
+    async def _start_of(self, tp) -> int | None:
+        """`_start`, asking the broker for the log start of a partition the group has not
+        committed an offset for yet."""
+        start = self._start(tp)
+        if start is None:
+            try:
+                self._starts.update(await self.runtime.app.consumer.earliest_offsets(tp))
+            except Exception as exc:  # not known then: the first record delivered is taken as the start
+                log.warning("earliest offset of %s: %r", tp, exc)
+            start = self._starts.get(tp)
+        return start
 
     async def _fill_starts(self) -> None:
         from faust.types import TP
@@ -339,6 +419,7 @@ class MemoryProcessor:
             self._wake.clear()
             if self._refetching:
                 await self._resolve_gaps()
+            await self._resolve_stalls()
             if not self.sequencer.held:
                 continue
             await self._fill_starts()
@@ -359,6 +440,8 @@ class MemoryProcessor:
         dropped = self.sequencer.abandon()
         self._starts.clear()
         self._refetching.clear()
+        self._arrived.clear()
+        self._stalled.clear()
         # faust paused every assigned partition for the rebalance, and resumes them after it.
         self._paused.clear()
         if dropped:
@@ -384,6 +467,8 @@ class MemoryProcessor:
                 batches.setdefault(decoded.record.space, SpaceBatch(decoded.record.space)).steps.append(step)
         for batch in batches.values():
             await self._apply_space(batch)
+        if runtime.changelog.queued:  # the state changes before the outputs that announce them
+            await runtime.guard.call("send", runtime.changelog.flush, runtime.emit.send_encoded)
         for step in steps:  # outputs in input order, dead letters included
             if step.outcome == FAILED:
                 await send_failure(runtime, step.event, step.result, step.operation, step.output)

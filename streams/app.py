@@ -21,6 +21,7 @@ from streams.emit import Emitter
 from streams.guard import FaultInjector, Guard
 from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.changelog import Changelog
 from streams.journal import Journal
 from streams.optimization_state import OptimizationStore
 from streams.state import PatternStore, Prefixed, RecentInteractions, RecentRecognitions
@@ -37,6 +38,7 @@ class Runtime:
     recent: RecentRecognitions
     recent_interactions: RecentInteractions
     journal: Journal
+    changelog: Changelog
     limits: ValidationLimits
     metrics: Metrics
     emit: Emitter
@@ -194,7 +196,8 @@ def create_runtime(settings: Settings) -> Runtime:
         cleanup_interval_s=settings.cleanup_interval_s,
         max_pattern_size=settings.max_dim,
     )
-    memory = Journal(table("memory"))
+    changelog = Changelog(table("memory"))
+    memory = Journal(changelog)
     store = PatternStore(Prefixed(memory, "p/"), Prefixed(memory, "s/"), pattern_cfg, limits,
                          observe_write=metrics.storage_seconds.labels(operation="write").observe)
     optimizations = OptimizationStore(Prefixed(memory, "o/"), Prefixed(memory, "oi/"), settings.optimization_config(),
@@ -215,6 +218,7 @@ def create_runtime(settings: Settings) -> Runtime:
         recent=recent,
         recent_interactions=recent_interactions,
         journal=memory,
+        changelog=changelog,
         limits=ValidationLimits(max_dim=settings.max_dim),
         metrics=metrics,
         emit=emit,

@@ -77,7 +77,10 @@ def cmd_worker(args) -> int:
         if watcher.switch_to is None:
             raise
     finally:
-        close_local_state(settings.state_dir)
+        # Writes whose changelog messages never left make the store ahead of its changelog: not a
+        # clean stop, so the marker stays and the next start restores the store from the changelog.
+        if not runtime.changelog.behind:
+            close_local_state(settings.state_dir)
     if watcher.switch_to is not None:
         own = settings.generation or 0
         print(f"fms worker: generation {own} stopped for generation {watcher.switch_to}; waiting until it is current",

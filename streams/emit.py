@@ -60,6 +60,12 @@ class Emitter:
         else:
             await self._send(name, topic, raw_key, value)
 
+    async def send_encoded(self, topic: str, key: bytes, value: bytes | None, partition: int):
+        """An already encoded message to a given partition (streams.changelog); the delivery."""
+        delivery = await self._app.producer.send(topic, key, value, partition, None, None)
+        delivery.add_done_callback(self._delivered)
+        return delivery
+
     async def _send(self, name: str, topic: str, raw_key: bytes | None, value: bytes | None) -> None:
         delivery = await self._app.producer.send(topic, raw_key, value, None, None, None)
         delivery.add_done_callback(self._delivered)

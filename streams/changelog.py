@@ -1,0 +1,103 @@
+"""The memory table written straight to its RocksDB store and its changelog topic.
+
+A faust table sends each write to its changelog through faust's producer buffer: one coroutine
+step, one FutureMessage and one sensor round per write, and the worker's input stops while that
+buffer holds more than 100 writes. The memory writes several values per record, so that buffer,
+not the memory, set the worker's pace (faust's "producer buffer full" warnings while draining a
+backlog). Here a write goes to the store at once and its changelog message is queued; `flush` hands
+the queue to the producer in order, after the record's transaction. The producer keeps a
+partition's order, and faust flushes it before committing input offsets, so the changelog is on
+the broker before the records it holds count as processed, as with faust's own path.
+
+Like faust, it remembers per changelog partition the last offset that reached the broker, in the
+partition's RocksDB (`set_persisted_offset`), so that a warm restart reads only the rest.
+Reads go through the faust table. Writes must happen while the current event is one of the space's
+partition (agents.memory sets it): RocksDB keeps a database per partition.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, MutableMapping
+
+
+class Changelog(MutableMapping):
+    def __init__(self, table) -> None:
+        self._table = table
+        self._queued: deque[tuple[int, bytes, bytes | None]] = deque()
+        self._delivered: dict[int, int] = {}
+        self._failed = False
+        self._topic: str | None = None
+
+    # -- reads, through the table
+    def __getitem__(self, key: str):
+        return self._table[key]
+
+    def get(self, key: str, default=None):
+        return self._table.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    # -- writes: the store now, the changelog at `flush`
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self._table.data[key] = value
+        self._queue(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        if self._table.get(key) is None:
+            raise KeyError(key)
+        self.pop(key)
+
+    def pop(self, key: str, default=None):
+        value = self._table.get(key)
+        if value is None:
+            return default
+        del self._table.data[key]
+        self._queue(key, None)
+        return value
+
+    def _queue(self, key: str, value: bytes | None) -> None:
+        from faust.streams import current_event
+
+        self._queued.append((current_event().message.partition, key.encode(), value))
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    @property
+    def behind(self) -> bool:
+        """Whether the store holds writes whose changelog messages did not reach the broker: the
+        store is then no prefix of the changelog, and a stop is not clean (streams.local_state)."""
+        return bool(self._queued) or self._failed
+
+    async def flush(self, send) -> None:
+        """Queued changelog messages to `send(topic, key, value, partition)` (an awaitable that
+        returns the delivery future), in the order they were written; then the offsets that
+        reached the broker since the last flush to the store."""
+        if self._topic is None:
+            self._topic = self._table.changelog_topic.get_topic_name()
+        while self._queued:  # a failed send leaves it and the rest queued, for a retry
+            partition, key, value = self._queued[0]
+            delivery = await send(self._topic, key, value, partition)
+            self._queued.popleft()
+            delivery.add_done_callback(self._on_delivered)
+        self._persist()
+
+    def _on_delivered(self, delivery) -> None:
+        if delivery.cancelled() or delivery.exception() is not None:
+            self._failed = True  # the send is counted and logged where it was made
+            return
+        meta = delivery.result()
+        if meta.offset > self._delivered.get(meta.partition, -1):
+            self._delivered[meta.partition] = meta.offset
+
+    def _persist(self) -> None:
+        from faust.types import TP
+
+        delivered, self._delivered = self._delivered, {}
+        for partition, offset in delivered.items():
+            self._table.data.set_persisted_offset(TP(self._topic, partition), offset)
