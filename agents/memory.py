@@ -246,8 +246,9 @@ class MemoryProcessor:
         they come again) while waiting REFETCH_S for the missing one; a record from before it (the
         partition delivered again) ends the wait. If it does not come, the consumer is told to
         fetch again from it (again while nothing comes at all: `_resolve_gaps`); a gap that later
-        records still arrive after is real (transaction markers) and is accepted. Applying a record after a gap first would make the journal count the missing
-        ones as applied, and they would be lost.
+        records still arrive after is real (transaction markers) and is accepted. Applying a record
+        after a gap first would make the journal count the missing ones as applied, and they would
+        be lost.
         """
         key = (message.topic, message.partition)
         now = time.monotonic()
