@@ -423,6 +423,7 @@ class MemoryProcessor:
             await self._resolve_stalls()
             if not self.sequencer.held:
                 continue
+            await self._gather()
             await self._fill_starts()
             paused = frozenset(partition for _, partition in self._refetching)
             ready = self.sequencer.pop_ready(self._caught_up, time.monotonic(), self.batch_max, paused)
@@ -434,6 +435,20 @@ class MemoryProcessor:
                 await self.apply(ready)
             if self._paused:
                 await self._resume_drained()
+
+    async def _gather(self) -> None:
+        """Let the agent hand over what faust has fetched before a batch is taken.
+
+        The agent takes one record per turn of the event loop, and this task would otherwise
+        take whatever is there at each turn: batches of about one record per space even when
+        thousands wait, and a journal entry and a ring write per record. It yields while the
+        agent keeps adding and a batch is not full, so a quiet stream waits for nothing.
+        """
+        held, idle = self.sequencer.held, 0
+        while idle < 3 and self.sequencer.held < self.batch_max:
+            await asyncio.sleep(0)
+            idle = idle + 1 if self.sequencer.held == held else 0
+            held = self.sequencer.held
 
     async def _abandon(self) -> None:
         from mode.utils.futures import notify
