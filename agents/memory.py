@@ -234,7 +234,7 @@ class MemoryProcessor:
             self._paused.discard(tp)
             after = self.sequencer.next_offset(tp.topic, tp.partition)
             if after is not None:
-                await app.consumer.seek(tp, after)
+                await self._seek(tp, after)
             app.consumer.resume_partitions([tp])
 
     async def _refetch(self, message, expected: int) -> bool:
@@ -301,7 +301,7 @@ class MemoryProcessor:
         from faust.types import TP
 
         app = self.runtime.app
-        if app.in_recovery:
+        if app.in_recovery or app.rebalancing or not app.flow_control.is_active():
             return
         consumer, now = app.consumer, time.monotonic()
         for tp in consumer.assignment():
@@ -320,7 +320,21 @@ class MemoryProcessor:
                 self._stalled.add(key)
                 log.warning("%s[%d]: nothing from offset %d on has come; fetching again from it", tp.topic,
                             tp.partition, missing)
-            await consumer.seek(TP(*key), missing)
+            await self._seek(TP(*key), missing)
+
+    async def _seek(self, tp, offset: int) -> bool:
+        """The consumer told to fetch `tp` again from `offset`, unless a rebalance has begun or
+        taken the partition away meanwhile (seen: a seek to a partition just revoked raised
+        IllegalStateError and stopped the worker). The rebalance delivers it again anyway."""
+        app = self.runtime.app
+        if app.rebalancing or not app.flow_control.is_active() or tp not in app.consumer.assignment():
+            return False
+        try:
+            await app.consumer.seek(tp, offset)
+        except Exception as exc:  # the assignment changed under the seek
+            log.warning("no seek of %s to %d: %r", tp, offset, exc)
+            return False
+        return True
 
     def _read_again_from(self, tp, offset: int) -> None:
         """Let faust hand over `offset` and what follows when they are fetched again.
@@ -342,7 +356,7 @@ class MemoryProcessor:
         log.warning("%s[%d]: offset %d did not come again; fetching again from it", topic, partition, missing)
         for held in self.sequencer.abandon_from(topic, partition, missing):
             self._forget(held.item)
-        await self.runtime.app.consumer.seek(TP(topic, partition), missing)
+        await self._seek(TP(topic, partition), missing)
 
     def _forget(self, event) -> None:
         # Not acknowledged, so not committed: it comes again from the committed offset.

@@ -51,7 +51,8 @@ class Consumer:
 
 def processor(committed: dict | None = None, earliest: dict | None = None) -> MemoryProcessor:
     settings = SimpleNamespace(topic=lambda name: "t." + name, max_idle_ms=1000, batch_max=64, buffer_max=1000)
-    app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}), in_recovery=False)
+    app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}), in_recovery=False, rebalancing=False,
+                          flow_control=SimpleNamespace(is_active=lambda: True))
     return MemoryProcessor(SimpleNamespace(settings=settings, app=app, metrics=MagicMock()))
 
 
@@ -154,3 +155,16 @@ def test_a_gap_at_the_start_is_sought_from_the_committed_offset_known_by_then(mo
     now[0] = 2.5
     asyncio.run(proc._resolve_gaps())
     assert proc.runtime.app.consumer.sought == [(TP(TOPIC, 0), 1216)]
+
+
+def test_no_seek_during_a_rebalance_or_of_a_partition_no_longer_assigned():
+    """A seek of a partition just revoked raised IllegalStateError and stopped a worker."""
+    tp = TP("t.audio-features", 0)
+    proc = processor(committed={tp: 0})
+    consumer = proc.runtime.app.consumer
+    proc.runtime.app.rebalancing = True
+    assert asyncio.run(proc._seek(tp, 0)) is False
+    proc.runtime.app.rebalancing = False
+    assert asyncio.run(proc._seek(TP("t.audio-features", 1), 0)) is False  # not assigned here
+    assert consumer.sought == []
+    assert asyncio.run(proc._seek(tp, 0)) is True and consumer.sought == [(tp, 0)]
