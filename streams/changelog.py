@@ -19,6 +19,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, MutableMapping
 
+from faust.streams import current_event  # the shell: this module writes a faust table
+from faust.types import TP
+
 
 class Changelog(MutableMapping):
     def __init__(self, table) -> None:
@@ -60,8 +63,6 @@ class Changelog(MutableMapping):
         return value
 
     def _queue(self, key: str, value: bytes | None) -> None:
-        from faust.streams import current_event
-
         self._queued.append((current_event().message.partition, key.encode(), value))
 
     @property
@@ -96,8 +97,6 @@ class Changelog(MutableMapping):
             self._delivered[meta.partition] = meta.offset
 
     def _persist(self) -> None:
-        from faust.types import TP
-
         delivered, self._delivered = self._delivered, {}
         for partition, offset in delivered.items():
             self._table.data.set_persisted_offset(TP(self._topic, partition), offset)
