@@ -140,6 +140,48 @@ def test_state_recovers_from_changelog_after_local_state_is_deleted(memory_env, 
     assert not any(by_id[f.id].new for f in second), "no pattern was re-created after recovery"
 
 
+def stored_pattern_keys(data_dir: str) -> set[str]:
+    """The pattern keys in every RocksDB database of the worker's local store, read directly."""
+    from pathlib import Path
+
+    from rocksdict import AccessType, Options, Rdict
+
+    keys: set[str] = set()
+    for path in Path(data_dir).rglob("memory-*.db"):
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            keys.update(k.decode() for k in db.keys(from_key=b"p/") if k.startswith(b"p/"))
+        finally:
+            db.close()
+    return keys
+
+
+def test_a_clean_stop_keeps_the_local_state_and_a_restart_goes_on_from_it(memory_env, workers):
+    # The store is written without RocksDB's write-ahead log (streams.changelog): what a clean stop
+    # leaves must still be the whole state, and the next worker on the same directory goes on from it.
+    env = memory_env()
+    settings = settings_of(env)
+    feats, _ = two_space_stream(300)
+    first, second = feats[:150], feats[150:]
+
+    worker = workers(env)
+    run_stream(settings, first)
+    worker.stop()
+    live = {f"p/{space}/{p.pattern_id}" for space, m in expected_memory(first).items() for p in m.patterns()}
+    assert live and stored_pattern_keys(env["FMS_DATA_DIR"]) == live
+
+    workers(env)
+    async def rest():
+        await publish(settings, settings.topic("audio-features"), second)
+        return await read_topic(settings, settings.topic("recognitions"), count=len(feats), timeout=120)
+    by_id = {r.event_id: r for r in (decode("recognitions", raw).record for _, raw in asyncio.run(rest()))}
+    reference = {}
+    replay = {s: SpaceMemory(s, PatternConfig()) for s in expected_memory(feats)}
+    for f in feats:
+        reference[f.id] = replay[f.space].learn_one(f.id, f.vector, f.ts).pattern_id
+    assert {i: by_id[i].pattern_id for i in reference} == reference
+
+
 def recognitions_of(settings: Settings, ids, timeout: float = 120.0) -> dict[str, list]:
     """Every recognition on the topic by event id, once all of `ids` have one (redelivered records
     may have several: a count of records is not enough to know the tail has arrived)."""
