@@ -37,6 +37,57 @@ def broker() -> Iterator[str]:
         yield bootstrap
 
 
+def listener_pid(bootstrap: str) -> int | None:
+    """The process listening on the bootstrap address's port (a local broker), or None."""
+    import psutil
+
+    port = int(bootstrap.rsplit(":", 1)[1])
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return conn.pid
+    except (psutil.Error, OSError):
+        pass
+    return None
+
+
+class CpuMeter:
+    """CPU seconds used by named processes between `start` and `stop`, as cores (CPU s / wall s)."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        import psutil
+
+        self._procs = {}
+        for name, pid in pids.items():
+            try:
+                self._procs[name] = psutil.Process(pid) if pid else None
+            except psutil.Error:
+                self._procs[name] = None
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    def _cpu(self) -> dict[str, float]:
+        import psutil
+
+        out = {}
+        for name, proc in self._procs.items():
+            try:
+                t = proc.cpu_times() if proc else None
+            except psutil.Error:
+                t = None
+            if t is not None:
+                out[name] = t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+        return out
+
+    def start(self) -> None:
+        self._t0, self._start = time.perf_counter(), self._cpu()
+
+    def stop(self) -> dict[str, float]:
+        wall, end = time.perf_counter() - self._t0, self._cpu()
+        return {f"{name}_cores": round((end[name] - self._start[name]) / wall, 3)
+                for name in end if name in self._start}
+
+
 def free_port() -> int:
     """A free TCP port on loopback, for a worker's web server."""
     import socket

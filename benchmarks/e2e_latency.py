@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import socket
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from common import broker, percentiles, save, stream  # noqa: E402  (sets sys.path)
+from common import CpuMeter, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
 from throughput import baseline_loop
 from streams.publish import publish
 from streams.settings import Settings
@@ -108,9 +109,11 @@ async def send_paced(settings: Settings, feats, rate: float, sent: dict[str, flo
 
 
 async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, drain_s: float,
-                  also: asyncio.Task | None) -> dict:
+                  also: asyncio.Task | None, cpu: CpuMeter) -> dict:
     sent: dict[str, float] = {}
+    cpu.start()
     await send_paced(settings, feats, rate, sent)
+    cores = cpu.stop()  # while the rate was offered
     ids = [f.id for f in feats]
     first, last = sent[ids[0]], sent[ids[-1]]
     drained = await arrivals.wait_for(ids, drain_s, also)
@@ -139,10 +142,12 @@ async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, dr
         "backlog_at_end": backlog,
         "drain_s": round(max(arrived.values()) - last, 2) if drained else None,
         "kept_up": drained and backlog <= KEPT_UP_BACKLOG_S * rate,
+        "cpu": cores,
     }
 
 
-async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, chunks, rates, also=None) -> list[dict]:
+async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, chunks, rates, cpu: CpuMeter,
+                     also=None) -> list[dict]:
     t = time.perf_counter()
     await send_paced(settings, warm, 0, {})
     if not await arrivals.wait_for([f.id for f in warm], 180, also):
@@ -150,7 +155,7 @@ async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, ch
     print(f"{name}: warm-up of {len(warm)} records done in {time.perf_counter() - t:.1f}s", flush=True)
     rows = []
     for rate, feats in zip(rates, chunks):
-        row = await measure(settings, arrivals, feats, rate, drain_s=max(20.0, len(feats) / rate), also=also)
+        row = await measure(settings, arrivals, feats, rate, drain_s=max(20.0, len(feats) / rate), also=also, cpu=cpu)
         rows.append(row)
         print(f"{name}: {fmt(row)}", flush=True)
     return rows
@@ -185,7 +190,8 @@ def fmt(r: dict) -> str:
     return (f"offered {r['offered_per_s']:>6.0f}/s  sent {r['sent_per_s']:>6.0f}/s  out {r['output_per_s']:>6.0f}/s  "
             f"p50 {r.get('p50_ms', float('nan')):7.1f}  p90 {r.get('p90_ms', float('nan')):7.1f}  "
             f"p99 {r.get('p99_ms', float('nan')):7.1f}  max {r['max_ms'] or float('nan'):7.1f} ms  "
-            f"backlog {r['backlog_at_end']:>5}  kept up: {'yes' if r['kept_up'] else 'NO'}")
+            f"backlog {r['backlog_at_end']:>5}  kept up: {'yes' if r['kept_up'] else 'NO'}  "
+            f"cores {r['cpu']}")
 
 
 async def run(bootstrap: str, args) -> dict:
@@ -211,7 +217,8 @@ async def run(bootstrap: str, args) -> dict:
         await arrivals.start()
         loop_task = asyncio.create_task(baseline_loop(bset, len(feats), bset.topic("recognitions")))
         try:
-            results["baseline"] = await run_phases("baseline", bset, arrivals, warm, chunks, args.rates, loop_task)
+            cpu = CpuMeter({"broker": listener_pid(bootstrap), "benchmark": os.getpid()})
+            results["baseline"] = await run_phases("baseline", bset, arrivals, warm, chunks, args.rates, cpu, loop_task)
         finally:
             loop_task.cancel()
             await asyncio.gather(loop_task, return_exceptions=True)
@@ -224,7 +231,8 @@ async def run(bootstrap: str, args) -> dict:
             worker = await asyncio.to_thread(start_worker, wset, bootstrap, Path(tmp))
             print(f"worker ready in {time.perf_counter() - t:.1f}s", flush=True)
             try:
-                results["worker"] = await run_phases("worker", wset, arrivals, warm, chunks, args.rates)
+                cpu = CpuMeter({"worker": worker.proc.pid, "broker": listener_pid(bootstrap), "benchmark": os.getpid()})
+                results["worker"] = await run_phases("worker", wset, arrivals, warm, chunks, args.rates, cpu)
             finally:
                 worker.stop()
                 await arrivals.stop()
@@ -270,6 +278,9 @@ def main() -> int:
                    "producer acks=all linger 5 ms (streams.publish.publish), watcher fetch_max_wait_ms as the worker's",
         "baseline": "throughput.baseline_loop: plain aiokafka consume, orjson.loads, produce one small record per "
                     "input (acks=all, linger 5 ms), in the benchmark's process",
+        "cpu": "cores used while each rate was offered (CPU s / wall s): the worker process, the broker "
+               "(the process listening on the bootstrap port; absent when it is not local) and this "
+               "benchmark's process (publisher and watcher; in the baseline phase also the baseline loop)",
         "runtime_s": round(time.perf_counter() - started, 1),
         **results,
     })
