@@ -749,6 +749,7 @@ class SpaceMemory:
         self._now_floor = -math.inf  # `now` when the space state was last written
         self._aliases: dict[str, str] = {}  # absorbed -> survivor, oldest first
         # Derived.
+        self._related_n = 0  # sum of len(p.related): the memory estimate needs it on every record
         self._n = 0  # records learned: sum(count) + retired
         self._now = -math.inf  # latest event ts: max(now_floor, max last_ts)
         if dim is not None:
@@ -831,9 +832,8 @@ class SpaceMemory:
         if self._mu is not None:
             total += self._mu.nbytes + _NDARRAY_HEADER
         n = len(self._patterns)
-        related = sum(len(p.related) for p in self._patterns.values())
         dim = self._dim or 0
-        total += n * (_PER_PATTERN + dim * 4) + related * _PER_RELATED
+        total += n * (_PER_PATTERN + dim * 4) + self._related_n * _PER_RELATED
         total += len(self._aliases) * _PER_ALIAS
         return int(total)
 
@@ -925,6 +925,7 @@ class SpaceMemory:
                 tuple((str(a), float(s)) for a, s in p.related),
             )
         self._n = sum(p.count for p in self._patterns.values()) + retired
+        self._related_n = sum(len(p.related) for p in self._patterns.values())
         self._now = max([now_floor] + [p.last_ts for p in self._patterns.values()])
         if dim is not None:
             self._rebuild_rows()
@@ -1239,7 +1240,7 @@ class SpaceMemory:
     ) -> None:
         approx, a, w = scan
         p = self._patterns[pid]
-        p.related = self._related_from(approx, a, w)
+        self._set_related(p, self._related_from(approx, a, w))
         if offer:
             self._offer(pid, events)
 
@@ -1255,7 +1256,7 @@ class SpaceMemory:
             cand.sort(key=lambda e: (-e[1], e[0]))
             rel = tuple(cand[:k])
             if rel != q.related:
-                q.related = rel
+                self._set_related(q, rel)
                 events.setdefault(qid, "updated")
 
     # -- internals: merges ---------------------------------------------------
@@ -1311,7 +1312,7 @@ class SpaceMemory:
         s.successes += a.successes
         s.failures += a.failures
         s.last_ts = max(s.last_ts, a.last_ts)
-        s.related = tuple(e for e in s.related if e[0] != a.pattern_id)  # recomputed after
+        self._set_related(s, tuple(e for e in s.related if e[0] != a.pattern_id))  # recomputed after
         s.confidence = _pattern_confidence(s, self.cfg)
         self._remove(a.pattern_id)
         self._set_row(s.pattern_id)
@@ -1458,7 +1459,13 @@ class SpaceMemory:
             pid = pattern_id_for(self.space, f"{event_id}\0{i}")
         return pid
 
+    def _set_related(self, p: Pattern, related: Related) -> None:
+        """The one way a live pattern's relationships change: it keeps their count."""
+        self._related_n += len(related) - len(p.related)
+        p.related = related
+
     def _insert(self, p: Pattern) -> None:
+        self._related_n += len(p.related)
         n = len(self._row_ids)
         if n == self._mat.shape[0]:
             self._grow(n + 1)
@@ -1493,7 +1500,7 @@ class SpaceMemory:
             self._row_of[moved] = row
         self._row_ids.pop()
         self._mat[last] = 0.0
-        del self._patterns[pattern_id]
+        self._related_n -= len(self._patterns.pop(pattern_id).related)
 
 
 def _mu_weight(count: int, cfg: PatternConfig) -> float:

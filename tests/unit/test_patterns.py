@@ -99,6 +99,8 @@ def check_rows(m: SpaceMemory) -> None:
         assert m._w[row] == w
         assert (m._cnt[row], m._last[row], m._conf[row]) == (p.count, p.last_ts, p.confidence)
     assert m.records == sum(p.count for p in m.patterns()) + m.space_state()["retired"]
+    # Kept as relationships change, for the memory estimate of every record.
+    assert m._related_n == sum(len(p.related) for p in m.patterns())
 
 
 # -- module purity -------------------------------------------------------------
@@ -1184,6 +1186,7 @@ def run(cfg: PatternConfig, ops, memory: SpaceMemory | None = None, shell: Shell
             _, eid, vec, ts = op
             r = m.learn_one(eid, vec, ts)
             shell.learned(m, r)
+            assert m._related_n == sum(len(p.related) for p in m.patterns())
         elif op[0] == "feedback":
             _, pick, success, quality, ts = op
             names = sorted(m.pattern_ids()) + [a for a, _ in m.space_state()["aliases"]]
