@@ -47,12 +47,27 @@ def decode_vector(
     return None
 
 
+class EncodedVector(dict):
+    """The b64 form of a vector this process encoded, which still knows its float32 values.
+
+    Validating a record on its way out (schemas.codec.encode) reads them instead of decoding the
+    base64 again: it decodes to exactly these bits. Only `encode_vector` makes one; parsed JSON
+    never holds one, so every vector that comes in is decoded and checked in full.
+    """
+
+    __slots__ = ("array", "text")
+
+
 def encode_vector(arr: Any, form: str = "b64") -> dict[str, str] | list[float]:
     """The wire form of a vector; "b64" round-trips float32 bit for bit."""
     vec = np.asarray(arr, dtype=np.float32).reshape(-1)
     if form == "b64":
         data = vec.astype(FLOAT32_LE, copy=False).tobytes()
-        return {"dtype": "float32", "b64": base64.b64encode(data).decode("ascii")}
+        text = base64.b64encode(data).decode("ascii")
+        encoded = EncodedVector(dtype="float32", b64=text)
+        # A copy of values that can still change: the text stays what they were.
+        encoded.array, encoded.text = (vec.copy() if vec.flags.writeable else vec), text
+        return encoded
     if form == "array":
         # float32 -> Python float is exact, and shortest-repr float64 text parses back to the
         # same double, which casts back to the same float32: the array form round-trips too.
@@ -122,7 +137,10 @@ def _decode_b64(
     if not isinstance(text, str):
         result.error(WRONG_TYPE, f"b64 must be a string, not {json_type_name(text)}", f"{field}.b64")
         return None
-    data = decode_base64(text)
+    if type(obj) is EncodedVector and text is obj.text:
+        data = obj.array.astype(FLOAT32_LE, copy=False).tobytes()  # what `text` decodes to
+    else:
+        data = decode_base64(text)
     if data is None:
         result.error(INVALID_BASE64, "b64 is not valid base64", f"{field}.b64")
         return None

@@ -658,6 +658,27 @@ def test_encode_checks_what_it_writes() -> None:
     assert decode("patterns", encode(wide), ValidationLimits(max_dim=2048)).record == wide
 
 
+def test_an_outgoing_vector_is_checked_from_the_values_it_encoded() -> None:
+    # encode() does not decode its own base64 again, but still rejects what breaks the contract.
+    def event(centroid):
+        return PatternEvent(space="s", pattern_id="p", event="created", count=1, confidence=1.0,
+                            centroid=np.asarray(centroid, dtype=np.float32), ts=1.0)
+
+    for bad, code in (([1.0, math.nan], codes.VECTOR_NAN), ([0.0, 0.0], codes.VECTOR_ZERO),
+                      ([1.0, math.inf], codes.VECTOR_INFINITE)):
+        with pytest.raises(ValidationError) as exc:
+            encode(event(bad))
+        assert exc.value.result.error_codes == [code]
+    # A b64 form changed after it was made is decoded like any input.
+    form = encode_vector(np.array([1.0, 2.0], dtype=np.float32))
+    form["b64"] = "not base64!"
+    result = ValidationResult()
+    assert decode_vector(form, "centroid", result, max_dim=None) is None
+    assert result.error_codes == [codes.INVALID_BASE64]
+    assert decode_vector(encode_vector(np.array([1.0, 2.0], dtype=np.float32)), "centroid",
+                         ValidationResult(), max_dim=None).tolist() == [1.0, 2.0]
+
+
 def test_constructed_records_encode_like_decoded_ones() -> None:
     records = [
         Interaction(id="i", space="s", model_id="m", config={"k": 1}, outcome=Outcome(True, quality=0.5), ts=1.0,
