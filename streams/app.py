@@ -87,11 +87,12 @@ def _ssl_context(settings: Settings):
 class MemoryApp(faust.App):
     # Set before the first topic is declared: faust creates its transport lazily, on first use.
     fetch_max_wait_ms: int = Settings.fetch_max_wait_ms
+    fetch_min_bytes: int = Settings.fetch_min_bytes
 
     def _new_transport(self):
         from streams.transport import transport_class
 
-        return transport_class(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
+        return transport_class(self.fetch_max_wait_ms, self.fetch_min_bytes)(self.conf.broker_consumer, self)
 
 
 # The pattern-memory worker's guarded operations; the extraction role adds "inference".
@@ -168,6 +169,7 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
         autodiscover=False,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.fetch_min_bytes = settings.fetch_min_bytes
     if settings.faust_sensor:
         setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
     else:

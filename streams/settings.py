@@ -57,6 +57,8 @@ class Settings:
     session_timeout_s: float = 10.0
     # The consumer's fetch long-poll; see streams/transport.py for why it is short.
     fetch_max_wait_ms: int = 20
+    # How much the broker gathers before it answers a fetch (at most fetch_max_wait_ms).
+    fetch_min_bytes: int = 1
     # State
     data_dir: Path = field(default_factory=lambda: Path("data"))
     rocksdb_block_cache_bytes: int = 8 * 1024 * 1024
@@ -141,6 +143,7 @@ class Settings:
             ssl_keyfile=_env("KAFKA_SSL_KEYFILE", d.ssl_keyfile),
             session_timeout_s=_float("FMS_SESSION_TIMEOUT_S", d.session_timeout_s),
             fetch_max_wait_ms=_int("FMS_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
+            fetch_min_bytes=_int("FMS_FETCH_MIN_BYTES", d.fetch_min_bytes),
             data_dir=Path(_env("FMS_DATA_DIR", str(d.data_dir))),
             rocksdb_block_cache_bytes=_int("FMS_ROCKSDB_BLOCK_CACHE_BYTES", d.rocksdb_block_cache_bytes),
             rocksdb_write_buffer_bytes=_int("FMS_ROCKSDB_WRITE_BUFFER_BYTES", d.rocksdb_write_buffer_bytes),

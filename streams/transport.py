@@ -14,11 +14,12 @@ from __future__ import annotations
 from faust.transport.drivers import aiokafka as driver
 
 
-def transport_class(fetch_max_wait_ms: int):
+def transport_class(fetch_max_wait_ms: int, fetch_min_bytes: int = 1):
     class ConsumerThread(driver.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport):
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read by aiokafka's Fetcher at start()
+            consumer._fetch_min_bytes = fetch_min_bytes
             return consumer
 
     class Consumer(driver.Consumer):
