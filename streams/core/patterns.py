@@ -1185,7 +1185,9 @@ class SpaceMemory:
         it is at least ``cos(acos(floor) + angle(x, t_new))``. Only those rows
         are multiplied (minus float32 margins, so the screen is rigorous);
         the others are -inf, which no decision can pick. Where the cone
-        holds a third of the rows or more, the full product is cheaper.
+        holds an eighth of the rows or more, the full product is cheaper: gathering scattered
+        rows costs several times what streaming the contiguous matrix does per row (10,000 x
+        768: 2,000 gathered rows 0.95 ms, all 10,000 streamed 0.71 ms).
         Decisions still come from exact re-scores: results equal the full scan.
         """
         cfg, tol = self.cfg, self._tol
@@ -1203,7 +1205,7 @@ class SpaceMemory:
                 cut = math.cos(cone) - 2.0 * tol - 1e-6
                 cand = np.flatnonzero(approx_x >= cut)
                 cand = cand[cand != r]
-                if 3 * len(cand) < n:
+                if 8 * len(cand) < n:
                     approx = np.full(n, -math.inf)
                     if len(cand):
                         approx[cand] = self._mat[cand] @ a
