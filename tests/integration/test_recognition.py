@@ -112,32 +112,39 @@ def test_same_input_into_fresh_state_gives_identical_output(memory_env, workers)
     assert outputs[0][1] == outputs[1][1]
 
 
-def test_state_recovers_from_changelog_after_local_state_is_deleted(memory_env, workers):
+def first_half_then_stop(memory_env, workers):
+    """A worker learns the first 150 of 300 records and stops cleanly: (env, settings, all the
+    records, the first half, the second half)."""
     env = memory_env()
     settings = settings_of(env)
-    feats, truth = two_space_stream(300)
-    first, second = feats[:150], feats[150:]
-
+    feats, _ = two_space_stream(300)
     worker = workers(env)
-    rec1, _ = run_stream(settings, first)
+    run_stream(settings, feats[:150])
     worker.stop()
+    return env, settings, feats, feats[:150], feats[150:]
+
+
+def test_state_recovers_from_changelog_after_local_state_is_deleted(memory_env, workers):
+    env, settings, feats, _, second = first_half_then_stop(memory_env, workers)
     shutil.rmtree(env["FMS_DATA_DIR"])
 
     workers(env)
+    by_id = go_on_with(settings, feats, second)
+    assert not any(by_id[f.id].new for f in second), "no pattern was re-created after recovery"
+
+
+def go_on_with(settings: Settings, feats: list[AudioFeature], second: list[AudioFeature]) -> dict:
+    """Publish `second` (the rest of `feats`) to a restarted worker; every recognition of `feats`
+    must name the pattern an uninterrupted run of the core gives. The recognitions by event id."""
     async def rest():
         await publish(settings, settings.topic("audio-features"), second)
         return await read_topic(settings, settings.topic("recognitions"), count=len(feats), timeout=120)
-    recs = asyncio.run(rest())
-    by_id = {r.event_id: r for r in (decode("recognitions", raw).record for _, raw in recs)}
-
-    expected = expected_memory(feats)
-    reference: dict[str, str] = {}
-    replay = {s: SpaceMemory(s, PatternConfig()) for s in expected}
-    for f in feats:
-        reference[f.id] = replay[f.space].learn_one(f.id, f.vector, f.ts).pattern_id
+    by_id = {r.event_id: r for r in (decode("recognitions", raw).record for _, raw in asyncio.run(rest()))}
+    replay = {s: SpaceMemory(s, PatternConfig()) for s in expected_memory(feats)}
+    reference = {f.id: replay[f.space].learn_one(f.id, f.vector, f.ts).pattern_id for f in feats}
     assert {i: by_id[i].pattern_id for i in reference} == reference, \
-        "after recovery from the changelog, recognitions keep the same pattern ids"
-    assert not any(by_id[f.id].new for f in second), "no pattern was re-created after recovery"
+        "after the restart, recognitions keep the same pattern ids"
+    return by_id
 
 
 def stored_pattern_keys(data_dir: str) -> set[str]:
@@ -159,27 +166,12 @@ def stored_pattern_keys(data_dir: str) -> set[str]:
 def test_a_clean_stop_keeps_the_local_state_and_a_restart_goes_on_from_it(memory_env, workers):
     # The store is written without RocksDB's write-ahead log (streams.changelog): what a clean stop
     # leaves must still be the whole state, and the next worker on the same directory goes on from it.
-    env = memory_env()
-    settings = settings_of(env)
-    feats, _ = two_space_stream(300)
-    first, second = feats[:150], feats[150:]
-
-    worker = workers(env)
-    run_stream(settings, first)
-    worker.stop()
+    env, settings, feats, first, second = first_half_then_stop(memory_env, workers)
     live = {f"p/{space}/{p.pattern_id}" for space, m in expected_memory(first).items() for p in m.patterns()}
     assert live and stored_pattern_keys(env["FMS_DATA_DIR"]) == live
 
     workers(env)
-    async def rest():
-        await publish(settings, settings.topic("audio-features"), second)
-        return await read_topic(settings, settings.topic("recognitions"), count=len(feats), timeout=120)
-    by_id = {r.event_id: r for r in (decode("recognitions", raw).record for _, raw in asyncio.run(rest()))}
-    reference = {}
-    replay = {s: SpaceMemory(s, PatternConfig()) for s in expected_memory(feats)}
-    for f in feats:
-        reference[f.id] = replay[f.space].learn_one(f.id, f.vector, f.ts).pattern_id
-    assert {i: by_id[i].pattern_id for i in reference} == reference
+    go_on_with(settings, feats, second)
 
 
 def recognitions_of(settings: Settings, ids, timeout: float = 120.0) -> dict[str, list]:
