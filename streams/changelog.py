@@ -61,20 +61,22 @@ class Changelog(MutableMapping):
 
     # -- writes: the store now, the changelog at `flush`
     def __setitem__(self, key: str, value: bytes) -> None:
-        partition = current_event().message.partition
-        self._skip_wal(partition)
+        partition = self._write_partition()
         self._table.data[key] = value
         self._queued.append((partition, key.encode(), value))
 
-    def _skip_wal(self, partition: int) -> None:
+    def _write_partition(self) -> int:
+        """The current event's partition, whose database is then sure to skip its WAL."""
+        partition = current_event().message.partition
         # faust opens a partition's database when it is first used, and again after a rebalance.
         open_db = getattr(self._table.data, "_db_for_partition", None)
         if open_db is None:  # not a RocksDB store (the unit tests' stand-in)
-            return
+            return partition
         db = open_db(partition)
         if self._unlogged.get(partition) != id(db):
             db.set_write_options(_write_options())
             self._unlogged[partition] = id(db)
+        return partition
 
     def __delitem__(self, key: str) -> None:
         if self._table.get(key) is None:
@@ -85,12 +87,10 @@ class Changelog(MutableMapping):
         value = self._table.get(key)
         if value is None:
             return default
+        partition = self._write_partition()
         del self._table.data[key]
-        self._queue(key, None)
+        self._queued.append((partition, key.encode(), None))
         return value
-
-    def _queue(self, key: str, value: bytes | None) -> None:
-        self._queued.append((current_event().message.partition, key.encode(), value))
 
     @property
     def queued(self) -> int:
