@@ -51,41 +51,49 @@ def listener_pid(bootstrap: str) -> int | None:
     return None
 
 
-class CpuMeter:
-    """CPU seconds used by named processes between `start` and `stop`, as cores (CPU s / wall s)."""
+class CpuSampler:
+    """CPU seconds of named processes, sampled every `every` s while `run()` runs, and read off
+    afterwards for any window: a window's ends need not be known while it is measured."""
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+    def __init__(self, pids: dict[str, int | None], every: float = 0.2) -> None:
         import psutil
 
         self._procs = {}
         for name, pid in pids.items():
             try:
-                self._procs[name] = psutil.Process(pid) if pid else None
+                if pid:
+                    self._procs[name] = psutil.Process(pid)
             except psutil.Error:
-                self._procs[name] = None
-        self._start: dict[str, float] = {}
-        self._t0 = 0.0
+                pass
+        self._every = every
+        self._samples: dict[str, list[tuple[float, float]]] = {name: [] for name in self._procs}
 
-    def _cpu(self) -> dict[str, float]:
+    async def run(self) -> None:
         import psutil
 
-        out = {}
-        for name, proc in self._procs.items():
-            try:
-                t = proc.cpu_times() if proc else None
-            except psutil.Error:
-                t = None
-            if t is not None:
-                out[name] = t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
-        return out
+        while True:
+            now = time.perf_counter()
+            for name, proc in self._procs.items():
+                try:
+                    t = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                self._samples[name].append((now, t.user + t.system))
+            await asyncio.sleep(self._every)
 
-    def start(self) -> None:
-        self._t0, self._start = time.perf_counter(), self._cpu()
+    def seconds_between(self, name: str, start: float, end: float) -> float:
+        """`name`'s CPU seconds from `start` to `end` (perf_counter), scaled from the first and
+        the last sample inside; nan with fewer than two."""
+        inside = [s for s in self._samples.get(name, ()) if start <= s[0] <= end]
+        if len(inside) < 2:
+            return float("nan")
+        (t0, c0), (t1, c1) = inside[0], inside[-1]
+        return (c1 - c0) * (end - start) / (t1 - t0)
 
-    def stop(self) -> dict[str, float]:
-        wall, end = time.perf_counter() - self._t0, self._cpu()
-        return {f"{name}_cores": round((end[name] - self._start[name]) / wall, 3)
-                for name in end if name in self._start}
+    def cores_between(self, start: float, end: float) -> dict[str, float]:
+        """Every process's cores (CPU s / wall s) from `start` to `end`."""
+        return {f"{name}_cores": round(self.seconds_between(name, start, end) / (end - start), 3)
+                for name in self._samples}
 
 
 def free_port() -> int:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from common import CpuMeter, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
+from common import CpuSampler, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
 from throughput import baseline_loop
 from streams.publish import publish
 from streams.settings import Settings
@@ -109,11 +109,11 @@ async def send_paced(settings: Settings, feats, rate: float, sent: dict[str, flo
 
 
 async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, drain_s: float,
-                  also: asyncio.Task | None, cpu: CpuMeter) -> dict:
+                  also: asyncio.Task | None, cpu: CpuSampler) -> dict:
     sent: dict[str, float] = {}
-    cpu.start()
+    offered_from = time.perf_counter()
     await send_paced(settings, feats, rate, sent)
-    cores = cpu.stop()  # while the rate was offered
+    cores = cpu.cores_between(offered_from, time.perf_counter())  # while the rate was offered
     ids = [f.id for f in feats]
     first, last = sent[ids[0]], sent[ids[-1]]
     drained = await arrivals.wait_for(ids, drain_s, also)
@@ -146,7 +146,7 @@ async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, dr
     }
 
 
-async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, chunks, rates, cpu: CpuMeter,
+async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, chunks, rates, pids: dict,
                      also=None) -> list[dict]:
     t = time.perf_counter()
     await send_paced(settings, warm, 0, {})
@@ -154,10 +154,16 @@ async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, ch
         raise TimeoutError(f"{name}: warm-up outputs did not all arrive in 180s")
     print(f"{name}: warm-up of {len(warm)} records done in {time.perf_counter() - t:.1f}s", flush=True)
     rows = []
-    for rate, feats in zip(rates, chunks):
-        row = await measure(settings, arrivals, feats, rate, drain_s=max(20.0, len(feats) / rate), also=also, cpu=cpu)
-        rows.append(row)
-        print(f"{name}: {fmt(row)}", flush=True)
+    cpu = CpuSampler(pids)
+    sampling = asyncio.create_task(cpu.run())
+    try:
+        for rate, feats in zip(rates, chunks):
+            row = await measure(settings, arrivals, feats, rate, drain_s=max(20.0, len(feats) / rate), also=also,
+                                cpu=cpu)
+            rows.append(row)
+            print(f"{name}: {fmt(row)}", flush=True)
+    finally:
+        sampling.cancel()
     return rows
 
 
@@ -217,8 +223,8 @@ async def run(bootstrap: str, args) -> dict:
         await arrivals.start()
         loop_task = asyncio.create_task(baseline_loop(bset, len(feats), bset.topic("recognitions")))
         try:
-            cpu = CpuMeter({"broker": listener_pid(bootstrap), "benchmark": os.getpid()})
-            results["baseline"] = await run_phases("baseline", bset, arrivals, warm, chunks, args.rates, cpu, loop_task)
+            pids = {"broker": listener_pid(bootstrap), "benchmark": os.getpid()}
+            results["baseline"] = await run_phases("baseline", bset, arrivals, warm, chunks, args.rates, pids, loop_task)
         finally:
             loop_task.cancel()
             await asyncio.gather(loop_task, return_exceptions=True)
@@ -231,8 +237,8 @@ async def run(bootstrap: str, args) -> dict:
             worker = await asyncio.to_thread(start_worker, wset, bootstrap, Path(tmp))
             print(f"worker ready in {time.perf_counter() - t:.1f}s", flush=True)
             try:
-                cpu = CpuMeter({"worker": worker.proc.pid, "broker": listener_pid(bootstrap), "benchmark": os.getpid()})
-                results["worker"] = await run_phases("worker", wset, arrivals, warm, chunks, args.rates, cpu)
+                pids = {"worker": worker.proc.pid, "broker": listener_pid(bootstrap), "benchmark": os.getpid()}
+                results["worker"] = await run_phases("worker", wset, arrivals, warm, chunks, args.rates, pids)
             finally:
                 worker.stop()
                 await arrivals.stop()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from common import broker, rate, save, stream, watch_outputs  # noqa: E402  (sets sys.path)
+from common import CpuSampler, broker, rate, save, stream, watch_outputs  # noqa: E402  (sets sys.path)
 from streams.publish import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics, kafka_client_options
@@ -90,7 +90,8 @@ async def run(bootstrap: str, args) -> dict:
         worker = WorkerProcess(env, Path(tmp) / "worker.log", web_port=port)
         t0 = time.perf_counter()
         await asyncio.to_thread(worker.start)
-        sampler = asyncio.create_task(cpu_samples(worker.proc.pid))
+        cpu_sampler = CpuSampler({"worker": worker.proc.pid})
+        sampler = asyncio.create_task(cpu_sampler.run())
         try:
             w = await watcher
         finally:
@@ -99,7 +100,7 @@ async def run(bootstrap: str, args) -> dict:
     worker_rate = rate(w, len(feats))
     print(f"worker: {worker_rate:,.0f} records/s "
           f"(start to last recognition {w['last'] - t0:.1f}s including startup)", flush=True)
-    cpu = cpu_between(SAMPLES, w["first"], w["last"])
+    cpu = cpu_sampler.seconds_between("worker", w["first"], w["last"])
     cpu_us = cpu / (len(feats) - 1) * 1e6
     print(f"worker CPU {cpu_us:,.0f} us per record ({cpu / (w['last'] - w['first']):.0%} of a core); "
           f"5,000 records/s needs at most {1e6 / 5000:,.0f} us", flush=True)
@@ -119,32 +120,6 @@ async def run(bootstrap: str, args) -> dict:
         "messages_per_record": per_record,
         "messages_per_record_total": round(sum(per_record.values()), 3),
     }
-
-
-SAMPLES: list[tuple[float, float]] = []
-
-
-async def cpu_samples(pid: int) -> None:
-    """(perf_counter, CPU seconds of the worker) every 0.2 s, into SAMPLES."""
-    import psutil
-
-    proc = psutil.Process(pid)
-    while True:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            return
-        SAMPLES.append((time.perf_counter(), t.user + t.system))
-        await asyncio.sleep(0.2)
-
-
-def cpu_between(samples: list[tuple[float, float]], start: float, end: float) -> float:
-    """The worker's CPU seconds from `start` to `end`, read off the nearest samples inside."""
-    inside = [s for s in samples if start <= s[0] <= end]
-    if len(inside) < 2:
-        return float("nan")
-    (t0, c0), (t1, c1) = inside[0], inside[-1]
-    return (c1 - c0) * (end - start) / (t1 - t0)
 
 
 async def messages_written(settings: Settings, run_id: str) -> dict[str, int]:
