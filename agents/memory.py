@@ -388,12 +388,16 @@ class MemoryProcessor:
         committed an offset for yet."""
         start = self._start(tp)
         if start is None:
-            try:
-                self._starts.update(await self.runtime.app.consumer.earliest_offsets(tp))
-            except Exception as exc:  # not known then: the first record delivered is taken as the start
-                log.warning("earliest offset of %s: %r", tp, exc)
+            await self._ask_starts([tp])  # not known on failure: the first record delivered is the start
             start = self._starts.get(tp)
         return start
+
+    async def _ask_starts(self, tps: list) -> None:
+        """The log starts of `tps` from the broker into `_starts`; on failure they stay unknown."""
+        try:
+            self._starts.update(await self.runtime.app.consumer.earliest_offsets(*tps))
+        except Exception as exc:
+            log.warning("earliest offsets of %s: %r", tps, exc)
 
     async def _fill_starts(self) -> None:
         from faust.types import TP
@@ -407,10 +411,7 @@ class MemoryProcessor:
                         and consumer._committed_offset.get(tp) is None):
                     missing.append(tp)
         if missing:
-            try:
-                self._starts.update(await consumer.earliest_offsets(*missing))
-            except Exception as exc:  # asked again on the next round
-                log.warning("earliest offsets of %s: %r", missing, exc)
+            await self._ask_starts(missing)  # on failure, asked again on the next round
 
     async def run(self) -> None:
         try:
