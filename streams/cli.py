@@ -67,6 +67,7 @@ def cmd_worker(args) -> int:
         open_local_state(settings.state_dir)  # before faust opens RocksDB
         runtime = create_runtime(settings)
         watcher = generation.register(runtime, control)
+    runtime.metrics.watch_gc()
     worker = faust.Worker(runtime.app, loglevel=settings.log_level, loop=loop)
     # faust's start-up spinner sets the root logger to DEBUG for good, so that it turns on every
     # record: every library's debug call then built a record (4% of the worker's CPU at full rate).

@@ -4,6 +4,9 @@ Names follow Prometheus' conventions: `fms_` prefix, base units, `_total` on cou
 """
 from __future__ import annotations
 
+import gc
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -37,6 +40,7 @@ class Metrics:
     sequence_released: Gauge
     sequence_paused: Counter
     sequence_held_peak: Gauge
+    gc_pause_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "Metrics":
@@ -83,11 +87,29 @@ class Metrics:
             sequence_held_peak=Gauge("fms_sequence_held_peak_records", "The most input records held at once "
                                      "since the worker started", registry=r),
             health=Gauge("fms_health_status", "1 for the worker's current health status", ["status"], registry=r),
+            gc_pause_seconds=Histogram("fms_gc_pause_seconds", "Time of one cyclic garbage collection, by the "
+                                       "oldest generation it collected (2: a full collection)", ["generation"],
+                                       buckets=_LATENCY_BUCKETS, registry=r),
         )
         # Every status series exists from the start, so a query never mistakes "no sample yet" for 0.
         for status, value in (("healthy", 1), ("degraded", 0), ("unhealthy", 0)):
             metrics.health.labels(status=status).set(value)
         return metrics
+
+    def watch_gc(self) -> Callable[[], None]:
+        """Time every collection of this process into `gc_pause_seconds`; returns the way to stop.
+        Once per process: the collector's callbacks are process-wide."""
+        by_generation = [self.gc_pause_seconds.labels(generation=str(g)) for g in range(3)]
+        started = [0.0]
+
+        def on_collect(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                by_generation[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(on_collect)
+        return lambda: gc.callbacks.remove(on_collect)
 
     def serve(self, app, path: str) -> None:
         """/metrics without faust's sensor (which registers its own view when enabled)."""
