@@ -12,7 +12,8 @@ same way:
   notes time.time() when each event id arrives; latency = arrival - send, same machine, same clock;
 - per offered rate: p50/p90/p99/max latency, the achieved send and output rates, and the backlog
   when the last record of the rate was sent (records sent but not yet output). Each rate drains
-  before the next starts.
+  before the next starts. Beside them, the cores each process used and, read from the worker's
+  /metrics, the garbage collections it paused for while the rate was offered.
 
 Before measuring, 2,000 records are published as fast as possible and their outputs awaited, so
 that every pattern exists and startup (worker recovery, consumer group joins) is excluded.
@@ -108,12 +109,41 @@ async def send_paced(settings: Settings, feats, rate: float, sent: dict[str, flo
     await publish(settings, settings.topic("audio-features"), stamped(), rate=rate)
 
 
+def gc_pauses(url: str) -> dict[str, tuple[float, float]]:
+    """The worker's `fms_gc_pause_seconds` from its /metrics: generation -> (collections, seconds)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "fms_gc_pause_seconds":
+            for sample in family.samples:
+                at = {"fms_gc_pause_seconds_count": 0, "fms_gc_pause_seconds_sum": 1}.get(sample.name)
+                if at is not None:
+                    out.setdefault(sample.labels["generation"], [0.0, 0.0])[at] = sample.value
+    return {g: (c, t) for g, (c, t) in out.items()}
+
+
+def gc_between(before: dict, after: dict) -> dict:
+    """Collections while a rate was offered: full ones (generation 2) apart, and all of them."""
+    def delta(g: str, i: int) -> float:
+        return after.get(g, (0.0, 0.0))[i] - before.get(g, (0.0, 0.0))[i]
+
+    return {"full_collections": int(delta("2", 0)), "full_collection_ms": round(delta("2", 1) * 1000, 1),
+            "all_collections_ms": round(sum(delta(g, 1) for g in after) * 1000, 1)}
+
+
 async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, drain_s: float,
-                  also: asyncio.Task | None, cpu: CpuSampler) -> dict:
+                  also: asyncio.Task | None, cpu: CpuSampler, worker_url: str | None = None) -> dict:
     sent: dict[str, float] = {}
+    gc_before = await asyncio.to_thread(gc_pauses, worker_url) if worker_url else None
     offered_from = time.perf_counter()
     await send_paced(settings, feats, rate, sent)
     cores = cpu.cores_between(offered_from, time.perf_counter())  # while the rate was offered
+    gc_row = gc_between(gc_before, await asyncio.to_thread(gc_pauses, worker_url)) if worker_url else None
     ids = [f.id for f in feats]
     first, last = sent[ids[0]], sent[ids[-1]]
     drained = await arrivals.wait_for(ids, drain_s, also)
@@ -143,11 +173,12 @@ async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, dr
         "drain_s": round(max(arrived.values()) - last, 2) if drained else None,
         "kept_up": drained and backlog <= KEPT_UP_BACKLOG_S * rate,
         "cpu": cores,
+        **({"worker_gc": gc_row} if gc_row is not None else {}),
     }
 
 
 async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, chunks, rates, pids: dict,
-                     also=None) -> list[dict]:
+                     also=None, worker_url: str | None = None) -> list[dict]:
     t = time.perf_counter()
     await send_paced(settings, warm, 0, {})
     if not await arrivals.wait_for([f.id for f in warm], 180, also):
@@ -159,7 +190,7 @@ async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, ch
     try:
         for rate, feats in zip(rates, chunks):
             row = await measure(settings, arrivals, feats, rate, drain_s=max(20.0, len(feats) / rate), also=also,
-                                cpu=cpu)
+                                cpu=cpu, worker_url=worker_url)
             rows.append(row)
             print(f"{name}: {fmt(row)}", flush=True)
     finally:
@@ -197,7 +228,7 @@ def fmt(r: dict) -> str:
             f"p50 {r.get('p50_ms', float('nan')):7.1f}  p90 {r.get('p90_ms', float('nan')):7.1f}  "
             f"p99 {r.get('p99_ms', float('nan')):7.1f}  max {r['max_ms'] or float('nan'):7.1f} ms  "
             f"backlog {r['backlog_at_end']:>5}  kept up: {'yes' if r['kept_up'] else 'NO'}  "
-            f"cores {r['cpu']}")
+            f"cores {r['cpu']}" + (f"  gc {r['worker_gc']}" if "worker_gc" in r else ""))
 
 
 async def run(bootstrap: str, args) -> dict:
@@ -238,7 +269,8 @@ async def run(bootstrap: str, args) -> dict:
             print(f"worker ready in {time.perf_counter() - t:.1f}s", flush=True)
             try:
                 pids = {"worker": worker.proc.pid, "broker": listener_pid(bootstrap), "benchmark": os.getpid()}
-                results["worker"] = await run_phases("worker", wset, arrivals, warm, chunks, args.rates, pids)
+                results["worker"] = await run_phases("worker", wset, arrivals, warm, chunks, args.rates, pids,
+                                                     worker_url=worker.url)
             finally:
                 worker.stop()
                 await arrivals.stop()
@@ -287,6 +319,9 @@ def main() -> int:
         "cpu": "cores used while each rate was offered (CPU s / wall s): the worker process, the broker "
                "(the process listening on the bootstrap port; absent when it is not local) and this "
                "benchmark's process (publisher and watcher; in the baseline phase also the baseline loop)",
+        "worker_gc": "the worker's garbage collections while each rate was offered, from its fms_gc_pause_seconds "
+                     "(/metrics): how many full (generation-2) collections, their total time, and the total time "
+                     "of all collections",
         "runtime_s": round(time.perf_counter() - started, 1),
         **results,
     })

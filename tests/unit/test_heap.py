@@ -1,10 +1,10 @@
-"""The worker's heap settling (streams.app.settle_heap) and the timing of its collections."""
+"""The worker's start-up heap freeze (streams.app.freeze_start_up_heap) and the timing of its collections."""
 from __future__ import annotations
 
 import gc
 import weakref
 
-from streams.app import settle_heap
+from streams.app import freeze_start_up_heap
 from streams.metrics import Metrics
 
 
@@ -18,19 +18,19 @@ def cycle() -> tuple[Node, weakref.ref]:
     return node, weakref.ref(node)
 
 
-def test_settling_collects_garbage_then_freezes_what_is_alive_until_the_next_settling():
+def test_freezing_collects_garbage_then_freezes_what_is_alive_until_a_second_call():
     garbage, garbage_ref = cycle()
     del garbage
     alive, alive_ref = cycle()
     try:
-        settle_heap()
+        freeze_start_up_heap()
         assert garbage_ref() is None
         assert gc.get_freeze_count() > 0
 
         del alive  # garbage now, but frozen: full collections leave it alone
         gc.collect()
         assert alive_ref() is not None
-        settle_heap()  # unfreezes first, so the next settling reclaims it
+        freeze_start_up_heap()  # unfreezes first, so a second call reclaims it
         assert alive_ref() is None
     finally:
         gc.unfreeze()
