@@ -9,8 +9,8 @@ clip). Each record is
 learned once, in order, and its predicted cluster is the one it is assigned right after learning
 (prequential), which is what the memory's recognition returns from `learn_one`.
 
-The memory runs with the product's default `PatternConfig` (plus one clearly labelled row with a
-single tuned config, the same for every stream). River runs DBSTREAM and KMeans (`learn_one`, then
+The memory runs with the product's default `PatternConfig`, plus one clearly labelled row with a
+lower match threshold, the same for every stream, that shows the threshold's trade-off. River runs DBSTREAM and KMeans (`learn_one`, then
 `predict_one`) on the same records. River is pure Python over dicts; if that is too slow, both the
 memory and River can learn the same evenly spaced subsample (`--river-records`), and the memory is
 then also scored on the whole stream.
@@ -38,10 +38,12 @@ NUISANCE_RANK = 16
 NUISANCE_SHARE = 0.5
 T0 = 1_700_000_000.0
 
-# The one tuned memory config, applied unchanged to every stream. Leader-style matching compares a
+# The other memory config, applied unchanged to every stream. Leader-style matching compares a
 # record with a centroid that starts as a single record, so the threshold must sit below the
-# within-group *pairwise* cosine (~kappa^2), not the cosine to the group centre (~kappa).
-TUNED = {"match_threshold": 0.6}
+# within-group *pairwise* cosine (~kappa^2), not the cosine to the group centre (~kappa): the
+# default 0.6 does on the vector streams, not on the generated audio (pairwise ~0.42), where a
+# lower one joins more of a kind and also merges sibling groups (the overlapping stream).
+ALT = {"match_threshold": 0.5}
 
 
 @dataclass
@@ -369,7 +371,7 @@ def river_methods(s: Stream, rows: np.ndarray, radius_factor: float, cleanup: in
 
 
 TIE_ARI = 0.005  # ARI differences this small are within run-to-run variation of the streams' details
-TUNED_ROW = f"memory_tuned({', '.join(f'{k}={v}' for k, v in TUNED.items())})"
+ALT_ROW = f"memory_alt({', '.join(f'{k}={v}' for k, v in ALT.items())})"
 
 
 def _outcome(a: float, b: float) -> str:
@@ -412,7 +414,7 @@ def main() -> None:
         ap.error(f"--dim must be >= {2 * 12 + NUISANCE_RANK}")
 
     default_cfg = PatternConfig()
-    tuned_cfg = dataclasses.replace(default_cfg, **TUNED)
+    alt_cfg = dataclasses.replace(default_cfg, **ALT)
     started = time.perf_counter()
     out = []
     for name in args.streams.split(","):
@@ -421,7 +423,7 @@ def main() -> None:
         step = max(1, math.ceil(n / (args.river_records or n)))
         rows = np.arange(0, n, step)
         geo = geometry(s)
-        res = {"memory": run_memory(s, rows, default_cfg), TUNED_ROW: run_memory(s, rows, tuned_cfg)}
+        res = {"memory": run_memory(s, rows, default_cfg), ALT_ROW: run_memory(s, rows, alt_cfg)}
         for m, (make, extra) in river_methods(s, rows, args.radius_factor, args.cleanup_interval).items():
             res[m] = run_river(s, rows, make, extra)
         if len(rows) < n:
@@ -430,7 +432,7 @@ def main() -> None:
         # online, so it only makes the comparison harder for the memory.
         best = max((m for m in res if m.startswith("river_")), key=lambda m: res[m]["ari"])
         print_stream(name, s.description, geo, res, best, n, len(rows))
-        mem, riv, tun = res["memory"], res[best], res[TUNED_ROW]
+        mem, riv, alt = res["memory"], res[best], res[ALT_ROW]
         out.append({
             "stream": name, "description": s.description, "records": n, "compared_records": len(rows),
             "dim": s.vectors.shape[1], "geometry": geo, "results": res, "best_river": best,
@@ -438,7 +440,7 @@ def main() -> None:
                                        "us_per_record": _ratio(mem["us_per_record"], riv["us_per_record"])},
             "goals_met": {"ari": mem["ari"] > riv["ari"], "faster": mem["us_per_record"] < riv["us_per_record"]},
             "ari_outcome": _outcome(mem["ari"], riv["ari"]),
-            "tuned_ari_outcome": _outcome(tun["ari"], riv["ari"]),
+            "alt_ari_outcome": _outcome(alt["ari"], riv["ari"]),
         })
     elapsed = time.perf_counter() - started
 
@@ -451,7 +453,7 @@ def main() -> None:
 
     print(f"\nARI vs the best River per stream (tie = within {TIE_ARI}):")
     print(f"   memory (default config): {by_outcome('ari_outcome')}")
-    print(f"   {TUNED_ROW}: {by_outcome('tuned_ari_outcome')}")
+    print(f"   {ALT_ROW}: {by_outcome('alt_ari_outcome')}")
     print(f"memory (default) strictly beats the best River ARI on {len(ari_wins)}/{len(out)} streams; "
           f"faster per record on {len(faster)}/{len(out)}. {elapsed:.0f}s in all.")
     if args.no_save:
@@ -464,7 +466,7 @@ def main() -> None:
         "goals_met": {"ari_all_streams": len(ari_wins) == len(out), "ari_streams": ari_wins,
                       "faster_all_streams": len(faster) == len(out), "faster_streams": faster,
                       "ari_outcomes_default": {o["stream"]: o["ari_outcome"] for o in out},
-                      "ari_outcomes_tuned": {o["stream"]: o["tuned_ari_outcome"] for o in out},
+                      "ari_outcomes_alt": {o["stream"]: o["alt_ari_outcome"] for o in out},
                       "tie_means_abs_ari_difference_at_most": TIE_ARI},
         "protocol": ("prequential: each record is learned once, in stream order, and labelled by the cluster it is "
                      "assigned right after learning; memory labels of absorbed patterns are resolved to the "
@@ -472,11 +474,11 @@ def main() -> None:
                      "memory_full_stream learns every record. Vectors are L2-normalized before River sees them."),
         "config": {
             "records": args.records, "dim": args.dim, "river_records": args.river_records,
-            "memory_default": dataclasses.asdict(default_cfg), "memory_tuned": TUNED,
+            "memory_default": dataclasses.asdict(default_cfg), "memory_alt": ALT,
             "river_dbstream": f"clustering_threshold = {args.radius_factor} x median nearest-neighbour distance of the "
                               f"first 300 records (label-free, per data scale), cleanup_interval={args.cleanup_interval}; "
                               "fading_factor, intersection_factor, minimum_weight at River's defaults. The factor and "
-                              "interval were chosen once, over all streams, like the memory's tuned row",
+                              "interval were chosen once, over all six vector streams",
             "river_kmeans": "StandardScaler | KMeans(n_clusters=true number of groups, sigma=0, halflife=0.5 default); "
                             "halflife 0.5 beat 0.1 and 0.02 on 5 of 6 streams",
             "nuisance_rank": NUISANCE_RANK, "nuisance_share": NUISANCE_SHARE,
