@@ -6,7 +6,6 @@ that receive what they need.
 """
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import dataclass, field
 
@@ -176,20 +175,6 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
     else:
         metrics.serve(app, "/metrics")
     return app
-
-
-def freeze_start_up_heap() -> None:
-    """Collect once, then leave every object alive now out of later full collections (gc.freeze).
-
-    A full collection walks every tracked object: in a memory worker about 90,000, most of them
-    made at start-up (modules, classes, the libraries' own structures), which took ~50 ms every 3
-    to 15 s at 1,000 records/s, and every record in flight waited it out. Called once, before the
-    worker starts and opens any RocksDB database: faust closes a revoked partition's database by
-    dropping it and collecting, so a database must never be frozen. Frozen objects are still freed
-    by reference counting. Unfreezing first makes a second call collect what the first froze."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def create_runtime(settings: Settings) -> Runtime:

@@ -72,9 +72,6 @@ def cmd_worker(args) -> int:
     # faust's start-up spinner sets the root logger to DEBUG for good, so that it turns on every
     # record: every library's debug call then built a record (4% of the worker's CPU at full rate).
     worker.spinner = None
-    from streams.app import freeze_start_up_heap
-
-    freeze_start_up_heap()
     if args.role == "extraction":  # no tables
         worker.execute_from_commandline()
         return 0

@@ -78,8 +78,8 @@ def test_prometheus_scrapes_the_worker(memory_env, workers, tmp_path):
         assert query(base, 'fms_health_status{status="unhealthy"}')[0]["value"][1] == "0"
         assert float(query(base, "fms_process_resident_memory_bytes")[0]["value"][1]) > 0
         assert query(base, "fms_faust_messages_received_total"), "faust's own sensor is scraped too"
-        # The start-up heap is collected once before it is frozen, and that collection is timed.
-        assert float(query(base, 'fms_gc_pause_seconds_count{generation="2"}')[0]["value"][1]) >= 1
+        # Every collection of the worker is timed; start-up alone makes several.
+        assert float(query(base, 'fms_gc_pause_seconds_count{generation="0"}')[0]["value"][1]) >= 1
         learn = {r["metric"]["state"]: r["value"][1] for r in query(base, 'fms_breaker_state{operation="learn"}')}
         assert learn == {"closed": "1", "open": "0", "half_open": "0"}
     finally:

@@ -1,0 +1,23 @@
+"""The timing of the worker's garbage collections (Metrics.watch_gc)."""
+from __future__ import annotations
+
+import gc
+
+from streams.metrics import Metrics
+
+
+def test_every_collection_is_timed_by_the_oldest_generation_it_collected():
+    metrics = Metrics.create()
+    stop = metrics.watch_gc()
+    try:
+        gc.collect()
+        gc.collect(0)
+    finally:
+        stop()
+    gc.collect()  # not timed any more
+
+    def count(generation: str) -> float:
+        return metrics.registry.get_sample_value("fms_gc_pause_seconds_count", {"generation": generation})
+
+    assert count("2") == 1
+    assert count("0") >= 1  # ours, plus any the allocations in between triggered
