@@ -42,9 +42,6 @@ INPUTS = (FEATURES, INTERACTIONS)
 APPLIED, DUPLICATE, REJECTED, FAILED = "applied", "duplicate", "rejected", "failed"
 # How long records after a gap in offsets are dropped while waiting for the missing one.
 REFETCH_S = 2.0
-# How often stalls are looked for: they are judged on REFETCH_S, and each look walks the assignment
-# (1% of the worker's CPU at 1,000 records/s when done on every wake-up).
-STALL_CHECK_S = 0.25
 
 
 @dataclass
@@ -162,7 +159,6 @@ class MemoryProcessor:
         self._refetching: dict = {}  # (topic, partition) -> (first offset missing, since)
         self._arrived: dict = {}  # (topic, partition) -> when a record of it last arrived
         self._stalled: set = set()
-        self._stalls_checked = 0.0
         # Offsets being acknowledged after they were applied: the only acknowledgements the
         # consumer honours for the inputs (streams.transport).
         self._applied: set = set()
@@ -392,16 +388,12 @@ class MemoryProcessor:
         committed an offset for yet."""
         start = self._start(tp)
         if start is None:
-            await self._ask_starts([tp])  # not known on failure: the first record delivered is the start
+            try:
+                self._starts.update(await self.runtime.app.consumer.earliest_offsets(tp))
+            except Exception as exc:  # not known then: the first record delivered is taken as the start
+                log.warning("earliest offset of %s: %r", tp, exc)
             start = self._starts.get(tp)
         return start
-
-    async def _ask_starts(self, tps: list) -> None:
-        """The log starts of `tps` from the broker into `_starts`; on failure they stay unknown."""
-        try:
-            self._starts.update(await self.runtime.app.consumer.earliest_offsets(*tps))
-        except Exception as exc:
-            log.warning("earliest offsets of %s: %r", tps, exc)
 
     async def _fill_starts(self) -> None:
         from faust.types import TP
@@ -415,7 +407,10 @@ class MemoryProcessor:
                         and consumer._committed_offset.get(tp) is None):
                     missing.append(tp)
         if missing:
-            await self._ask_starts(missing)  # on failure, asked again on the next round
+            try:
+                self._starts.update(await consumer.earliest_offsets(*missing))
+            except Exception as exc:  # asked again on the next round
+                log.warning("earliest offsets of %s: %r", missing, exc)
 
     async def run(self) -> None:
         try:
@@ -439,9 +434,7 @@ class MemoryProcessor:
             self._wake.clear()
             if self._refetching:
                 await self._resolve_gaps()
-            if time.monotonic() - self._stalls_checked >= STALL_CHECK_S:
-                self._stalls_checked = time.monotonic()
-                await self._resolve_stalls()
+            await self._resolve_stalls()
             if not self.sequencer.held:
                 continue
             await self._gather()
