@@ -141,6 +141,17 @@ async def emit_step(runtime, step: Step) -> None:
             await interaction_steps.emit_applied(runtime, record, applied)
 
 
+def _in_partition_of(event) -> None:
+    """Make `event` faust's current event. The memory table's reads and writes go to the RocksDB
+    database and changelog partition of the current event's partition, so a space's state is read
+    and written only while one of its own records is current: a read in another partition's
+    database finds nothing (seen: records of two spaces delivered again in one batch, and the
+    first space's recognitions not emitted again)."""
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
 class MemoryProcessor:
     """The shell around the sequencer: what the agent consumed in, applied batches out."""
 
@@ -500,6 +511,7 @@ class MemoryProcessor:
         if runtime.changelog.queued:  # the state changes before the outputs that announce them
             await runtime.guard.call("send", runtime.changelog.flush, runtime.emit.send_encoded)
         for step in steps:  # outputs in input order, dead letters included
+            _in_partition_of(step.event)  # what a record delivered again emits is read from its state
             if step.outcome == FAILED:
                 await send_failure(runtime, step.event, step.result, step.operation, step.output)
             else:
@@ -509,7 +521,6 @@ class MemoryProcessor:
             await self.stream.ack(held.item)
 
     async def _apply_space(self, batch: SpaceBatch) -> None:
-        from faust.streams import _current_event
         from streams.guard import GuardGaveUp
 
         runtime = self.runtime
@@ -517,8 +528,7 @@ class MemoryProcessor:
             for step in batch.steps:
                 await self._apply_space(SpaceBatch(batch.space, [step]))
             return
-        # Table writes go to the changelog partition of the current event: the space's partition.
-        _current_event.set(weakref.ref(batch.steps[0].event))
+        _in_partition_of(batch.steps[0].event)
         started = time.perf_counter()
         try:
             # A batch is tried once; a failure is retried (and waited out) record by record.

@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import time
 
 import numpy as np
 
 from schemas.codec import decode
 from schemas.records import AudioFeature
+from streams.core.generations import compacted_state
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.core.quality import adjusted_rand_index
 from streams.demo import grouped_stream
@@ -177,7 +179,6 @@ def test_a_clean_stop_keeps_the_local_state_and_a_restart_goes_on_from_it(memory
 def recognitions_of(settings: Settings, ids, timeout: float = 120.0) -> dict[str, list]:
     """Every recognition on the topic by event id, once all of `ids` have one (redelivered records
     may have several: a count of records is not enough to know the tail has arrived)."""
-    import time
 
     wanted = set(ids)
     deadline = time.monotonic() + timeout
@@ -189,3 +190,51 @@ def recognitions_of(settings: Settings, ids, timeout: float = 120.0) -> dict[str
         if wanted <= set(by_id) or time.monotonic() > deadline:
             return by_id
         time.sleep(0.5)
+
+
+def test_records_delivered_again_emit_their_recognitions_again_as_they_were(memory_env, workers):
+    """The group's offsets sent back to the start, as `fms replay` does at its switch: every record
+    comes again, is not learned again, and emits its recognition again as it was. The two spaces are
+    on different partitions, so their records are applied and emitted in the same batches."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.topics import kafka_client_options
+
+    env = memory_env()
+    settings = settings_of(env)
+    left, _ = grouped_stream(150, 3, dim=16, seed=5, space="left")
+    right, _ = grouped_stream(150, 4, dim=24, seed=6, space="right")
+    feats = [dataclasses.replace(f, id=f"{f.space}-{i}") for i in range(150) for f in (left[i], right[i])]
+    worker = workers(env)
+    first, _ = run_stream(settings, feats)
+    worker.stop()
+
+    async def send_back() -> set[int]:
+        consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=settings.memory_app_id,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            topic = settings.topic("audio-features")
+            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+            consumer.assign(tps)
+            await consumer.commit({tp: 0 for tp in tps})
+            return {tp.partition for tp in tps if (await consumer.end_offsets([tp]))[tp] > 0}
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(send_back()) == {0, 1}, "both partitions hold records"
+    workers(env)
+    deadline = time.monotonic() + 120
+    while True:
+        again = recognitions_of(settings, [f.id for f in feats])
+        once = [i for i, rs in again.items() if len(rs) < 2]
+        if not once or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not once, f"{len(once)} records delivered again emitted nothing again, e.g. {once[:3]}"
+    assert {i: [strip_ts(r) for r in rs] for i, rs in again.items()} == \
+        {i: [strip_ts(first[i])] * len(rs) for i, rs in again.items()}
+    counts = {key: decode("patterns", raw).record.count
+              for key, raw in compacted_state(asyncio.run(read_topic(settings, settings.topic("patterns")))).items()}
+    assert counts == {f"{s}/{p.pattern_id}": p.count for s, m in expected_memory(feats).items() for p in m.patterns()}, \
+        "nothing was learned twice"
