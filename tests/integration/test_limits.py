@@ -8,12 +8,13 @@ import numpy as np
 
 from schemas.codec import decode
 from schemas.records import AudioFeature
+from streams.core.generations import compacted_state
 from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig
 from streams.publish import publish, read_topic
 from streams.state import PatternStore
 from streams.topics import ensure_topics
-from tests.integration.test_recognition import settings_of
+from tests.integration.test_recognition import settings_of, settled
 
 
 def test_cleanup_evicts_with_tombstones_on_the_compacted_topic(memory_env, workers):
@@ -25,25 +26,19 @@ def test_cleanup_evicts_with_tombstones_on_the_compacted_topic(memory_env, worke
                           model_id=None, ts=100.0 + i, meta=None) for i in range(90)]
     workers(env)
 
-    async def go():
-        await ensure_topics(settings)
-        await publish(settings, settings.topic("audio-features"), feats)
-        await read_topic(settings, settings.topic("recognitions"), count=len(feats), timeout=90)
-        return await read_topic(settings, settings.topic("patterns"))
-
-    records = asyncio.run(go())
-    evicted_events = [k for k, v in records if v is not None and decode("patterns", v).record.event == "evicted"]
-    tombstones = [k for k, v in records if v is None]
-    assert evicted_events and sorted(set(evicted_events)) == sorted(set(tombstones))
-
-    latest: dict[str, bytes | None] = {}
-    for key, value in records:
-        latest[key] = value
-    live = {k for k, v in latest.items() if v is not None}
-
     expected = PatternStore({}, {}, PatternConfig(max_patterns=12), Limits(cleanup_patterns=8))
     memory = expected.space("lim")
     for f in feats:
         expected.learn(memory, f.id, f.vector, f.ts)
+
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(publish(settings, settings.topic("audio-features"), feats))
+    asyncio.run(read_topic(settings, settings.topic("recognitions"), count=len(feats), timeout=90))
+    asyncio.run(settled(settings))  # pattern events are on other partitions than the recognitions
+    records = asyncio.run(read_topic(settings, settings.topic("patterns")))
+    evicted_events = [k for k, v in records if v is not None and decode("patterns", v).record.event == "evicted"]
+    tombstones = [k for k, v in records if v is None]
+    assert evicted_events and sorted(set(evicted_events)) == sorted(set(tombstones))
+    live = set(compacted_state(records))
     assert live == {f"lim/{pid}" for pid in memory.pattern_ids()}
     assert len(live) <= 8
