@@ -225,10 +225,14 @@ def recognitions_of(settings: Settings, ids, timeout: float = 120.0) -> dict[str
 
 def test_records_delivered_again_emit_their_recognitions_again_as_they_were(memory_env, workers):
     """The group's offsets sent back to the start, as `fms replay` does at its switch: every record
-    comes again, is not learned again, and emits its recognition again as it was. The two spaces are
-    on different partitions, so their records are applied and emitted in the same batches."""
+    comes again, is not applied again, and emits its outputs again as they were (recognitions, and
+    the optimizations of interactions). The two spaces are on different partitions, so their records
+    are applied and emitted in the same batches."""
+    from collections import Counter
+
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from schemas.records import Interaction, Outcome
     from streams.topics import kafka_client_options
 
     env = memory_env()
@@ -238,6 +242,20 @@ def test_records_delivered_again_emit_their_recognitions_again_as_they_were(memo
     feats = [dataclasses.replace(f, id=f"{f.space}-{i}") for i in range(150) for f in (left[i], right[i])]
     worker = workers(env)
     first, _ = run_stream(settings, feats)
+    ts = max(f.ts for f in feats) + 10.0
+    interactions = [Interaction(id=f"{space}-i{i}", space=space, model_id=f"m-{i % 2}", config={"beam": 2 + i % 2},
+                                outcome=Outcome(True, latency_ms=10.0 + i, quality=0.8), ts=ts + i,
+                                pattern_id=first[f"{space}-0"].pattern_id)
+                    for i in range(8) for space in ("left", "right")]
+    asyncio.run(publish(settings, settings.topic("interactions"), interactions))
+    asyncio.run(settled(settings))
+
+    def optimizations() -> Counter:
+        return Counter((key, repr(strip_ts(decode("optimizations", raw).record)))
+                       for key, raw in asyncio.run(read_topic(settings, settings.topic("optimizations"))))
+
+    once_optimized = optimizations()
+    assert once_optimized, "the interactions gave optimizations"
     worker.stop()
 
     async def send_back() -> set[int]:
@@ -245,15 +263,15 @@ def test_records_delivered_again_emit_their_recognitions_again_as_they_were(memo
                                     enable_auto_commit=False)
         await consumer.start()
         try:
-            topic = settings.topic("audio-features")
-            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+            tps = [TopicPartition(settings.topic(name), p) for name in ("audio-features", "interactions")
+                   for p in range(settings.partitions)]
             consumer.assign(tps)
             await consumer.commit({tp: 0 for tp in tps})
-            return {tp.partition for tp in tps if (await consumer.end_offsets([tp]))[tp] > 0}
+            return {(tp.topic, tp.partition) for tp in tps if (await consumer.end_offsets([tp]))[tp] > 0}
         finally:
             await consumer.stop()
 
-    assert asyncio.run(send_back()) == {0, 1}, "both partitions hold records"
+    assert {p for _, p in asyncio.run(send_back())} == {0, 1}, "both partitions hold records"
     workers(env)
     deadline = time.monotonic() + 120
     while True:
@@ -269,3 +287,6 @@ def test_records_delivered_again_emit_their_recognitions_again_as_they_were(memo
               for key, raw in compacted_state(asyncio.run(read_topic(settings, settings.topic("patterns")))).items()}
     assert counts == {f"{s}/{p.pattern_id}": p.count for s, m in expected_memory(feats).items() for p in m.patterns()}, \
         "nothing was learned twice"
+    asyncio.run(settled(settings))
+    assert optimizations() == Counter({k: 2 * n for k, n in once_optimized.items()}), \
+        "every optimization again, as it was"
