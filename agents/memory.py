@@ -5,9 +5,10 @@ it, and feedback changes what is learned after. streams.core.sequence merges eac
 inputs into one timestamp-ordered sequence, the same live and in a replay.
 
 The agent only hands what it consumes to the sequencer; `process` applies what is ready. Records
-that are waiting are applied in batches: each space's records of a batch are one journal
-transaction (streams.journal), so a pattern that many of them touch is written to the table and
-its changelog once per batch instead of once per record. Each record is still applied, and gets
+that are waiting are applied in batches, held open for FMS_APPLY_LINGER_MS after the first record:
+each space's records of a batch are one journal transaction (streams.journal), so a pattern that
+many of them touch is written to the table and its changelog once per batch instead of once per
+record. Each record is still applied, and gets
 its outputs, exactly as it would alone: batching changes no output (tests/unit/test_memory_batches).
 A batch is applied only while its breaker is closed, and is tried once: after a failure its records
 are applied one by one, so that the breaker's retries and trial calls are single records and only
@@ -161,6 +162,7 @@ class MemoryProcessor:
         self.topics = {settings.topic(name): name for name in INPUTS}
         self.sequencer = Sequencer(tuple(self.topics), settings.max_idle_ms / 1000.0)
         self.batch_max = settings.batch_max
+        self.linger_s = settings.apply_linger_ms / 1000.0
         self.buffer_max = max(2, settings.buffer_max)
         self._paused: set = set()  # input partitions paused by the buffer bound
         self._peak = 0
@@ -449,6 +451,9 @@ class MemoryProcessor:
             if not self.sequencer.held:
                 continue
             await self._gather()
+            if self.linger_s and self.sequencer.held < self.batch_max:
+                await asyncio.sleep(self.linger_s)  # records that came alone would each cost a batch
+                await self._gather()
             await self._fill_starts()
             paused = frozenset(partition for _, partition in self._refetching)
             ready = self.sequencer.pop_ready(self._caught_up, time.monotonic(), self.batch_max, paused)

@@ -223,7 +223,7 @@ def recognitions_of(settings: Settings, ids, timeout: float = 120.0) -> dict[str
         time.sleep(0.5)
 
 
-def test_records_delivered_again_emit_their_recognitions_again_as_they_were(memory_env, workers):
+def test_records_delivered_again_emit_their_outputs_again_as_they_were(memory_env, workers):
     """The group's offsets sent back to the start, as `fms replay` does at its switch: every record
     comes again, is not applied again, and emits its outputs again as they were (recognitions, and
     the optimizations of interactions). The two spaces are on different partitions, so their records

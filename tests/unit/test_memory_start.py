@@ -50,7 +50,8 @@ class Consumer:
 
 
 def processor(committed: dict | None = None, earliest: dict | None = None) -> MemoryProcessor:
-    settings = SimpleNamespace(topic=lambda name: "t." + name, max_idle_ms=1000, batch_max=64, buffer_max=1000)
+    settings = SimpleNamespace(topic=lambda name: "t." + name, max_idle_ms=1000, batch_max=64, buffer_max=1000,
+                               apply_linger_ms=0.0)
     app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}), in_recovery=False, rebalancing=False,
                           flow_control=SimpleNamespace(is_active=lambda: True))
     return MemoryProcessor(SimpleNamespace(settings=settings, app=app, metrics=MagicMock()))
