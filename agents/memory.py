@@ -8,8 +8,8 @@ The agent only hands what it consumes to the sequencer; `process` applies what i
 that are waiting are applied in batches, held open for FMS_APPLY_LINGER_MS after the first record:
 each space's records of a batch are one journal transaction (streams.journal), so a pattern that
 many of them touch is written to the table and its changelog once per batch instead of once per
-record. Each record is still applied, and gets
-its outputs, exactly as it would alone: batching changes no output (tests/unit/test_memory_batches).
+record. Each record is still applied, and gets its outputs, exactly as it would alone: batching
+changes no output (tests/unit/test_memory_batches).
 A batch is applied only while its breaker is closed, and is tried once: after a failure its records
 are applied one by one, so that the breaker's retries and trial calls are single records and only
 a bad record is dead-lettered.
@@ -453,6 +453,8 @@ class MemoryProcessor:
             await self._gather()
             if self.linger_s and self.sequencer.held < self.batch_max:
                 await asyncio.sleep(self.linger_s)  # records that came alone would each cost a batch
+                if not app.flow_control.is_active():  # a rebalance began meanwhile: nothing is applied
+                    continue
                 await self._gather()
             await self._fill_starts()
             paused = frozenset(partition for _, partition in self._refetching)

@@ -210,7 +210,6 @@ def test_a_clean_stop_keeps_the_local_state_and_a_restart_goes_on_from_it(memory
 def recognitions_of(settings: Settings, ids, timeout: float = 120.0) -> dict[str, list]:
     """Every recognition on the topic by event id, once all of `ids` have one (redelivered records
     may have several: a count of records is not enough to know the tail has arrived)."""
-
     wanted = set(ids)
     deadline = time.monotonic() + timeout
     while True:
@@ -258,7 +257,7 @@ def test_records_delivered_again_emit_their_outputs_again_as_they_were(memory_en
     assert once_optimized, "the interactions gave optimizations"
     worker.stop()
 
-    async def send_back() -> set[int]:
+    async def send_back() -> set[tuple[str, int]]:
         consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=settings.memory_app_id,
                                     enable_auto_commit=False)
         await consumer.start()
