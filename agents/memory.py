@@ -392,19 +392,15 @@ class MemoryProcessor:
 
     def _start(self, tp):
         """Where an input partition that delivered nothing yet starts: its committed offset, or
-        its log start for a group without one (filled in by `_fill_starts`)."""
+        its log start for a group without one (filled in by `_fetch_starts`)."""
         committed = self.runtime.app.consumer._committed_offset.get(tp)
         return committed if committed is not None else self._starts.get(tp)
 
     async def _start_of(self, tp) -> int | None:
-        """`_start`, asking the broker for the log start of a partition the group has not
-        committed an offset for yet."""
+        """`_start`, asking the broker when it is not known yet."""
         start = self._start(tp)
         if start is None:
-            try:
-                self._starts.update(await self.runtime.app.consumer.earliest_offsets(tp))
-            except Exception as exc:  # not known then: the first record delivered is taken as the start
-                log.warning("earliest offset of %s: %r", tp, exc)
+            await self._fetch_starts([tp])
             start = self._starts.get(tp)
         return start
 
@@ -420,10 +416,25 @@ class MemoryProcessor:
                         and consumer._committed_offset.get(tp) is None):
                     missing.append(tp)
         if missing:
-            try:
-                self._starts.update(await consumer.earliest_offsets(*missing))
-            except Exception as exc:  # asked again on the next round
-                log.warning("earliest offsets of %s: %r", missing, exc)
+            await self._fetch_starts(missing)
+
+    async def _fetch_starts(self, tps) -> None:
+        """The group's committed offsets of `tps`, and the log start of those it has none for.
+
+        The broker is asked for the committed offsets, because faust's own copy is filled in only
+        by its seek after an assignment, and records can be delivered before that. Seen after a
+        generation switch: the first record, at the rewound offset, taken as coming after a gap
+        from the log start, and both input partitions stalled for REFETCH_S.
+        """
+        consumer = self.runtime.app.consumer
+        try:
+            committed = await consumer.committed_offsets(*tps)
+            self._starts.update({tp: offset for tp, offset in committed.items() if offset is not None})
+            without = [tp for tp in tps if committed.get(tp) is None]
+            if without:
+                self._starts.update(await consumer.earliest_offsets(*without))
+        except Exception as exc:  # not known then: asked again on the next round, or the first record is the start
+            log.warning("start offsets of %s: %r", list(tps), exc)
 
     async def run(self) -> None:
         try:

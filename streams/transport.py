@@ -1,5 +1,6 @@
-"""faust's aiokafka transport with two changes: a short fetch long-poll, and acknowledgements that
-only the memory's processor makes (`Consumer.ack_filter`).
+"""faust's aiokafka transport with three changes: a short fetch long-poll, acknowledgements that
+only the memory's processor makes (`Consumer.ack_filter`), and the group's committed offsets asked
+of the broker (`Consumer.committed_offsets`).
 
 faust creates its consumer with `fetch_max_wait_ms=1500` and no setting to change it. aiokafka keeps
 one fetch in flight per broker; while the partitions that have data are still buffered, the next
@@ -16,6 +17,10 @@ from faust.transport.drivers import aiokafka as driver
 
 def transport_class(fetch_max_wait_ms: int, fetch_min_bytes: int = 1):
     class ConsumerThread(driver.AIOKafkaConsumerThread):
+        async def committed_offsets(self, partitions) -> dict:
+            consumer = self._ensure_consumer()
+            return await self.call_thread(_committed, consumer, partitions)
+
         def _create_worker_consumer(self, transport):
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read by aiokafka's Fetcher at start()
@@ -34,6 +39,12 @@ def transport_class(fetch_max_wait_ms: int, fetch_min_bytes: int = 1):
                 return False
             return super().ack(message)
 
+        async def committed_offsets(self, *partitions) -> dict:
+            """The group's committed offset of each partition, asked of the broker (None: the group
+            has none). faust's own copy is filled in by its seek after an assignment, and records
+            can be delivered before that."""
+            return await self._thread.committed_offsets(partitions)
+
         def _new_consumer_thread(self):
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -42,3 +53,7 @@ def transport_class(fetch_max_wait_ms: int, fetch_min_bytes: int = 1):
 
     Transport.Consumer = Consumer
     return Transport
+
+
+async def _committed(consumer, partitions) -> dict:
+    return {tp: await consumer.committed(tp) for tp in partitions}

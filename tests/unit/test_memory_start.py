@@ -22,8 +22,9 @@ class Message:
 
 
 class Consumer:
-    def __init__(self, committed: dict, earliest: dict) -> None:
-        self._committed_offset = committed
+    def __init__(self, committed: dict, earliest: dict, group: dict | None = None) -> None:
+        self._committed_offset = committed  # faust's copy, filled in by its seek after an assignment
+        self._group = group or {}  # what the broker holds for the group
         self._earliest = earliest
         self._unacked_messages: set = set()
         self._read_offset: dict = {}
@@ -31,6 +32,9 @@ class Consumer:
         self.ack_filter = None
         self.asked: list = []
         self.sought: list = []
+
+    async def committed_offsets(self, *tps):
+        return {tp: self._group.get(tp) for tp in tps}
 
     async def earliest_offsets(self, *tps):
         self.asked.extend(tps)
@@ -49,10 +53,10 @@ class Consumer:
         return self.highwaters[tp]
 
 
-def processor(committed: dict | None = None, earliest: dict | None = None) -> MemoryProcessor:
+def processor(committed: dict | None = None, earliest: dict | None = None, group: dict | None = None) -> MemoryProcessor:
     settings = SimpleNamespace(topic=lambda name: "t." + name, max_idle_ms=1000, batch_max=64, buffer_max=1000,
                                apply_linger_ms=0.0)
-    app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}), in_recovery=False, rebalancing=False,
+    app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}, group), in_recovery=False, rebalancing=False,
                           flow_control=SimpleNamespace(is_active=lambda: True))
     return MemoryProcessor(SimpleNamespace(settings=settings, app=app, metrics=MagicMock()))
 
@@ -88,6 +92,15 @@ def test_without_a_committed_offset_the_log_start_is_where_a_partition_starts():
     consume(proc, [0])
     assert proc.sequencer.held == 1
     assert proc.runtime.app.consumer.asked == [TP(TOPIC, 0)], "asked once, then known"
+
+
+def test_a_first_record_before_faust_knows_the_committed_offset_starts_at_the_groups_commit():
+    # Seen after a generation switch: the first record, at the rewound offset, came before faust's
+    # seek; with the log start taken for the start, both inputs stalled REFETCH_S.
+    proc = processor(earliest={TP(TOPIC, 0): 0}, group={TP(TOPIC, 0): 1236})
+    consume(proc, [1236, 1237])
+    assert proc.sequencer.held == 2 and not proc._refetching
+    assert proc.runtime.app.consumer.asked == [], "the log start is not asked for a group with a commit"
 
 
 def test_a_first_record_before_the_committed_offset_is_not_applied():
