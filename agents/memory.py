@@ -43,6 +43,8 @@ INPUTS = (FEATURES, INTERACTIONS)
 APPLIED, DUPLICATE, REJECTED, FAILED = "applied", "duplicate", "rejected", "failed"
 # How long records after a gap in offsets are dropped while waiting for the missing one.
 REFETCH_S = 2.0
+# How long a start offset is asked for before the next round asks again.
+START_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -428,7 +430,8 @@ class MemoryProcessor:
         """
         consumer = self.runtime.app.consumer
         try:
-            committed = await consumer.committed_offsets(*tps)
+            # aiokafka asks again until the coordinator answers: not forever while the broker is down.
+            committed = await asyncio.wait_for(consumer.committed_offsets(*tps), START_TIMEOUT_S)
             self._starts.update({tp: offset for tp, offset in committed.items() if offset is not None})
             without = [tp for tp in tps if committed.get(tp) is None]
             if without:

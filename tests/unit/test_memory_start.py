@@ -182,3 +182,22 @@ def test_no_seek_during_a_rebalance_or_of_a_partition_no_longer_assigned():
     assert asyncio.run(proc._seek(TP("t.audio-features", 1), 0)) is False  # not assigned here
     assert consumer.sought == []
     assert asyncio.run(proc._seek(tp, 0)) is True and consumer.sought == [(tp, 0)]
+
+
+def test_a_start_offset_the_broker_does_not_answer_for_is_asked_again_later(monkeypatch):
+    # aiokafka asks the coordinator until it answers; with the broker down the memory's loop
+    # must not wait with it (a rebalance waits for that loop to let go of its records).
+    import agents.memory as memory
+
+    monkeypatch.setattr(memory, "START_TIMEOUT_S", 0.05)
+    proc = processor(earliest={TP(TOPIC, 0): 0}, group={TP(TOPIC, 0): 7})
+    consumer = proc.runtime.app.consumer
+    answered = consumer.committed_offsets
+
+    async def no_answer(*tps):
+        await asyncio.sleep(3600)
+
+    consumer.committed_offsets = no_answer
+    assert asyncio.run(asyncio.wait_for(proc._start_of(TP(TOPIC, 0)), 2.0)) is None
+    consumer.committed_offsets = answered
+    assert asyncio.run(proc._start_of(TP(TOPIC, 0))) == 7
