@@ -134,6 +134,8 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
     Every worker role builds its app here; a role other than the pattern memory passes its own
     `app_id`, so that it is a consumer group of its own.
     """
+    from streams.transport import KeyPartitioner
+
     app = MemoryApp(
         settings.memory_app_id if app_id is None else app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
@@ -149,7 +151,8 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
         processing_guarantee="at_least_once",
         producer_acks=-1,
         # Outputs and changelog writes of a burst share produce requests instead of one each.
-        producer_linger_ms=5,
+        producer_linger_ms=settings.producer_linger_ms,
+        producer_partitioner=KeyPartitioner(),
         producer_max_batch_size=256 * 1024,
         # A poll's records reach the memory's buffer before it can pause a partition
         # (agents.memory): this bounds what one poll adds (Kafka's own default).

@@ -1,6 +1,6 @@
 """faust's aiokafka transport with three changes: a short fetch long-poll, acknowledgements that
 only the memory's processor makes (`Consumer.ack_filter`), and the group's committed offsets asked
-of the broker (`Consumer.committed_offsets`).
+of the broker (`Consumer.committed_offsets`); and the producer's partitioner (`KeyPartitioner`).
 
 faust creates its consumer with `fetch_max_wait_ms=1500` and no setting to change it. aiokafka keeps
 one fetch in flight per broker; while the partitions that have data are still buffered, the next
@@ -12,6 +12,7 @@ A shorter poll costs idle fetch requests: 1000 / FMS_FETCH_MAX_WAIT_MS per secon
 """
 from __future__ import annotations
 
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faust.transport.drivers import aiokafka as driver
 
 
@@ -57,3 +58,26 @@ def transport_class(fetch_max_wait_ms: int, fetch_min_bytes: int = 1):
 
 async def _committed(consumer, partitions) -> dict:
     return {tp: await consumer.committed(tp) for tp in partitions}
+
+
+class KeyPartitioner:
+    """aiokafka's DefaultPartitioner (Kafka's murmur2 of the key; a random partition without a key),
+    remembering each key's partition: aiokafka's murmur2 is pure Python, 6-9 us a key, and the
+    memory's output keys repeat (a recognition is keyed by its space, a pattern event by its
+    pattern)."""
+
+    def __init__(self, max_keys: int = 1 << 16) -> None:
+        self._max_keys = max_keys
+        self._known: dict[tuple[bytes, int], int] = {}
+        self._default = DefaultPartitioner()
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return self._default(key, all_partitions, available)
+        count = len(all_partitions)
+        index = self._known.get((key, count))
+        if index is None:
+            if len(self._known) >= self._max_keys:  # bounded: pattern ids come and go
+                self._known.clear()
+            index = self._known[(key, count)] = (murmur2(key) & 0x7FFFFFFF) % count
+        return all_partitions[index]
