@@ -1,6 +1,7 @@
-"""faust's aiokafka transport with three changes: a short fetch long-poll, acknowledgements that
-only the memory's processor makes (`Consumer.ack_filter`), and the group's committed offsets asked
-of the broker (`Consumer.committed_offsets`); and the producer's partitioner (`KeyPartitioner`).
+"""faust's aiokafka transport, with three changes to its consumer: a short fetch long-poll,
+acknowledgements that only the memory's processor makes (`Consumer.ack_filter`), and the group's
+committed offsets asked of the broker (`Consumer.committed_offsets`). Also the producer's
+partitioner (`KeyPartitioner`).
 
 faust creates its consumer with `fetch_max_wait_ms=1500` and no setting to change it. aiokafka keeps
 one fetch in flight per broker; while the partitions that have data are still buffered, the next
