@@ -1,9 +1,12 @@
-"""Worker throughput through a real broker, beside a plain aiokafka consume-and-produce loop.
+"""Worker throughput through a real broker, beside a plain aiokafka consume-and-produce loop and the
+same loop as a faust agent.
 
-Both read the same pre-published fms.audio-features records (768-dim vectors over several spaces),
-and both are timed the same way: a watcher consumes their output topic and notes when the first
-and the last of N outputs arrive. The worker is a real `fms worker` process with RocksDB tables and
-changelogs; the baseline decodes each record with orjson and produces a small record per input.
+All three read the same pre-published fms.audio-features records (768-dim vectors over several
+spaces), and are timed the same way: a watcher consumes their output topic and notes when the
+first and the last of N outputs arrive. The worker is a real `fms worker` process with RocksDB
+tables and changelogs; the baseline decodes each record with orjson and produces a small record
+per input; the faust loop (faust_loop.py) does the baseline's work as an agent in the worker's own
+app, so that what the framework costs per record is seen apart from what the memory costs.
 Beside the rate it reports where a record's cost goes: the worker's CPU per record between the
 first and the last output, and the messages written per input record to every topic of the run
 (outputs and the memory's changelog).
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,12 +83,36 @@ async def run(bootstrap: str, args) -> dict:
     print(f"baseline aiokafka loop: {base_rate:,.0f} records/s", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="fms-bench-") as tmp:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
                "FMS_APP_ID": run_id, "FMS_DATA_DIR": str(Path(tmp) / "state"), "FMS_LOG_LEVEL": "warning",
-               "FMS_PARTITIONS": str(args.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
+               "FMS_PARTITIONS": str(args.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns),
+               "FMS_WEB_PORT": str(free_port())}
+        faust_out = f"{run_id}.faust-loop-out"
+        admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+        await admin.start()
+        await admin.create_topics([NewTopic(faust_out, args.partitions, 1)])
+        await admin.close()
+        ready = asyncio.Event()
+        watcher = asyncio.create_task(watch_outputs(settings, faust_out, len(feats), ready, 600))
+        await ready.wait()
+        loop_proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("faust_loop.py")), faust_out],
+                                     env={**os.environ, **env, "FMS_DATA_DIR": str(Path(tmp) / "faust-loop")},
+                                     stdout=open(Path(tmp) / "faust-loop.log", "ab"), stderr=subprocess.STDOUT)
+        cpu_sampler = CpuSampler({"faust_loop": loop_proc.pid})
+        sampler = asyncio.create_task(cpu_sampler.run())
+        try:
+            f = await watcher
+        finally:
+            sampler.cancel()
+            loop_proc.terminate()
+            loop_proc.wait(30)
+        faust_rate = rate(f, len(feats))
+        faust_cpu_us = cpu_sampler.seconds_between("faust_loop", f["first"], f["last"]) / (len(feats) - 1) * 1e6
+        print(f"faust loop (the worker's app, an agent doing the baseline's work): {faust_rate:,.0f} records/s, "
+              f"{faust_cpu_us:,.0f} us of CPU per record", flush=True)
+
+        port = free_port()
+        env["FMS_WEB_PORT"] = str(port)
         ready = asyncio.Event()
         watcher = asyncio.create_task(watch_outputs(settings, settings.topic("recognitions"), len(feats), ready, 900))
         await ready.wait()
@@ -106,7 +135,8 @@ async def run(bootstrap: str, args) -> dict:
           f"5,000 records/s needs at most {1e6 / 5000:,.0f} us", flush=True)
     written = await messages_written(settings, run_id)
     per_record = {topic.removeprefix(settings.topic_prefix).removeprefix(f"{run_id}-"): round(n / len(feats), 3)
-                  for topic, n in sorted(written.items()) if not topic.endswith(("audio-features", "baseline-out"))}
+                  for topic, n in sorted(written.items()) if not topic.endswith(("audio-features", "baseline-out", "faust-loop-out"))
+                  and not topic.startswith(f"{run_id}-faust-loop")}
     print(f"messages written per input record: {per_record}", flush=True)
     return {
         "records": len(feats), "dim": args.dim, "spaces": args.spaces, "patterns": args.patterns,
@@ -115,11 +145,21 @@ async def run(bootstrap: str, args) -> dict:
         "baseline_records_per_s": round(base_rate, 1),
         "ratio_worker_to_baseline": round(worker_rate / base_rate, 4),
         "baseline": "plain aiokafka consume, orjson.loads, produce one small record per input (acks=all)",
+        "faust_loop_records_per_s": round(faust_rate, 1),
+        "faust_loop_cpu_us_per_record": round(faust_cpu_us, 1),
+        "ratio_worker_to_faust_loop": round(worker_rate / faust_rate, 4),
+        "faust_loop": "the baseline's work as a faust agent in the worker's own app (benchmarks/faust_loop.py)",
         "worker_cpu_us_per_record": round(cpu_us, 1),
         "worker_cpu_share_of_a_core": round(cpu / (w["last"] - w["first"]), 3),
         "messages_per_record": per_record,
         "messages_per_record_total": round(sum(per_record.values()), 3),
     }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 async def messages_written(settings: Settings, run_id: str) -> dict[str, int]:

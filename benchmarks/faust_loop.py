@@ -1,0 +1,48 @@
+"""The framework's own cost per record: a faust agent that does what the plain aiokafka loop does.
+
+throughput.py runs it beside that loop and the worker. The app is the worker's own
+(`streams.app.create_app`: its transport with the short fetch long-poll, its producer settings, and
+faust's Prometheus sensor as FMS_FAUST_SENSOR says), with one agent instead of the memory: it
+reads fms.audio-features as the memory does (`stream.events()`), decodes each record with orjson
+and sends one small record per input through the producer, as the worker's outputs go; faust
+acknowledges each record as the agent moves on. No tables, no sequencing, no journal.
+
+    python benchmarks/faust_loop.py <output topic>   (settings from the environment, as a worker's)
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import faust
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from streams.app import create_app  # noqa: E402
+from streams.metrics import Metrics  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+
+
+def main() -> int:
+    out_topic = sys.argv[1]
+    settings = Settings.from_env()
+    app = create_app(settings, Metrics.create(), app_id=f"{settings.app_id}-faust-loop")
+    inputs = app.topic(settings.topic("audio-features"), key_serializer="raw", value_serializer="raw")
+
+    @app.agent(inputs, name="loop")
+    async def loop(stream):
+        async for event in stream.events():
+            record = orjson.loads(event.value)
+            value = orjson.dumps({"v": 1, "event_id": record["id"], "space": record["space"], "ts": time.time()})
+            await app.producer.send(out_topic, event.message.key, value, None, None, None)
+
+    worker = faust.Worker(app, loglevel="warning")
+    worker.spinner = None  # as `fms worker` (streams/cli.py): it leaves the root logger at DEBUG
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
