@@ -68,12 +68,8 @@ async def run(bootstrap: str, args) -> dict:
     await publish(settings, settings.topic("audio-features"), feats)
     print(f"published {len(feats)} records of dim {args.dim} in {time.perf_counter() - t:.1f}s", flush=True)
 
-    # Baseline first, then the worker, on the same input.
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    await admin.start()
-    await admin.create_topics([NewTopic(f"{run_id}.baseline-out", args.partitions, 1)])
-    await admin.close()
+    # The baseline first, then the faust loop, then the worker, on the same input.
+    await create_topic(settings, f"{run_id}.baseline-out", args.partitions)
     ready = asyncio.Event()
     watcher = asyncio.create_task(watch_outputs(settings, f"{run_id}.baseline-out", len(feats), ready, 600))
     await ready.wait()
@@ -84,52 +80,37 @@ async def run(bootstrap: str, args) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="fms-bench-") as tmp:
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
-               "FMS_APP_ID": run_id, "FMS_DATA_DIR": str(Path(tmp) / "state"), "FMS_LOG_LEVEL": "warning",
-               "FMS_PARTITIONS": str(args.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns),
-               "FMS_WEB_PORT": str(free_port())}
+               "FMS_APP_ID": run_id, "FMS_LOG_LEVEL": "warning",
+               "FMS_PARTITIONS": str(args.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
         faust_out = f"{run_id}.faust-loop-out"
-        admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-        await admin.start()
-        await admin.create_topics([NewTopic(faust_out, args.partitions, 1)])
-        await admin.close()
-        ready = asyncio.Event()
-        watcher = asyncio.create_task(watch_outputs(settings, faust_out, len(feats), ready, 600))
-        await ready.wait()
-        loop_proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("faust_loop.py")), faust_out],
-                                     env={**os.environ, **env, "FMS_DATA_DIR": str(Path(tmp) / "faust-loop")},
-                                     stdout=open(Path(tmp) / "faust-loop.log", "ab"), stderr=subprocess.STDOUT)
-        cpu_sampler = CpuSampler({"faust_loop": loop_proc.pid})
-        sampler = asyncio.create_task(cpu_sampler.run())
-        try:
-            f = await watcher
-        finally:
-            sampler.cancel()
-            loop_proc.terminate()
-            loop_proc.wait(30)
+        await create_topic(settings, faust_out, args.partitions)
+
+        def start_faust_loop():
+            log = open(Path(tmp) / "faust-loop.log", "ab")
+            proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("faust_loop.py")), faust_out],
+                env={**os.environ, **env, "FMS_DATA_DIR": str(Path(tmp) / "faust-loop"), "FMS_WEB_PORT": str(free_port())},
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
+            return proc.pid, lambda: (proc.terminate(), proc.wait(30))
+
+        f, faust_cpu = await drain(settings, faust_out, len(feats), start_faust_loop)
         faust_rate = rate(f, len(feats))
-        faust_cpu_us = cpu_sampler.seconds_between("faust_loop", f["first"], f["last"]) / (len(feats) - 1) * 1e6
+        faust_cpu_us = faust_cpu / (len(feats) - 1) * 1e6
         print(f"faust loop (the worker's app, an agent doing the baseline's work): {faust_rate:,.0f} records/s, "
               f"{faust_cpu_us:,.0f} us of CPU per record", flush=True)
 
-        port = free_port()
-        env["FMS_WEB_PORT"] = str(port)
-        ready = asyncio.Event()
-        watcher = asyncio.create_task(watch_outputs(settings, settings.topic("recognitions"), len(feats), ready, 900))
-        await ready.wait()
-        worker = WorkerProcess(env, Path(tmp) / "worker.log", web_port=port)
+        def start_worker():
+            worker = WorkerProcess({**env, "FMS_DATA_DIR": str(Path(tmp) / "state")}, Path(tmp) / "worker.log",
+                                   web_port=free_port())
+            worker.start()
+            return worker.proc.pid, worker.stop
+
         t0 = time.perf_counter()
-        await asyncio.to_thread(worker.start)
-        cpu_sampler = CpuSampler({"worker": worker.proc.pid})
-        sampler = asyncio.create_task(cpu_sampler.run())
-        try:
-            w = await watcher
-        finally:
-            sampler.cancel()
-            worker.stop()
+        w, cpu = await drain(settings, settings.topic("recognitions"), len(feats), start_worker)
     worker_rate = rate(w, len(feats))
     print(f"worker: {worker_rate:,.0f} records/s "
           f"(start to last recognition {w['last'] - t0:.1f}s including startup)", flush=True)
-    cpu = cpu_sampler.seconds_between("worker", w["first"], w["last"])
     cpu_us = cpu / (len(feats) - 1) * 1e6
     print(f"worker CPU {cpu_us:,.0f} us per record ({cpu / (w['last'] - w['first']):.0%} of a core); "
           f"5,000 records/s needs at most {1e6 / 5000:,.0f} us", flush=True)
@@ -154,6 +135,35 @@ async def run(bootstrap: str, args) -> dict:
         "messages_per_record": per_record,
         "messages_per_record_total": round(sum(per_record.values()), 3),
     }
+
+
+async def drain(settings: Settings, topic: str, n: int, start) -> tuple[dict, float]:
+    """`start()` a process that turns the input into `n` records on `topic` (it returns the pid and
+    a stop function); when the first and the last of them arrived, and the process's CPU seconds
+    between those two moments (start-up left out)."""
+    ready = asyncio.Event()
+    watcher = asyncio.create_task(watch_outputs(settings, topic, n, ready, 900))
+    await ready.wait()
+    pid, stop = await asyncio.to_thread(start)
+    cpu = CpuSampler({"process": pid})
+    sampler = asyncio.create_task(cpu.run())
+    try:
+        out = await watcher
+    finally:
+        sampler.cancel()
+        await asyncio.to_thread(stop)
+    return out, cpu.seconds_between("process", out["first"], out["last"])
+
+
+async def create_topic(settings: Settings, name: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
 
 
 def free_port() -> int:
