@@ -1,9 +1,9 @@
 """End-to-end latency through a real broker: from producing an audio feature to consuming its output.
 
 The worker is a real `fms worker` process (RocksDB tables, changelogs); the baseline is the plain
-aiokafka consume-and-produce loop from throughput.py. Both read the same stream (768-dim vectors,
-1,000 patterns over 8 spaces, common.stream) on their own topics, and both are measured the
-same way:
+aiokafka consume-and-produce loop from throughput.py, and the faust loop (faust_loop.py) that loop's
+work as an agent in the worker's own app. All three read the same stream (768-dim vectors, 1,000
+patterns over 8 spaces, common.stream) on their own topics, and are measured the same way:
 
 - a producer publishes at a fixed offered rate (streams.publish.publish with `rate`, which paces
   each send to its slot: a token bucket holding one token); each record's send time (time.time())
@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import dataclasses
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -36,7 +35,8 @@ import numpy as np
 import orjson
 
 from common import CpuSampler, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
-from throughput import baseline_loop
+import faust_loop  # noqa: E402
+from throughput import baseline_loop, free_port
 from streams.publish import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics, kafka_client_options
@@ -198,15 +198,15 @@ async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, ch
     return rows
 
 
+def worker_env(settings: Settings, bootstrap: str, tmp: Path) -> dict[str, str]:
+    """The same worker environment as throughput.run."""
+    return {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
+            "FMS_APP_ID": settings.app_id, "FMS_DATA_DIR": str(tmp / "state"), "FMS_LOG_LEVEL": "warning",
+            "FMS_PARTITIONS": str(settings.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
+
+
 def start_worker(settings: Settings, bootstrap: str, tmp: Path) -> WorkerProcess:
-    """The same worker environment as throughput.run (which builds it inline, so it is not importable)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
-           "FMS_APP_ID": settings.app_id, "FMS_DATA_DIR": str(tmp / "state"), "FMS_LOG_LEVEL": "warning",
-           "FMS_PARTITIONS": str(settings.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
-    return WorkerProcess(env, tmp / "worker.log", web_port=port).start()
+    return WorkerProcess(worker_env(settings, bootstrap, tmp), tmp / "worker.log", web_port=free_port()).start()
 
 
 async def delete_run_topics(settings: Settings, run_id: str) -> None:
@@ -236,7 +236,8 @@ async def run(bootstrap: str, args) -> dict:
     common = dict(bootstrap_servers=bootstrap, partitions=args.partitions, max_patterns=max(1000, args.patterns))
     wset = Settings(topic_prefix=f"{run_id}.worker.", app_id=f"{run_id}-worker", **common)
     bset = Settings(topic_prefix=f"{run_id}.baseline.", app_id=f"{run_id}-baseline", **common)
-    for s in (wset, bset):
+    fset = Settings(topic_prefix=f"{run_id}.faust.", app_id=f"{run_id}-faust", **common)
+    for s in (wset, bset, fset):
         await ensure_topics(s)
 
     sizes = [int(r * args.seconds) for r in args.rates]
@@ -260,6 +261,20 @@ async def run(bootstrap: str, args) -> dict:
             loop_task.cancel()
             await asyncio.gather(loop_task, return_exceptions=True)
             await arrivals.stop()
+
+        # The faust loop (faust_loop.py): the baseline's work as an agent in the worker's own app.
+        with tempfile.TemporaryDirectory(prefix="fms-bench-") as tmp:
+            arrivals = Arrivals(fset, fset.topic("recognitions"))
+            await arrivals.start()
+            proc = faust_loop.start({**worker_env(fset, bootstrap, Path(tmp)), "FMS_WEB_PORT": str(free_port())},
+                                    fset.topic("recognitions"), Path(tmp) / "faust-loop.log")
+            try:
+                pids = {"faust_loop": proc.pid, "broker": listener_pid(bootstrap), "benchmark": os.getpid()}
+                results["faust_loop"] = await run_phases("faust loop", fset, arrivals, warm, chunks, args.rates, pids)
+            finally:
+                proc.terminate()
+                await asyncio.to_thread(proc.wait, 30)
+                await arrivals.stop()
 
         with tempfile.TemporaryDirectory(prefix="fms-bench-") as tmp:
             arrivals = Arrivals(wset, wset.topic("recognitions"))
@@ -295,11 +310,11 @@ def main() -> int:
     with broker() as bootstrap:
         results = asyncio.run(run(bootstrap, args))
 
-    print(f"\n{'':9}{'offered/s':>10}{'sent/s':>8}{'out/s':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  "
+    print(f"\n{'':11}{'offered/s':>10}{'sent/s':>8}{'out/s':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  "
           f"{'backlog':>7}  kept up")
-    for name in ("worker", "baseline"):
+    for name in ("worker", "faust_loop", "baseline"):
         for r in results[name]:
-            print(f"{name:9}{r['offered_per_s']:>10.0f}{r['sent_per_s']:>8.0f}{r['output_per_s']:>8.0f}"
+            print(f"{name:11}{r['offered_per_s']:>10.0f}{r['sent_per_s']:>8.0f}{r['output_per_s']:>8.0f}"
                   f"{r['p50_ms']:>8.1f}{r['p90_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['max_ms']:>8.1f}  "
                   f"{r['backlog_at_end']:>7}  {'yes' if r['kept_up'] else 'NO'}")
     at_goal = [r for r in results["worker"] if r["offered_per_s"] == GOAL["at_records_per_s"]]
@@ -316,6 +331,8 @@ def main() -> int:
                    "producer acks=all linger 5 ms (streams.publish.publish), watcher fetch_max_wait_ms as the worker's",
         "baseline": "throughput.baseline_loop: plain aiokafka consume, orjson.loads, produce one small record per "
                     "input (acks=all, linger 5 ms), in the benchmark's process",
+        "faust_loop": "the baseline's work as a faust agent in the worker's own app, its own process "
+                      "(benchmarks/faust_loop.py): what the framework costs before the memory does anything",
         "cpu": "cores used while each rate was offered (CPU s / wall s): the worker process, the broker "
                "(the process listening on the bootstrap port; absent when it is not local) and this "
                "benchmark's process (publisher and watcher; in the baseline phase also the baseline loop)",

@@ -1,6 +1,6 @@
 """The framework's own cost per record: a faust agent that does what the plain aiokafka loop does.
 
-throughput.py runs it beside that loop and the worker. The app is the worker's own
+throughput.py and e2e_latency.py run it beside that loop and the worker (`start`). The app is the worker's own
 (`streams.app.create_app`: its transport with the short fetch long-poll, its producer settings, and
 faust's Prometheus sensor as FMS_FAUST_SENSOR says), with one agent instead of the memory: it
 reads fms.audio-features as the memory does (`stream.events()`), decodes each record with orjson
@@ -11,6 +11,8 @@ acknowledges each record as the agent moves on. No tables, no sequencing, no jou
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streams.app import create_app  # noqa: E402
 from streams.metrics import Metrics  # noqa: E402
 from streams.settings import Settings  # noqa: E402
+
+
+def start(env: dict[str, str], out_topic: str, log_path: Path) -> subprocess.Popen:
+    """This loop as a child process with a worker's environment `env`, writing to `out_topic`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, __file__, out_topic], env={**os.environ, **env},
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def main() -> int:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 import orjson
 
 from common import CpuSampler, broker, rate, save, stream, watch_outputs  # noqa: E402  (sets sys.path)
+import faust_loop  # noqa: E402
 from streams.publish import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics, kafka_client_options
@@ -86,12 +85,8 @@ async def run(bootstrap: str, args) -> dict:
         await create_topic(settings, faust_out, args.partitions)
 
         def start_faust_loop():
-            log = open(Path(tmp) / "faust-loop.log", "ab")
-            proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("faust_loop.py")), faust_out],
-                env={**os.environ, **env, "FMS_DATA_DIR": str(Path(tmp) / "faust-loop"), "FMS_WEB_PORT": str(free_port())},
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            log.close()
+            proc = faust_loop.start({**env, "FMS_DATA_DIR": str(Path(tmp) / "faust-loop"),
+                                     "FMS_WEB_PORT": str(free_port())}, faust_out, Path(tmp) / "faust-loop.log")
             return proc.pid, lambda: (proc.terminate(), proc.wait(30))
 
         f, faust_cpu = await drain(settings, faust_out, len(feats), start_faust_loop)
