@@ -1,11 +1,11 @@
 """The framework's own cost per record: a faust agent that does what the plain aiokafka loop does.
 
-throughput.py and e2e_latency.py run it beside that loop and the worker (`start`). The app is the worker's own
-(`streams.app.create_app`: its transport with the short fetch long-poll, its producer settings, and
-faust's Prometheus sensor as FMS_FAUST_SENSOR says), with one agent instead of the memory: it
-reads fms.audio-features as the memory does (`stream.events()`), decodes each record with orjson
-and sends one small record per input through the producer, as the worker's outputs go; faust
-acknowledges each record as the agent moves on. No tables, no sequencing, no journal.
+throughput.py and e2e_latency.py run it beside that loop and the worker (`start`). The app is the
+worker's own (`streams.app.create_app`: its transport with the short fetch long-poll, its producer
+settings, and faust's Prometheus sensor as FMS_FAUST_SENSOR says), with one agent instead of the
+memory: it reads fms.audio-features as the memory does (`stream.events()`), decodes each record
+with orjson and sends one small record per input through the producer, as the worker's outputs
+go; faust acknowledges each record as the agent moves on. No tables, no sequencing, no journal.
 
     python benchmarks/faust_loop.py <output topic>   (settings from the environment, as a worker's)
 """
