@@ -36,7 +36,7 @@ import orjson
 
 from common import CpuSampler, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
 import faust_loop  # noqa: E402
-from throughput import baseline_loop, free_port
+from throughput import baseline_loop, free_port, worker_env
 from streams.publish import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics, kafka_client_options
@@ -198,15 +198,9 @@ async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, ch
     return rows
 
 
-def worker_env(settings: Settings, bootstrap: str, tmp: Path) -> dict[str, str]:
-    """The same worker environment as throughput.run."""
-    return {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
-            "FMS_APP_ID": settings.app_id, "FMS_DATA_DIR": str(tmp / "state"), "FMS_LOG_LEVEL": "warning",
-            "FMS_PARTITIONS": str(settings.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
-
-
 def start_worker(settings: Settings, bootstrap: str, tmp: Path) -> WorkerProcess:
-    return WorkerProcess(worker_env(settings, bootstrap, tmp), tmp / "worker.log", web_port=free_port()).start()
+    env = {**worker_env(settings, bootstrap), "FMS_DATA_DIR": str(tmp / "state")}
+    return WorkerProcess(env, tmp / "worker.log", web_port=free_port()).start()
 
 
 async def delete_run_topics(settings: Settings, run_id: str) -> None:
@@ -266,7 +260,8 @@ async def run(bootstrap: str, args) -> dict:
         with tempfile.TemporaryDirectory(prefix="fms-bench-") as tmp:
             arrivals = Arrivals(fset, fset.topic("recognitions"))
             await arrivals.start()
-            proc = faust_loop.start({**worker_env(fset, bootstrap, Path(tmp)), "FMS_WEB_PORT": str(free_port())},
+            proc = faust_loop.start({**worker_env(fset, bootstrap), "FMS_DATA_DIR": str(Path(tmp) / "state"),
+                                     "FMS_WEB_PORT": str(free_port())},
                                     fset.topic("recognitions"), Path(tmp) / "faust-loop.log")
             try:
                 pids = {"faust_loop": proc.pid, "broker": listener_pid(bootstrap), "benchmark": os.getpid()}

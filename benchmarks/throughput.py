@@ -78,9 +78,7 @@ async def run(bootstrap: str, args) -> dict:
     print(f"baseline aiokafka loop: {base_rate:,.0f} records/s", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="fms-bench-") as tmp:
-        env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
-               "FMS_APP_ID": run_id, "FMS_LOG_LEVEL": "warning",
-               "FMS_PARTITIONS": str(args.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
+        env = worker_env(settings, bootstrap)
         faust_out = f"{run_id}.faust-loop-out"
         await create_topic(settings, faust_out, args.partitions)
 
@@ -159,6 +157,13 @@ async def create_topic(settings: Settings, name: str, partitions: int) -> None:
         await admin.create_topics([NewTopic(name, partitions, 1)])
     finally:
         await admin.close()
+
+
+def worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    """The environment of a benchmark's worker (or faust loop) for `settings`; FMS_DATA_DIR is the caller's."""
+    return {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
+            "FMS_APP_ID": settings.app_id, "FMS_LOG_LEVEL": "warning",
+            "FMS_PARTITIONS": str(settings.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
 
 
 def free_port() -> int:
