@@ -194,6 +194,7 @@ class MemoryProcessor:
     async def consume(self, stream) -> None:
         self.stream = stream
         self.runtime.app.consumer.ack_filter = self.may_ack
+        self.runtime.app.consumer.own_gaps = frozenset(self.topics)
         # Never blocks: faust drops records that arrive while an agent's buffer is full (seen as
         # gaps of offsets when the agent waited here), so the sequencer takes whatever is delivered.
         async for event in stream.events():
@@ -280,6 +281,7 @@ class MemoryProcessor:
             self._refetching.pop(key, None)
             log.warning("%s[%d]: offset %d never came; going on from %d", message.topic, message.partition,
                         missing, message.offset)
+            await self.runtime.app.consumer.accept_gap(message.tp, missing, message.offset - 1)
             return False
         await self._seek_gap(key, missing)
         return True

@@ -32,6 +32,7 @@ class Consumer:
         self.ack_filter = None
         self.asked: list = []
         self.sought: list = []
+        self.accepted: list = []
 
     async def committed_offsets(self, *tps):
         return {tp: self._group.get(tp) for tp in tps}
@@ -42,6 +43,9 @@ class Consumer:
 
     async def seek(self, tp, offset):
         self.sought.append((tp, offset))
+
+    async def accept_gap(self, tp, offset_from, offset_to):
+        self.accepted.append((tp, offset_from, offset_to))
 
     def pause_partitions(self, tps):
         pass
@@ -133,6 +137,24 @@ def test_a_gap_nothing_comes_after_is_sought_again_until_it_comes(monkeypatch):
     assert sought == [(TP(TOPIC, 0), 148), (TP(TOPIC, 0), 148)], "every REFETCH_S while nothing comes"
     consume(proc, [148])
     assert not proc._refetching and proc.sequencer.held == 1
+
+
+def test_a_gap_whose_records_never_come_is_accepted_and_only_then_passed_to_the_commit(monkeypatch):
+    # Transaction markers: the records after the gap keep coming, the missing ones never do.
+    import agents.memory as memory
+
+    now = [0.0]
+    monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
+    proc = processor(committed={TP(TOPIC, 0): 148})
+    consumer = proc.runtime.app.consumer
+    consume(proc, [150])
+    assert consumer.accepted == [], "waiting for 148: the commit must not pass it"
+    now[0] = 2.5
+    consume(proc, [150])  # sought again from 148; 150 comes again, 148 and 149 do not
+    now[0] = 5.0
+    consume(proc, [150])
+    assert consumer.accepted == [(TP(TOPIC, 0), 148, 149)]
+    assert proc.sequencer.held == 1 and proc.sequencer.next_offset(TOPIC, 0) == 151
 
 
 def test_a_partition_behind_its_high_water_mark_that_gets_nothing_is_fetched_again(monkeypatch):
