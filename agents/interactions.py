@@ -56,10 +56,10 @@ def resolve_context(interaction, memory, recent, result: ValidationResult) -> st
     if not check_dimension(interaction.vector, memory.dim, "vector", result):
         return None
     matches = memory.predict_one(interaction.vector, k=1)
-    if not matches or matches[0].similarity < memory.cfg.match_threshold:
+    if not matches or matches[0].similarity < memory.threshold:
         best = f"{matches[0].similarity:.3f}" if matches else "none"
         result.error(NO_MATCHING_PATTERN, f"the vector matches no pattern of space {space!r} at "
-                     f"{memory.cfg.match_threshold} (best {best})", "vector")
+                     f"{memory.threshold} (best {best})", "vector")
         return None
     return matches[0].pattern_id
 

@@ -204,6 +204,7 @@ def create_runtime(settings: Settings) -> Runtime:
     changelog = Changelog(table("memory"))
     memory = Journal(changelog)
     store = PatternStore(Prefixed(memory, "p/"), Prefixed(memory, "s/"), pattern_cfg, limits,
+                         thresholds=settings.thresholds(),
                          observe_write=metrics.storage_seconds.labels(operation="write").observe)
     optimizations = OptimizationStore(Prefixed(memory, "o/"), Prefixed(memory, "oi/"), settings.optimization_config(),
                                       observe_write=metrics.storage_seconds.labels(operation="optimization").observe)

@@ -29,6 +29,7 @@ class Metrics:
     patterns: Gauge
     optimizations: Gauge
     spaces: Gauge
+    space_threshold: Gauge
     rss_bytes: Gauge
     cpu_percent: Gauge
     open_files: Gauge
@@ -69,6 +70,8 @@ class Metrics:
                                 "worker has applied interactions to", registry=r),
             patterns=Gauge("fms_patterns", "Patterns held in this worker's cached spaces", registry=r),
             spaces=Gauge("fms_spaces", "Spaces cached on this worker", registry=r),
+            space_threshold=Gauge("fms_space_match_threshold", "The match threshold each space cached on this "
+                                  "worker decides with (pinned, or calibrated from its stream)", ["space"], registry=r),
             rss_bytes=Gauge("fms_process_resident_memory_bytes", "Resident memory of the worker", registry=r),
             cpu_percent=Gauge("fms_process_cpu_percent", "CPU use of the worker since the last sample", registry=r),
             open_files=Gauge("fms_process_open_fds", "Open file descriptors of the worker", registry=r),

@@ -56,6 +56,10 @@ class ResourceSampler:
         m.open_files.set(open_files)
         m.memory_estimate_bytes.set(estimate)
         m.patterns.set(patterns)
+        # Spaces move between workers: show the ones held now, none that left.
+        m.space_threshold.clear()
+        for space, threshold in rt.store.thresholds().items():
+            m.space_threshold.labels(space=space).set(threshold)
         m.optimizations.set(optimizations)
         for level in LEVELS:
             m.health.labels(status=level).set(1 if level == status else 0)

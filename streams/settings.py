@@ -5,6 +5,7 @@ README.md lists them; keep the two in step.
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass, field, fields
@@ -30,6 +31,31 @@ def _float(name: str, default: float) -> float:
 
 def _bool(name: str, default: bool) -> bool:
     return _env(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def threshold_value(name: str, text: str) -> float | None:
+    """A match threshold setting: a number in [-1, 1], or "auto" (None: calibrated per space)."""
+    text = text.strip()
+    if text.lower() in {"auto", "none", ""}:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"{name}={text!r}: expected a number in [-1, 1] or 'auto'")
+    return value
+
+
+def parse_space_thresholds(text: str) -> dict[str, float | None]:
+    """"space=0.9,other=auto" -> {"space": 0.9, "other": None}."""
+    out: dict[str, float | None] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        space, sep, value = item.rpartition("=")
+        if not sep or not space.strip():
+            raise ValueError(f"FMS_SPACE_THRESHOLDS: {item!r} is not space=threshold (a number or 'auto')")
+        out[space.strip()] = threshold_value(f"FMS_SPACE_THRESHOLDS[{space.strip()}]", value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -74,7 +100,10 @@ class Settings:
     faust_sensor: bool = True
     # Pattern memory
     # The core's own defaults, so that a worker learns exactly what the core does by default.
-    match_threshold: float = PatternConfig.match_threshold
+    # A number for every space, or None ("auto"): each space calibrates its own (streams.core.calibration).
+    match_threshold: float | None = PatternConfig.match_threshold
+    # Per-space overrides of match_threshold: "space=0.9,other=auto".
+    space_thresholds: str = ""
     max_patterns: int = PatternConfig.max_patterns
     max_dim: int = 1000
     confidence_threshold: float = PatternConfig.confidence_threshold
@@ -161,7 +190,8 @@ class Settings:
             canonical_url=_env("FMS_CANONICAL_URL", d.canonical_url),
             max_request_bytes=_int("FMS_MAX_REQUEST_BYTES", d.max_request_bytes),
             faust_sensor=_bool("FMS_FAUST_SENSOR", d.faust_sensor),
-            match_threshold=_float("FMS_MATCH_THRESHOLD", d.match_threshold),
+            match_threshold=threshold_value("FMS_MATCH_THRESHOLD", _env("FMS_MATCH_THRESHOLD", str(d.match_threshold))),
+            space_thresholds=_env("FMS_SPACE_THRESHOLDS", d.space_thresholds),
             max_patterns=_int("FMS_MAX_PATTERNS", d.max_patterns),
             max_dim=_int("FMS_MAX_DIM", d.max_dim),
             confidence_threshold=_float("FMS_CONFIDENCE_THRESHOLD", d.confidence_threshold),
@@ -196,6 +226,10 @@ class Settings:
             worker_name=_env("FMS_WORKER_NAME", d.worker_name),
             log_level=_env("FMS_LOG_LEVEL", d.log_level),
         )
+
+    def thresholds(self) -> dict[str, float | None]:
+        """FMS_SPACE_THRESHOLDS as a map: space -> pinned threshold, or None (calibrated)."""
+        return parse_space_thresholds(self.space_thresholds)
 
     def optimization_config(self) -> OptimizationConfig:
         return OptimizationConfig(

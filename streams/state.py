@@ -19,8 +19,9 @@ partition's order, so a restored table always holds a prefix of what the worker 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from schemas.codec import decode_json, encode_json
@@ -110,8 +111,11 @@ class Change:
 
 class PatternStore:
     def __init__(self, patterns: MutableMapping, spaces: MutableMapping, cfg: PatternConfig,
-                 limits: Limits | None = None, observe_write: Callable[[float], None] | None = None) -> None:
+                 limits: Limits | None = None, observe_write: Callable[[float], None] | None = None,
+                 thresholds: Mapping[str, float | None] | None = None) -> None:
         self._patterns = patterns
+        # Per-space match thresholds (a number pins one, None calibrates); other spaces use cfg's.
+        self._thresholds = dict(thresholds or {})
         self._observe_write = observe_write
         self._spaces = spaces
         self.cfg = cfg
@@ -139,8 +143,18 @@ class PatternStore:
             return None
         return self.space(space)
 
+    def config_of(self, space: str) -> PatternConfig:
+        """The pattern config of one space: cfg, with the space's own threshold if one is set."""
+        if space in self._thresholds:
+            return dataclasses.replace(self.cfg, match_threshold=self._thresholds[space])
+        return self.cfg
+
+    def thresholds(self) -> dict[str, float]:
+        """The match threshold each cached space decides with now."""
+        return {space: memory.threshold for space, memory in self._memories.items()}
+
     def _load(self, space: str) -> SpaceMemory:
-        memory = SpaceMemory(space, self.cfg)
+        memory = SpaceMemory(space, self.config_of(space))
         pages = self._load_pages(space)
         raw = self._spaces.get(space)
         if raw is None:

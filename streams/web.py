@@ -90,6 +90,7 @@ def patterns_of(runtime, space: str) -> tuple[int, dict]:
         return 404, {"errors": [{"code": "unknown_space", "message": f"no patterns in space {space!r}",
                                  "field": "space"}]}
     return 200, {"space": space, "dim": memory.dim, "worker": runtime.settings.worker, "now": memory.now,
+                 "threshold": memory.threshold, "calibrated": memory.calibrated,
                  "patterns": [pattern_view(memory, p) for p in memory.patterns()]}
 
 

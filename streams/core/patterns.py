@@ -233,6 +233,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from streams.core.calibration import calibrate, derived_band, derived_merge
+
 __all__ = [
     "DimensionMismatch",
     "Learned",
@@ -266,7 +268,9 @@ class DimensionMismatch(ValueError):
 
 @dataclass(frozen=True)
 class PatternConfig:
-    match_threshold: float = 0.60  # similarity needed to join a pattern (step 4)
+    # Similarity needed to join a pattern (step 4): a fixed number, or None for a threshold each
+    # space calibrates from its own stream (streams.core.calibration; opt-in, see its docstring).
+    match_threshold: float | None = 0.60
     max_patterns: int = 1000  # per space (design documents' maxPatterns)
     evidence_scale: float = 5.0  # records after which evidence is ~63% saturated
     confidence_threshold: float = 0.7  # "established"
@@ -284,10 +288,23 @@ class PatternConfig:
     max_related: int = 5
     merge_threshold: float = 0.95  # > 1 disables merges; one-record patterns: min(this, sqrt(match_threshold))
     max_aliases: int = 10_000
+    # calibration (streams.core.calibration), when match_threshold is None
+    calibration_start: float = 0.9  # until the space's own evidence shows two classes
+    calibration_min: float = 0.2
+    calibration_max: float = 0.97
+    calibration_interval: int = 32  # records between recalibrations (doubling from 1 until then)
+    calibration_merge_ratio: float = 0.125  # calibrated merge threshold: 1 - ratio * (1 - t)
+    calibration_band_ratio: float = 0.25  # calibrated related band: ratio * (1 - t)
 
     def __post_init__(self) -> None:
-        if not -1.0 <= self.match_threshold <= 1.0:
-            raise ValueError("match_threshold must be in [-1, 1]")
+        if self.match_threshold is not None and not -1.0 <= self.match_threshold <= 1.0:
+            raise ValueError("match_threshold must be in [-1, 1] (or None: calibrated)")
+        if not -1.0 <= self.calibration_min <= self.calibration_start <= self.calibration_max <= 1.0:
+            raise ValueError("calibration thresholds must satisfy -1 <= min <= start <= max <= 1")
+        if self.calibration_interval < 1:
+            raise ValueError("calibration_interval must be >= 1")
+        if not (0.0 <= self.calibration_merge_ratio <= 1.0 and 0.0 <= self.calibration_band_ratio <= 2.0):
+            raise ValueError("calibration_merge_ratio must be in [0, 1] and calibration_band_ratio in [0, 2]")
         if self.max_patterns < 1:
             raise ValueError("max_patterns must be >= 1")
         if not self.evidence_scale > 0.0:
@@ -412,6 +429,11 @@ class Pattern:
     successes: float = 0.0  # interaction feedback (apply_feedback)
     failures: float = 0.0
     related: Related = ()  # (pattern_id, similarity), similarity desc then id
+    # Calibration evidence (streams.core.calibration): the best similarity of the record that
+    # created the pattern (None for a space's first), and the records that joined it since.
+    created_similarity: float | None = None
+    joins: int = 0
+    join_sum: float = 0.0
 
     @property
     def cohesion(self) -> float:
@@ -431,6 +453,9 @@ class Pattern:
             "successes": float(self.successes),
             "failures": float(self.failures),
             "related": [[pid, float(s)] for pid, s in self.related],
+            "created_similarity": None if self.created_similarity is None else float(self.created_similarity),
+            "joins": int(self.joins),
+            "join_sum": float(self.join_sum),
         }
 
     @classmethod
@@ -454,6 +479,9 @@ class Pattern:
             successes=float(d.get("successes", 0.0)),
             failures=float(d.get("failures", 0.0)),
             related=tuple((str(pid), float(s)) for pid, s in d.get("related", ())),
+            created_similarity=None if d.get("created_similarity") is None else float(d["created_similarity"]),
+            joins=int(d.get("joins", 0)),
+            join_sum=float(d.get("join_sum", 0.0)),
         )
 
     def _snapshot(self) -> Pattern:
@@ -470,6 +498,9 @@ class Pattern:
             self.successes,
             self.failures,
             self.related,
+            self.created_similarity,
+            self.joins,
+            self.join_sum,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -487,6 +518,9 @@ class Pattern:
             and self.successes == other.successes
             and self.failures == other.failures
             and self.related == other.related
+            and self.created_similarity == other.created_similarity
+            and self.joins == other.joins
+            and self.join_sum == other.join_sum
             and self.centroid.dtype == other.centroid.dtype
             and self.centroid.shape == other.centroid.shape
             and self.centroid.tobytes() == other.centroid.tobytes()
@@ -748,6 +782,12 @@ class SpaceMemory:
         self._retired = 0  # members of evicted patterns
         self._now_floor = -math.inf  # `now` when the space state was last written
         self._aliases: dict[str, str] = {}  # absorbed -> survivor, oldest first
+        self._set_threshold(cfg.calibration_start if cfg.match_threshold is None else cfg.match_threshold)
+        # Calibration evidence per row (streams.core.calibration): creation similarity (NaN: none),
+        # joins and their similarity sum.
+        self._cs = np.zeros(0)
+        self._jn = np.zeros(0)
+        self._js = np.zeros(0)
         # Derived.
         self._related_n = 0  # sum of len(p.related): the memory estimate needs it on every record
         self._n = 0  # records learned: sum(count) + retired
@@ -775,6 +815,16 @@ class SpaceMemory:
     def center(self) -> np.ndarray | None:
         """The ``mu`` matching currently subtracts (float32, read-only), or None."""
         return None if self._mu64 is None else self._mu
+
+    @property
+    def threshold(self) -> float:
+        """The match threshold this space decides with now: pinned by the config, or calibrated."""
+        return self._t
+
+    @property
+    def calibrated(self) -> bool:
+        """True when the space calibrates its own threshold (``match_threshold`` is None)."""
+        return self.cfg.match_threshold is None
 
     def __len__(self) -> int:
         return len(self._patterns)
@@ -855,6 +905,7 @@ class SpaceMemory:
             "retired": int(self._retired),
             "now_floor": None if self._now_floor == -math.inf else float(self._now_floor),
             "aliases": [[a, s] for a, s in self._aliases.items()],
+            "threshold": float(self._t),
         }
 
     def restore(self, patterns: Iterable[Pattern], space_state: dict | None = None) -> None:
@@ -900,6 +951,10 @@ class SpaceMemory:
         now_floor = st.get("now_floor")
         now_floor = -math.inf if now_floor is None else float(now_floor)
         mu_n, retired = int(st.get("mu_n", 0)), int(st.get("retired", 0))
+        if self.cfg.match_threshold is not None:
+            threshold = self.cfg.match_threshold  # a pin wins over whatever the space had learned
+        else:
+            threshold = float(st.get("threshold", self.cfg.calibration_start))
         # Validated: now mutate, so a bad snapshot leaves the memory untouched.
         self._patterns = {}
         self._row_ids = []
@@ -910,6 +965,7 @@ class SpaceMemory:
         self._set_center()
         self._now_floor = now_floor
         self._aliases = aliases
+        self._set_threshold(threshold)
         for p in ordered:
             self._patterns[p.pattern_id] = Pattern(
                 p.pattern_id,
@@ -923,6 +979,9 @@ class SpaceMemory:
                 float(p.successes),
                 float(p.failures),
                 tuple((str(a), float(s)) for a, s in p.related),
+                None if p.created_similarity is None else float(p.created_similarity),
+                int(p.joins),
+                float(p.join_sum),
             )
         self._n = sum(p.count for p in self._patterns.values()) + retired
         self._related_n = sum(len(p.related) for p in self._patterns.values())
@@ -962,10 +1021,12 @@ class SpaceMemory:
         evicted: list[Pattern] = []
         merged: list[tuple[str, str]] = []
         space_changed = fixes_dim
-        if best and best[0][1] >= cfg.match_threshold:
+        if best and best[0][1] >= self._t:
             pid, sim, _ = best[0]
             p = self._patterns[pid]
             p.count += 1
+            p.joins += 1
+            p.join_sum += sim
             p.centroid = _move_centroid(p.centroid, u, min(p.count, cfg.centroid_window))
             p.similarity_sum += sim
             # max: a late record must not make an active pattern look stale.
@@ -993,7 +1054,8 @@ class SpaceMemory:
                 space_changed = True
                 gone = {p.pattern_id for p in evicted}
                 related = tuple(r for r in related if r[0] not in gone)
-            p = Pattern(pid, 1, _frozen_f32(u), 1.0, 0.0, ts, ts, self._n, related=related)
+            p = Pattern(pid, 1, _frozen_f32(u), 1.0, 0.0, ts, ts, self._n, related=related,
+                        created_similarity=best[0][1] if best else None)
             p.confidence = _pattern_confidence(p, cfg)
             self._insert(p)
             events[pid] = "created"
@@ -1004,6 +1066,8 @@ class SpaceMemory:
             space_changed = True
             for q in rescored:
                 events.setdefault(q, "updated")
+        if self._maybe_calibrate():
+            space_changed = True
         primary = self._patterns[pid]
         changed = tuple(self._patterns[q]._snapshot() for q in events)
         return Learned(
@@ -1117,6 +1181,9 @@ class SpaceMemory:
         self._cnt = np.zeros(0)
         self._last = np.zeros(0)
         self._conf = np.zeros(0)
+        self._cs = np.zeros(0)
+        self._jn = np.zeros(0)
+        self._js = np.zeros(0)
         # Screening window. A float32 dot of two rows of norm <= 1 is off
         # by at most ~dim * 2**-24 in any summation order; two rows can err
         # in opposite directions, and the rest is margin. Any row that could
@@ -1160,10 +1227,10 @@ class SpaceMemory:
         return [(pid, -neg, c) for neg, c, pid in scored[:k]], approx
 
     def _scans(self) -> bool:
-        return self.cfg.merge_threshold <= 1.0 or self._relates()
+        return self._merge <= 1.0 or self._relates()
 
     def _relates(self) -> bool:
-        return self.cfg.max_related > 0 and self.cfg.related_band > 0.0
+        return self.cfg.max_related > 0 and self._band > 0.0
 
     def _scan_row(self, pid: str) -> tuple[np.ndarray, np.ndarray, float]:
         """Screening similarities of pattern ``pid`` to all others (itself -inf)."""
@@ -1194,7 +1261,7 @@ class SpaceMemory:
         n = len(self._row_ids)
         floor = min(
             self._merge_floor(),
-            cfg.match_threshold - cfg.related_band if self._relates() else math.inf,
+            self._t - self._band if self._relates() else math.inf,
         )
         r = self._row_of[pid]
         a, w = self._mat[r].copy(), float(self._w[r])
@@ -1217,8 +1284,8 @@ class SpaceMemory:
     def _related_from(self, approx: np.ndarray, a: np.ndarray, w: float) -> Related:
         """Top ``max_related`` in the related band, exact, from a screening vector."""
         cfg, tol = self.cfg, self._tol
-        hi = cfg.match_threshold
-        lo = hi - cfg.related_band
+        hi = self._t
+        lo = hi - self._band
         k = cfg.max_related
         idx = np.flatnonzero((approx >= lo - tol) & (approx < hi + tol))
         if len(idx) > 4 * k + 8:
@@ -1271,9 +1338,9 @@ class SpaceMemory:
         merged: list[tuple[str, str]],
     ) -> tuple[str, tuple[np.ndarray, np.ndarray, float]]:
         """Merge ``pid`` while some pattern is over its merge threshold (step 6); the survivor and its scan."""
-        mt = self.cfg.merge_threshold
+        mt = self._merge
         lo = self._merge_floor()
-        single = min(mt, _single_merge(self.cfg.match_threshold))
+        single = min(mt, _single_merge(self._t))
         while mt <= 1.0:
             approx, a, w = scan
             cand = np.flatnonzero(approx >= lo - self._tol)
@@ -1301,8 +1368,8 @@ class SpaceMemory:
 
     def _merge_floor(self) -> float:
         """The lowest similarity at which any merge can happen (inf: merges off)."""
-        mt = self.cfg.merge_threshold
-        return min(mt, _single_merge(self.cfg.match_threshold)) if mt <= 1.0 else math.inf
+        mt = self._merge
+        return min(mt, _single_merge(self._t)) if mt <= 1.0 else math.inf
 
     def _absorb(self, s: Pattern, a: Pattern) -> None:
         """Merge pattern ``a`` into survivor ``s``."""
@@ -1313,6 +1380,9 @@ class SpaceMemory:
         s.similarity_sum += a.similarity_sum
         s.successes += a.successes
         s.failures += a.failures
+        # The merge says the absorbed pattern's first record belonged: its sample becomes a join.
+        s.joins += a.joins + (a.created_similarity is not None)
+        s.join_sum += a.join_sum + (a.created_similarity or 0.0)
         s.last_ts = max(s.last_ts, a.last_ts)
         self._set_related(s, tuple(e for e in s.related if e[0] != a.pattern_id))  # recomputed after
         s.confidence = _pattern_confidence(s, self.cfg)
@@ -1351,6 +1421,50 @@ class SpaceMemory:
             self._remove(pid)
         self._now_floor = self._now
         return out
+
+    # -- internals: calibration ---------------------------------------------------
+
+    def _set_threshold(self, t: float) -> None:
+        """The match threshold and what follows from it: the related band and the merge threshold.
+
+        A pinned space uses the config's band and merge threshold as they are; a calibrated one
+        derives both from its threshold (streams.core.calibration), unless the config turns them off.
+        """
+        cfg = self.cfg
+        self._t = float(t)
+        if cfg.match_threshold is not None:
+            self._band, self._merge = cfg.related_band, cfg.merge_threshold
+            return
+        self._band = derived_band(self._t, cfg.calibration_band_ratio) if cfg.related_band > 0.0 else 0.0
+        self._merge = (derived_merge(self._t, cfg.calibration_merge_ratio)
+                       if cfg.merge_threshold <= 1.0 else cfg.merge_threshold)
+
+    def _maybe_calibrate(self) -> bool:
+        """Recalibrate if due; True if the threshold moved (the space state changed).
+
+        Due after the records that bring ``n`` to a power of two below ``calibration_interval``,
+        then every ``calibration_interval`` records: a schedule that is a function of ``n`` alone,
+        so nothing but the threshold itself needs persisting.
+        """
+        cfg = self.cfg
+        if cfg.match_threshold is not None:
+            return False
+        n, every = self._n, cfg.calibration_interval
+        if not (n % every == 0 if n >= every else n & (n - 1) == 0):
+            return False
+        rows = len(self._row_ids)
+        cs, jn = self._cs[:rows], self._jn[:rows]
+        created = ~np.isnan(cs)
+        joined = jn > 0
+        values = np.concatenate([cs[created], self._js[:rows][joined] / jn[joined]])
+        weights = np.concatenate([np.ones(int(created.sum())),
+                                  np.minimum(jn[joined], float(cfg.centroid_window))])
+        t = calibrate(values, weights, self._t, cfg.calibration_min, cfg.calibration_max)
+        if t == self._t:
+            return False
+        self._set_threshold(t)
+        self._now_floor = self._now
+        return True
 
     # -- internals: centring ----------------------------------------------------
 
@@ -1442,6 +1556,9 @@ class SpaceMemory:
         self._cnt[:n] = [p.count for p in ps]
         self._last[:n] = [p.last_ts for p in ps]
         self._conf[:n] = [p.confidence for p in ps]
+        self._cs[:n] = [math.nan if p.created_similarity is None else p.created_similarity for p in ps]
+        self._jn[:n] = [p.joins for p in ps]
+        self._js[:n] = [p.join_sum for p in ps]
 
     def _set_row(self, pid: str) -> None:
         p = self._patterns[pid]
@@ -1450,6 +1567,9 @@ class SpaceMemory:
         self._cnt[r] = p.count
         self._last[r] = p.last_ts
         self._conf[r] = p.confidence
+        self._cs[r] = math.nan if p.created_similarity is None else p.created_similarity
+        self._jn[r] = p.joins
+        self._js[r] = p.join_sum
 
     def _fresh_id(self, event_id: str) -> str:
         pid = pattern_id_for(self.space, event_id)
@@ -1484,7 +1604,7 @@ class SpaceMemory:
         mat = np.zeros((new_cap, self._mat.shape[1]), dtype=_F32)
         mat[:cap] = self._mat
         self._mat = mat
-        for name in ("_w", "_cnt", "_last", "_conf"):
+        for name in ("_w", "_cnt", "_last", "_conf", "_cs", "_jn", "_js"):
             old = getattr(self, name)
             new = np.zeros(new_cap)
             new[:cap] = old
@@ -1496,7 +1616,7 @@ class SpaceMemory:
         if row != last:
             moved = self._row_ids[last]
             self._mat[row] = self._mat[last]
-            for a in (self._w, self._cnt, self._last, self._conf):
+            for a in (self._w, self._cnt, self._last, self._conf, self._cs, self._jn, self._js):
                 a[row] = a[last]
             self._row_ids[row] = moved
             self._row_of[moved] = row

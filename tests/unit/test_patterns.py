@@ -106,8 +106,9 @@ def check_rows(m: SpaceMemory) -> None:
 # -- module purity -------------------------------------------------------------
 
 
-def test_core_imports_only_numpy_and_stdlib():
-    src = Path(__file__).resolve().parents[2] / "streams" / "core" / "patterns.py"
+@pytest.mark.parametrize("module", ["patterns.py", "calibration.py"])
+def test_core_imports_only_numpy_stdlib_and_the_core(module):
+    src = Path(__file__).resolve().parents[2] / "streams" / "core" / module
     tree = ast.parse(src.read_text())
     roots = set()
     for node in ast.walk(tree):
@@ -115,6 +116,9 @@ def test_core_imports_only_numpy_and_stdlib():
             roots.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, "no relative imports into the streams app"
+            if node.module.startswith("streams."):
+                assert node.module.startswith("streams.core."), node.module  # the pure core only
+                continue
             roots.add(node.module.split(".")[0])
     assert roots - {"numpy"} <= set(sys.stdlib_module_names), roots
 
