@@ -168,6 +168,19 @@ def percentiles(samples_s, ps=(50, 90, 99)) -> dict[str, float]:
         "mean_ms": round(float(arr.mean()), 4), "n": int(arr.size)}
 
 
+def blas_info() -> dict:
+    """Which BLAS numpy runs on, and the OPENBLAS_/OMP_/MKL_ settings it ran with (they change its kernels)."""
+    info: dict = {"env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}}
+    try:
+        from threadpoolctl import threadpool_info
+        info["threadpoolctl"] = threadpool_info()
+    except ImportError:
+        info["threadpoolctl"] = "not installed"
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    info["numpy_blas"] = {k: blas.get(k) for k in ("name", "version", "openblas configuration")}
+    return info
+
+
 def save(name: str, results: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from common import percentiles, save  # noqa: E402  (sets sys.path)
+from common import blas_info, percentiles, save  # noqa: E402  (sets sys.path)
 from streams.core.patterns import Pattern, PatternConfig, SpaceMemory, confidence
 
 NOISE = 0.02  # per-dimension sd: cosine to the source centroid ~0.88 at 768 dims, above match_threshold 0.8
@@ -68,18 +68,6 @@ def timed(fn, items) -> list[float]:
         fn(item)
         out.append((time.perf_counter_ns() - t) * 1e-9)
     return out
-
-
-def blas_info() -> dict:
-    info: dict = {"env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}}
-    try:
-        from threadpoolctl import threadpool_info
-        info["threadpoolctl"] = threadpool_info()
-    except ImportError:
-        info["threadpoolctl"] = "not installed"
-    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    info["numpy_blas"] = {k: blas.get(k) for k in ("name", "version", "openblas configuration")}
-    return info
 
 
 def one_size(n: int, args, rng: np.random.Generator) -> dict:

@@ -58,6 +58,9 @@ class NoPatterns:
     def memory_estimate_bytes(self) -> int:
         return 0
 
+    def thresholds(self) -> dict[str, float]:
+        return {}
+
 
 @dataclass
 class ExtractionRuntime:

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from schemas.codec import decode_json, encode_json
 from schemas.state import PatternPage, RecentInteraction, RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
 from streams.core.limits import Limits, check_constraints, crossed_interval, evictions_needed
@@ -42,6 +44,11 @@ def pattern_key(space: str, pattern_id: str) -> str:
 def page_key(space: str, n: int) -> str:
     # \x1f never appears in a valid space name, so pages sit beside the space records.
     return f"{space}\x1f{n}"
+
+
+def sample_key(space: str, slot: int) -> str:
+    """A record of the space's calibration sample (streams.core.calibration), beside its pages."""
+    return f"{space}\x1fk{slot}"
 
 
 class Pages:
@@ -164,7 +171,13 @@ class PatternStore:
             state = self._patterns.get(pattern_key(space, pattern_id))
             if state is not None:
                 patterns.append(Pattern.from_state(decode_pattern_state(state)))
-        memory.restore(patterns, SpaceState.decode(raw).core)
+        sample = []
+        for slot in range(memory.cfg.calibration_sample if memory.calibrated else 0):
+            entry = self._spaces.get(sample_key(space, slot))
+            if entry is None:  # slots fill in order and are only ever replaced
+                break
+            sample.append(decode_pattern_state(entry)["vector"])
+        memory.restore(patterns, SpaceState.decode(raw).core, sample)
         return memory
 
     def _load_pages(self, space: str) -> Pages:
@@ -199,7 +212,7 @@ class PatternStore:
         events = [(p, e) for p, e in events if e == "evicted" or p.pattern_id not in gone]
         added = [learned.pattern_id] if learned.new and learned.pattern_id not in gone else []
         self._persist(memory, [p for p, e in events if e != "evicted"], removed, added,
-                      learned.space_changed or bool(removed))
+                      learned.space_changed or bool(removed), learned.sampled)
         return learned, Change(tuple(events), tuple(removed))
 
     def _cleanup(self, memory: SpaceMemory, before: float | None, estimate: int) -> list[Pattern]:
@@ -210,7 +223,7 @@ class PatternStore:
         return evicted
 
     def _persist(self, memory: SpaceMemory, changed: list[Pattern], removed: list[str], added: list[str],
-                 space_changed: bool) -> None:
+                 space_changed: bool, sampled: tuple[int, np.ndarray] | None = None) -> None:
         started = time.perf_counter()
         space = memory.space
         pages = self._load_pages(space)
@@ -226,6 +239,9 @@ class PatternStore:
             touched.add(pages.add(pattern_id))
         for n in sorted(t for t in touched if t is not None):
             self._spaces[page_key(space, n)] = PatternPage(tuple(sorted(pages.pages[n]))).encode()
+        if sampled is not None:
+            slot, vector = sampled
+            self._spaces[sample_key(space, slot)] = encode_pattern_state({"vector": vector})
         # A space's first record fixes its dimension, so its record is always written then.
         if space_changed or len(pages.pages) != count:
             self._spaces[space] = SpaceState(space, len(pages.pages), memory.space_state()).encode()

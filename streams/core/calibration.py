@@ -1,111 +1,165 @@
 """Per-space calibration of the match threshold: when a record joins a pattern, when it starts one.
 
 A leader-style memory decides with one number, the match threshold ``t``: a record whose best
-similarity ``s1`` to the space's patterns is ``>= t`` joins that pattern, otherwise it starts a new
-one. No single ``t`` serves every space (pooled transformer features, log-mel statistics and
-speaker embeddings put their groups at very different similarities), so each space learns its own
-from its own stream.
+similarity to the space's patterns reaches ``t`` joins that pattern, otherwise it starts a new one.
+No single ``t`` serves every space. Pooled transformer features, log-mel statistics and speaker
+embeddings put their groups at very different similarities, and how finely a space should be cut
+depends on how far its groups overlap: on recorded sounds whose groups overlap a lot the best fixed
+threshold is ~0.85-0.9, on loose generated audio ~0.3. So each space chooses its own, from its own
+records.
 
-The evidence. Every record's ``s1`` is either a *within* similarity (the record belongs to a pattern
-that exists) or a *between* similarity (it is the first of its group, and ``s1`` is to its nearest
-other group). In a space with groups the two form two modes, and ``t`` belongs in the valley
-between them. The memory keeps both kinds on its patterns, at no extra cost per record:
+How (BIRCH and CluStream keep a threshold that the data moves; this module chooses it by model
+selection instead, as one picks ``k`` for k-means):
 
-- a pattern's ``created_similarity``: the ``s1`` of the record that created it (a *between*
-  sample, or a *within* one the threshold then rejected);
-- its ``joins`` and ``join_sum``: how many records joined it and the sum of their ``s1``
-  (*within* samples); a merge moves the absorbed pattern's creation sample to its joins, since the
-  merge says that record belonged after all.
+1. **A sample.** The space keeps a sample of its records' unit vectors: the first ``size`` records,
+   then a reservoir (a deterministic hash of the record's id decides which slot it replaces), so
+   the sample follows a drifting stream. The sample is part of the space's changelogged state.
+2. **Candidates.** The sample is centred on its own mean (as the memory centres its inputs), and
+   the same leader rule the memory uses is run on it at every threshold of a grid (0.30 to 0.95 in
+   steps of 0.05): :func:`leader` clusters records in stream order, joining a record to the
+   nearest running centroid when their similarity reaches the threshold. It works on the sample's
+   Gram matrix, so a candidate costs O(sample x clusters), not a pass of the memory.
+3. **Choice.** Each candidate clustering is scored by its mean silhouette (Rousseeuw 1987, cosine
+   distance; a record alone in its cluster scores 0). The silhouette curve over the grid usually
+   has a peak at a coarse threshold (a few large lumps look well separated) and, where the groups
+   are real, another at the threshold that separates them. :func:`select` takes the *finest* local
+   peak whose silhouette is within ``peak_share`` of the best: the finest cut that is about as well
+   separated as the best one (the middle of it, when neighbouring thresholds cut the sample the same
+   way).
 
-The rule (:func:`calibrate`). Otsu's split of those samples -- the two-class partition with the
-largest between-class variance -- separates the *between* class from the *within* class; the upper
-class mean ``kappa`` is how close records sit to their own pattern's centre. Two members of one
-group sit at ~``kappa^2`` to each other, and a new pattern starts as a single record, so a join has
-to accept ``kappa^2`` (the same reasoning that set the old fixed default, see
-streams.core.patterns step 4): the threshold is ``kappa^2``, clamped to ``[min, max]``. It is
-computed over the live patterns at a schedule that depends on the record count alone, so evicted
-patterns drop out and the threshold follows a drifting geometry. Join means are weighted by
-``min(joins, window)`` as the centring mean is, so that a few large patterns do not drown the
-evidence of many small ones. A split is believed only when it explains at least
-``MIN_SEPARABILITY`` of the samples' variance (Otsu's eta); one mode keeps the threshold where it is.
+When. Records before the first choice are learned at ``calibration_start``, strict on purpose: a
+record that starts a pattern it should have joined is repaired later by a merge (the absorbed id
+resolves to the survivor), while a record that joins the wrong pattern cannot be taken out again.
+The space chooses early (after 32, 64 or 128 records) only when the structure is clear (the best
+silhouette is at least ``clear``), otherwise once its sample is full, and then again every
+``interval`` records over the reservoir, so that it follows a drifting geometry.
 
-Status (benchmarks/README.md has the figures): opt-in. It lifts the generated audio stream and
-real recorded sounds over the fixed 0.6, and keeps the well-separated streams, but it lumps the
-sibling groups of the "overlapping" stream early (a low threshold before the siblings have shown
-themselves cannot be undone), so the product's default stays the fixed 0.6 until a rule wins
-everywhere.
-
-Until there is evidence of both kinds the threshold stays at ``start``, high on purpose: a record
-that starts a pattern it should have joined is repaired later by a merge (ids of absorbed patterns
-resolve to the survivor), while a record that joins the wrong pattern can never be taken out again.
-
-Everything here is elementwise IEEE arithmetic and sequential sums in a canonical order (by value, then weight),
-so the same patterns give the same bits on every machine, live or restored.
+Determinism. The Gram matrix is fixed point (integers, ``2^-20`` steps): a BLAS product screens
+it, and every entry whose rounding a float error could flip is recomputed exactly
+(:func:`math.fsum` of exact float32 products). The leader and the silhouette then use integer sums
+and correctly rounded elementwise IEEE operations only, and the final mean is an exact
+:func:`math.fsum`: the same sample gives the same threshold, bit for bit, on every machine, live
+or restored from the changelog.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["calibrate", "derived_band", "derived_merge"]
+__all__ = ["GRID", "gram", "leader", "select", "silhouette"]
 
-# Below this many samples of each kind, or with no clear valley, the evidence is too thin to move.
-MIN_SAMPLES = 3
-# A valley is believed only when the split explains this share of the samples' variance (Otsu's
-# separability eta = between-class / total variance); unimodal evidence keeps the threshold where it is.
-MIN_SEPARABILITY = 0.65
+GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
+_SHIFT = 20  # fixed-point Gram entries: integers in steps of 2^-20
+_SCALE = float(2**_SHIFT)
+_ROOT_SCALE = float(2 ** (_SHIFT // 2))  # sqrt(_SCALE), exact
+# A sample whose best cut scores less than this shows no grouping (random directions in 64
+# dimensions score ~0.05, the loosest real streams benchmarked ~0.2): its space keeps its threshold.
+MIN_STRUCTURE = 0.1
 
 
-def calibrate(
-    values: np.ndarray,
-    weights: np.ndarray,
-    current: float,
-    lo: float,
-    hi: float,
-) -> float:
-    """The match threshold that weighted similarity samples call for, within ``[lo, hi]``.
+def gram(rows: np.ndarray) -> np.ndarray:
+    """Fixed-point Gram matrix ``round(rows @ rows.T * 2^20)`` of float32 rows of norm <= 1, as int64.
 
-    ``current`` is kept when the samples do not show two classes clearly (see module docstring).
-    The result is a function of the multiset of ``(value, weight)`` pairs, not of their order: they
-    are sorted by value, then weight, and summed in that order (sequential cumulative sums of
-    correctly rounded IEEE operations, the same bits everywhere).
+    The float64 BLAS product is within ``d * 2^-52`` of the exact one; an entry whose scaled value
+    lies that close to a rounding boundary is recomputed exactly, so the result does not depend on
+    the BLAS, its threads or its blocking.
     """
-    v = np.asarray(values, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    keep = (w > 0.0) & np.isfinite(v)
-    v, w = v[keep], w[keep]
-    n = len(v)
-    if n < 2 * MIN_SAMPLES:
-        return current
-    order = np.lexsort((w, v))
-    v, w = v[order], w[order]
-    cw = np.cumsum(w)
-    cs = np.cumsum(w * v)
-    cq = np.cumsum(w * v * v)
-    total_w, total_s, total_q = float(cw[-1]), float(cs[-1]), float(cq[-1])
-    mean = total_s / total_w
-    var = total_q / total_w - mean * mean
-    if not var > 1e-12:
-        return current
-    w0 = cw[:-1]
-    w1 = total_w - w0
-    m0 = cs[:-1] / w0
-    m1 = (total_s - cs[:-1]) / w1
-    between = w0 * w1 * (m0 - m1) ** 2
-    k = np.arange(n - 1)
-    # A split sits between distinct values, with enough samples on each side.
-    valid = (k + 1 >= MIN_SAMPLES) & (n - k - 1 >= MIN_SAMPLES) & (v[1:] != v[:-1])
-    if not valid.any():
-        return current
-    between = np.where(valid, between, -1.0)
-    best = int(np.argmax(between))  # the first of equal maxima
-    eta = float(between[best]) / (total_w * total_w * var)
-    if eta < MIN_SEPARABILITY:
-        return current
-    # The upper class is the within-pattern evidence: a record's similarity to its own pattern,
-    # ~kappa once patterns hold several members. Two members of one group sit at ~kappa^2 to each
-    # other, and a new pattern is a single record, so that is what a join has to accept.
-    kappa = float(m1[best])
-    return min(hi, max(lo, kappa * kappa))
+    z = np.asarray(rows, dtype=np.float32).astype(np.float64)
+    m, d = z.shape
+    scaled = (z @ z.T) * _SCALE
+    out = np.rint(scaled)
+    margin = (d + 8) * 2.0**-52 * _SCALE * 4.0
+    frac = np.abs(scaled - np.floor(scaled) - 0.5)
+    for i, j in zip(*np.nonzero(frac <= margin)):
+        # float32 x float32 products are exact in float64; fsum rounds their sum once.
+        out[i, j] = np.rint(math.fsum((z[i] * z[j]).tolist()) * _SCALE)
+    return out.astype(np.int64)
+
+
+def leader(g: np.ndarray, threshold: float) -> np.ndarray:
+    """Leader clustering of the sample, in order, at ``threshold``: cluster labels 0, 1, ...
+
+    A record joins the cluster whose running centroid it is most similar to (the first on ties)
+    when that similarity reaches ``threshold``; otherwise it starts a cluster. With ``a`` the sum
+    of the record's Gram entries with a cluster's members and ``q`` the sum of the members' Gram
+    entries among themselves, the similarity to the centroid is ``a / sqrt(q)``.
+    """
+    m = g.shape[0]
+    acc = np.zeros((m, m), dtype=np.int64)  # acc[:, c]: Gram sums with cluster c's members
+    q = np.zeros(m, dtype=np.int64)
+    labels = np.empty(m, dtype=np.int64)
+    k = 0
+    for x in range(m):
+        if k:
+            sims = acc[x, :k] / (np.sqrt(np.maximum(q[:k], 1).astype(np.float64)) * _ROOT_SCALE)
+            c = int(np.argmax(sims))
+            if sims[c] >= threshold:
+                q[c] += 2 * acc[x, c] + g[x, x]
+                acc[:, c] += g[:, x]
+                labels[x] = c
+                continue
+        acc[:, k] = g[:, x]
+        q[k] = g[x, x]
+        labels[x] = k
+        k += 1
+    return labels
+
+
+def silhouette(g: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette of a clustering of the sample, cosine distance; a lone record scores 0.
+
+    Undefined for one cluster or for every record alone: -1 and 0 then.
+    """
+    m = len(labels)
+    k = int(labels.max()) + 1 if m else 0
+    if k < 2:
+        return -1.0
+    if k == m:
+        return 0.0
+    onehot = np.zeros((m, k))
+    onehot[np.arange(m), labels] = 1.0
+    # Each record's similarity sums per cluster. The entries are integers below 2^21 and a sum has
+    # at most m of them, so every partial sum is an integer float64 holds exactly: the BLAS product
+    # is exact whatever its order, and much faster than numpy's integer product.
+    sums = g.astype(np.float64) @ onehot
+    size = onehot.sum(axis=0)
+    idx = np.arange(m)
+    own = size[labels]
+    own_mean = (sums[idx, labels] - g[idx, idx]) / (np.maximum(own - 1, 1) * _SCALE)
+    other = sums / (size[None, :] * _SCALE)
+    other[idx, labels] = -np.inf
+    a = 1.0 - own_mean
+    b = 1.0 - other.max(axis=1)
+    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return math.fsum(s.tolist()) / m
+
+
+def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> tuple[float | None, float]:
+    """The threshold the sample calls for, and the best silhouette (how clear its structure is).
+
+    The finest threshold of the grid whose silhouette is a local peak of the curve and at least
+    ``peak_share`` of the best (module docstring, step 3); None when no candidate shows any
+    structure (no cut scores ``MIN_STRUCTURE``: one blob, noise, or every record alone).
+    """
+    curve = [silhouette(g, leader(g, t)) for t in grid]
+    best = max(curve)
+    if not best >= MIN_STRUCTURE:
+        return None, best
+    peaks = [
+        i
+        for i in range(len(grid))
+        if curve[i] >= peak_share * best
+        and (i == 0 or curve[i] >= curve[i - 1])
+        and (i == len(grid) - 1 or curve[i] >= curve[i + 1])
+    ]
+    top = max(peaks)
+    # Neighbours with the very same score cut the sample the same way: take the middle of such a
+    # plateau, the threshold with the most room on both sides, not its edge.
+    low = top
+    while low > 0 and curve[low - 1] == curve[top]:
+        low -= 1
+    return grid[(low + top) // 2], best
 
 
 def derived_merge(threshold: float, ratio: float) -> float:
@@ -113,7 +167,7 @@ def derived_merge(threshold: float, ratio: float) -> float:
 
     A merge joins two centroids, each a mean of members at ~``kappa`` to it, so it asks for far
     more than a join does, in proportion to the room the match threshold leaves below 1 (0.95 at
-    0.6 with the default ratio 0.125, the value the memory used before it calibrated).
+    0.6 with the default ratio 0.125: the memory's fixed merge threshold at its fixed default).
     """
     return 1.0 - ratio * (1.0 - threshold)
 

@@ -15,7 +15,17 @@ time, ``W`` = ``centroid_window``.
 
 Defaults, and why (each is one principle, not a per-data-set tuning):
 
-- ``match_threshold = 0.6``. Matching is leader-style: a new pattern is a
+- ``match_threshold = None``: each space chooses its own threshold from a
+  sample of its stream (:mod:`streams.core.calibration`), starting strict at
+  ``calibration_start``; the threshold, the sample and whether it has chosen
+  are space state. A calibrated space derives its related band and merge
+  threshold from its threshold (0.1 and 0.95 at 0.6, as below), and merges two
+  patterns at the product of their :func:`_centre_agreement` (step 6: the
+  one-record rule, generalized to patterns of any size, capped by the merge
+  threshold), so that the small patterns its strict start left rejoin their
+  group. A number pins the threshold; what follows describes a pinned 0.6, the
+  fixed default of earlier versions.
+- ``match_threshold = 0.6`` (pinned). Matching is leader-style: a new pattern is a
   single record, so the second member of a group is compared with one
   record, not with the group's centre. If members sit at (centred) cosine
   ``kappa`` to their centre, two members sit at ~``kappa^2`` to each other,
@@ -233,7 +243,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from streams.core.calibration import calibrate, derived_band, derived_merge
+from streams.core.calibration import derived_band, derived_merge, gram, select
 
 __all__ = [
     "DimensionMismatch",
@@ -268,9 +278,9 @@ class DimensionMismatch(ValueError):
 
 @dataclass(frozen=True)
 class PatternConfig:
-    # Similarity needed to join a pattern (step 4): a fixed number, or None for a threshold each
-    # space calibrates from its own stream (streams.core.calibration; opt-in, see its docstring).
-    match_threshold: float | None = 0.60
+    # Similarity needed to join a pattern (step 4). None: each space calibrates its own from its
+    # stream (streams.core.calibration); a number pins it, as the fixed 0.6 of earlier versions did.
+    match_threshold: float | None = None
     max_patterns: int = 1000  # per space (design documents' maxPatterns)
     evidence_scale: float = 5.0  # records after which evidence is ~63% saturated
     confidence_threshold: float = 0.7  # "established"
@@ -289,20 +299,23 @@ class PatternConfig:
     merge_threshold: float = 0.95  # > 1 disables merges; one-record patterns: min(this, sqrt(match_threshold))
     max_aliases: int = 10_000
     # calibration (streams.core.calibration), when match_threshold is None
-    calibration_start: float = 0.9  # until the space's own evidence shows two classes
-    calibration_min: float = 0.2
-    calibration_max: float = 0.97
-    calibration_interval: int = 32  # records between recalibrations (doubling from 1 until then)
+    calibration_start: float = 0.9  # until the space's first choice: strict (splits can merge later)
+    calibration_sample: int = 256  # records the space keeps to choose from (first ones, then a reservoir)
+    calibration_interval: int = 32768  # records between later choices, over the reservoir (~0.1 s each)
+    calibration_peak_share: float = 0.85  # the finest silhouette peak within this share of the best
+    calibration_clear: float = 0.5  # best silhouette that lets a space choose before its sample is full
     calibration_merge_ratio: float = 0.125  # calibrated merge threshold: 1 - ratio * (1 - t)
     calibration_band_ratio: float = 0.25  # calibrated related band: ratio * (1 - t)
 
     def __post_init__(self) -> None:
         if self.match_threshold is not None and not -1.0 <= self.match_threshold <= 1.0:
             raise ValueError("match_threshold must be in [-1, 1] (or None: calibrated)")
-        if not -1.0 <= self.calibration_min <= self.calibration_start <= self.calibration_max <= 1.0:
-            raise ValueError("calibration thresholds must satisfy -1 <= min <= start <= max <= 1")
-        if self.calibration_interval < 1:
-            raise ValueError("calibration_interval must be >= 1")
+        if not -1.0 <= self.calibration_start <= 1.0:
+            raise ValueError("calibration_start must be in [-1, 1]")
+        if self.calibration_sample < 4 or self.calibration_interval < 1:
+            raise ValueError("calibration_sample must be >= 4 and calibration_interval >= 1")
+        if not (0.0 < self.calibration_peak_share <= 1.0 and -1.0 <= self.calibration_clear <= 1.0):
+            raise ValueError("calibration_peak_share must be in (0, 1] and calibration_clear in [-1, 1]")
         if not (0.0 <= self.calibration_merge_ratio <= 1.0 and 0.0 <= self.calibration_band_ratio <= 2.0):
             raise ValueError("calibration_merge_ratio must be in [0, 1] and calibration_band_ratio in [0, 2]")
         if self.max_patterns < 1:
@@ -429,11 +442,6 @@ class Pattern:
     successes: float = 0.0  # interaction feedback (apply_feedback)
     failures: float = 0.0
     related: Related = ()  # (pattern_id, similarity), similarity desc then id
-    # Calibration evidence (streams.core.calibration): the best similarity of the record that
-    # created the pattern (None for a space's first), and the records that joined it since.
-    created_similarity: float | None = None
-    joins: int = 0
-    join_sum: float = 0.0
 
     @property
     def cohesion(self) -> float:
@@ -453,9 +461,6 @@ class Pattern:
             "successes": float(self.successes),
             "failures": float(self.failures),
             "related": [[pid, float(s)] for pid, s in self.related],
-            "created_similarity": None if self.created_similarity is None else float(self.created_similarity),
-            "joins": int(self.joins),
-            "join_sum": float(self.join_sum),
         }
 
     @classmethod
@@ -479,9 +484,6 @@ class Pattern:
             successes=float(d.get("successes", 0.0)),
             failures=float(d.get("failures", 0.0)),
             related=tuple((str(pid), float(s)) for pid, s in d.get("related", ())),
-            created_similarity=None if d.get("created_similarity") is None else float(d["created_similarity"]),
-            joins=int(d.get("joins", 0)),
-            join_sum=float(d.get("join_sum", 0.0)),
         )
 
     def _snapshot(self) -> Pattern:
@@ -498,9 +500,6 @@ class Pattern:
             self.successes,
             self.failures,
             self.related,
-            self.created_similarity,
-            self.joins,
-            self.join_sum,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -518,9 +517,6 @@ class Pattern:
             and self.successes == other.successes
             and self.failures == other.failures
             and self.related == other.related
-            and self.created_similarity == other.created_similarity
-            and self.joins == other.joins
-            and self.join_sum == other.join_sum
             and self.centroid.dtype == other.centroid.dtype
             and self.centroid.shape == other.centroid.shape
             and self.centroid.tobytes() == other.centroid.tobytes()
@@ -549,6 +545,7 @@ class Learned:
     merged: tuple[tuple[str, str], ...] = ()  # (survivor, absorbed); delete absorbed
     change_events: tuple[str, ...] = ()  # event of each `changed` entry, same order
     space_changed: bool = False  # persist SpaceMemory.space_state()
+    sampled: tuple[int, np.ndarray] | None = None  # (slot, unit vector): persist in the calibration sample
 
 
 def pattern_id_for(space: str, first_event_id: str) -> str:
@@ -783,11 +780,10 @@ class SpaceMemory:
         self._now_floor = -math.inf  # `now` when the space state was last written
         self._aliases: dict[str, str] = {}  # absorbed -> survivor, oldest first
         self._set_threshold(cfg.calibration_start if cfg.match_threshold is None else cfg.match_threshold)
-        # Calibration evidence per row (streams.core.calibration): creation similarity (NaN: none),
-        # joins and their similarity sum.
-        self._cs = np.zeros(0)
-        self._jn = np.zeros(0)
-        self._js = np.zeros(0)
+        # Calibration (streams.core.calibration): the space's sample of records (unit input vectors,
+        # by slot) and whether a selection has settled the threshold yet.
+        self._sample: list[np.ndarray] = []
+        self._settled = False
         # Derived.
         self._related_n = 0  # sum of len(p.related): the memory estimate needs it on every record
         self._n = 0  # records learned: sum(count) + retired
@@ -820,6 +816,10 @@ class SpaceMemory:
     def threshold(self) -> float:
         """The match threshold this space decides with now: pinned by the config, or calibrated."""
         return self._t
+
+    def calibration_sample(self) -> list[np.ndarray]:
+        """The calibration sample by slot (read-only unit vectors; empty in a pinned space)."""
+        return list(self._sample)
 
     @property
     def calibrated(self) -> bool:
@@ -881,6 +881,7 @@ class SpaceMemory:
             total += a.nbytes + _NDARRAY_HEADER
         if self._mu is not None:
             total += self._mu.nbytes + _NDARRAY_HEADER
+        total += sum(v.nbytes + _NDARRAY_HEADER for v in self._sample)
         n = len(self._patterns)
         dim = self._dim or 0
         total += n * (_PER_PATTERN + dim * 4) + self._related_n * _PER_RELATED
@@ -906,15 +907,19 @@ class SpaceMemory:
             "now_floor": None if self._now_floor == -math.inf else float(self._now_floor),
             "aliases": [[a, s] for a, s in self._aliases.items()],
             "threshold": float(self._t),
+            "settled": self._settled,
         }
 
-    def restore(self, patterns: Iterable[Pattern], space_state: dict | None = None) -> None:
+    def restore(
+        self, patterns: Iterable[Pattern], space_state: dict | None = None, sample: Iterable[Any] | None = None
+    ) -> None:
         """Replace all state with persisted patterns and space state.
 
         Patterns may come in any order; they are kept in ``(seq, created_ts,
         pattern_id)`` order, the order a live memory created them in. Without
         ``space_state`` (older tables) there is no mu, no alias and nothing
-        retired.
+        retired. ``sample`` is the calibration sample, by slot (what
+        ``Learned.sampled`` handed out; :meth:`calibration_sample`).
         """
         ordered = sorted(patterns, key=lambda p: (p.seq, p.created_ts, p.pattern_id))
         dim = self._dim
@@ -955,6 +960,10 @@ class SpaceMemory:
             threshold = self.cfg.match_threshold  # a pin wins over whatever the space had learned
         else:
             threshold = float(st.get("threshold", self.cfg.calibration_start))
+        sample_rows = [_frozen_f32(v) for v in (sample or ())]
+        for v in sample_rows:
+            if v.ndim != 1 or (dim is not None and v.shape[0] != dim):
+                raise DimensionMismatch(dim or 0, v.shape[0] if v.ndim == 1 else -1)
         # Validated: now mutate, so a bad snapshot leaves the memory untouched.
         self._patterns = {}
         self._row_ids = []
@@ -966,6 +975,8 @@ class SpaceMemory:
         self._now_floor = now_floor
         self._aliases = aliases
         self._set_threshold(threshold)
+        self._settled = bool(st.get("settled", False))
+        self._sample = sample_rows
         for p in ordered:
             self._patterns[p.pattern_id] = Pattern(
                 p.pattern_id,
@@ -979,9 +990,6 @@ class SpaceMemory:
                 float(p.successes),
                 float(p.failures),
                 tuple((str(a), float(s)) for a, s in p.related),
-                None if p.created_similarity is None else float(p.created_similarity),
-                int(p.joins),
-                float(p.join_sum),
             )
         self._n = sum(p.count for p in self._patterns.values()) + retired
         self._related_n = sum(len(p.related) for p in self._patterns.values())
@@ -1025,8 +1033,6 @@ class SpaceMemory:
             pid, sim, _ = best[0]
             p = self._patterns[pid]
             p.count += 1
-            p.joins += 1
-            p.join_sum += sim
             p.centroid = _move_centroid(p.centroid, u, min(p.count, cfg.centroid_window))
             p.similarity_sum += sim
             # max: a late record must not make an active pattern look stale.
@@ -1054,8 +1060,7 @@ class SpaceMemory:
                 space_changed = True
                 gone = {p.pattern_id for p in evicted}
                 related = tuple(r for r in related if r[0] not in gone)
-            p = Pattern(pid, 1, _frozen_f32(u), 1.0, 0.0, ts, ts, self._n, related=related,
-                        created_similarity=best[0][1] if best else None)
+            p = Pattern(pid, 1, _frozen_f32(u), 1.0, 0.0, ts, ts, self._n, related=related)
             p.confidence = _pattern_confidence(p, cfg)
             self._insert(p)
             events[pid] = "created"
@@ -1066,6 +1071,7 @@ class SpaceMemory:
             space_changed = True
             for q in rescored:
                 events.setdefault(q, "updated")
+        sampled = self._sample_record(event_id, u)
         if self._maybe_calibrate():
             space_changed = True
         primary = self._patterns[pid]
@@ -1081,6 +1087,7 @@ class SpaceMemory:
             merged=tuple(merged),
             change_events=tuple(events.values()),
             space_changed=space_changed,
+            sampled=None if sampled is None else (sampled, u),
         )
 
     def apply_feedback(self, pattern_id: str, success: bool, quality: float | None, ts: float) -> Pattern:
@@ -1181,9 +1188,6 @@ class SpaceMemory:
         self._cnt = np.zeros(0)
         self._last = np.zeros(0)
         self._conf = np.zeros(0)
-        self._cs = np.zeros(0)
-        self._jn = np.zeros(0)
-        self._js = np.zeros(0)
         # Screening window. A float32 dot of two rows of norm <= 1 is off
         # by at most ~dim * 2**-24 in any summation order; two rows can err
         # in opposite directions, and the rest is margin. Any row that could
@@ -1341,16 +1345,23 @@ class SpaceMemory:
         mt = self._merge
         lo = self._merge_floor()
         single = min(mt, _single_merge(self._t))
+        calibrated = self.cfg.match_threshold is None
         while mt <= 1.0:
             approx, a, w = scan
             cand = np.flatnonzero(approx >= lo - self._tol)
             if len(cand) == 0:
                 break
             exact = self._exact(cand, a, w).tolist()
+            if calibrated:
+                own = _centre_agreement(self._patterns[pid].count, self._t)
+                need = [min(mt, own * _centre_agreement(self._patterns[self._row_ids[r]].count, self._t))
+                        for r in cand.tolist()]
+            else:
+                need = [single if self._patterns[self._row_ids[r]].count == 1 else mt for r in cand.tolist()]
             best = min(
                 ((-s, self._patterns[self._row_ids[r]].created_ts, self._row_ids[r])
-                 for r, s in zip(cand.tolist(), exact)
-                 if s >= (single if self._patterns[self._row_ids[r]].count == 1 else mt)),
+                 for r, s, bar in zip(cand.tolist(), exact, need)
+                 if s >= bar),
                 default=None,
             )
             if best is None:
@@ -1369,7 +1380,11 @@ class SpaceMemory:
     def _merge_floor(self) -> float:
         """The lowest similarity at which any merge can happen (inf: merges off)."""
         mt = self._merge
-        return min(mt, _single_merge(self._t)) if mt <= 1.0 else math.inf
+        if mt > 1.0:
+            return math.inf
+        if self.cfg.match_threshold is None:  # the joined pattern has two members at least
+            return min(mt, _centre_agreement(1, self._t) * _centre_agreement(2, self._t))
+        return min(mt, _single_merge(self._t))
 
     def _absorb(self, s: Pattern, a: Pattern) -> None:
         """Merge pattern ``a`` into survivor ``s``."""
@@ -1380,9 +1395,6 @@ class SpaceMemory:
         s.similarity_sum += a.similarity_sum
         s.successes += a.successes
         s.failures += a.failures
-        # The merge says the absorbed pattern's first record belonged: its sample becomes a join.
-        s.joins += a.joins + (a.created_similarity is not None)
-        s.join_sum += a.join_sum + (a.created_similarity or 0.0)
         s.last_ts = max(s.last_ts, a.last_ts)
         self._set_related(s, tuple(e for e in s.related if e[0] != a.pattern_id))  # recomputed after
         s.confidence = _pattern_confidence(s, self.cfg)
@@ -1439,30 +1451,55 @@ class SpaceMemory:
         self._merge = (derived_merge(self._t, cfg.calibration_merge_ratio)
                        if cfg.merge_threshold <= 1.0 else cfg.merge_threshold)
 
-    def _maybe_calibrate(self) -> bool:
-        """Recalibrate if due; True if the threshold moved (the space state changed).
+    def _sample_record(self, event_id: str, u: np.ndarray) -> int | None:
+        """Keep ``u`` in the calibration sample if it belongs there; the slot it took, or None.
 
-        Due after the records that bring ``n`` to a power of two below ``calibration_interval``,
-        then every ``calibration_interval`` records: a schedule that is a function of ``n`` alone,
-        so nothing but the threshold itself needs persisting.
+        The first ``calibration_sample`` records fill the slots in order; after that record ``n``
+        replaces slot ``h mod n`` when that is a slot (reservoir sampling, Vitter's algorithm R),
+        with ``h`` a hash of the space and the record's id instead of a random draw, so that a
+        replay keeps the same sample.
         """
         cfg = self.cfg
         if cfg.match_threshold is not None:
+            return None
+        size = cfg.calibration_sample
+        if len(self._sample) < size:
+            self._sample.append(u)
+            return len(self._sample) - 1
+        h = hashlib.blake2b((self.space + "\0" + event_id).encode("utf-8"), digest_size=8)
+        slot = int.from_bytes(h.digest(), "big") % self._n
+        if slot >= size:
+            return None
+        self._sample[slot] = u
+        return slot
+
+    def _maybe_calibrate(self) -> bool:
+        """Choose the threshold again if due (streams.core.calibration); True if it moved.
+
+        Due after 8, 16, 32, 64 and 128 records while the space has not chosen yet (taken only when
+        the sample's structure is clear), when the sample is full, and every ``calibration_interval``
+        records after that: a schedule that is a function of ``n`` alone.
+        """
+        cfg = self.cfg
+        if cfg.match_threshold is None:
+            n, size = self._n, cfg.calibration_sample
+            early = not self._settled and n < size and n in (8, 16, 32, 64, 128)
+            if early or n == size or (n > size and n % cfg.calibration_interval == 0):
+                return self._choose(final=not early)
+        return False
+
+    def _choose(self, final: bool) -> bool:
+        cfg = self.cfg
+        rows = np.stack(self._sample).astype(np.float64)
+        mean = _tree_sum_rows(rows.copy()) / len(self._sample)  # a fixed order: the same bits everywhere
+        centred, _ = _centred_rows(np.stack(self._sample), mean, 0.0)
+        threshold, clarity = select(gram(centred), cfg.calibration_peak_share)
+        if threshold is None or not (final or clarity >= cfg.calibration_clear):
             return False
-        n, every = self._n, cfg.calibration_interval
-        if not (n % every == 0 if n >= every else n & (n - 1) == 0):
+        self._settled = True
+        if threshold == self._t:
             return False
-        rows = len(self._row_ids)
-        cs, jn = self._cs[:rows], self._jn[:rows]
-        created = ~np.isnan(cs)
-        joined = jn > 0
-        values = np.concatenate([cs[created], self._js[:rows][joined] / jn[joined]])
-        weights = np.concatenate([np.ones(int(created.sum())),
-                                  np.minimum(jn[joined], float(cfg.centroid_window))])
-        t = calibrate(values, weights, self._t, cfg.calibration_min, cfg.calibration_max)
-        if t == self._t:
-            return False
-        self._set_threshold(t)
+        self._set_threshold(threshold)
         self._now_floor = self._now
         return True
 
@@ -1556,9 +1593,6 @@ class SpaceMemory:
         self._cnt[:n] = [p.count for p in ps]
         self._last[:n] = [p.last_ts for p in ps]
         self._conf[:n] = [p.confidence for p in ps]
-        self._cs[:n] = [math.nan if p.created_similarity is None else p.created_similarity for p in ps]
-        self._jn[:n] = [p.joins for p in ps]
-        self._js[:n] = [p.join_sum for p in ps]
 
     def _set_row(self, pid: str) -> None:
         p = self._patterns[pid]
@@ -1567,9 +1601,6 @@ class SpaceMemory:
         self._cnt[r] = p.count
         self._last[r] = p.last_ts
         self._conf[r] = p.confidence
-        self._cs[r] = math.nan if p.created_similarity is None else p.created_similarity
-        self._jn[r] = p.joins
-        self._js[r] = p.join_sum
 
     def _fresh_id(self, event_id: str) -> str:
         pid = pattern_id_for(self.space, event_id)
@@ -1604,7 +1635,7 @@ class SpaceMemory:
         mat = np.zeros((new_cap, self._mat.shape[1]), dtype=_F32)
         mat[:cap] = self._mat
         self._mat = mat
-        for name in ("_w", "_cnt", "_last", "_conf", "_cs", "_jn", "_js"):
+        for name in ("_w", "_cnt", "_last", "_conf"):
             old = getattr(self, name)
             new = np.zeros(new_cap)
             new[:cap] = old
@@ -1616,7 +1647,7 @@ class SpaceMemory:
         if row != last:
             moved = self._row_ids[last]
             self._mat[row] = self._mat[last]
-            for a in (self._w, self._cnt, self._last, self._conf, self._cs, self._jn, self._js):
+            for a in (self._w, self._cnt, self._last, self._conf):
                 a[row] = a[last]
             self._row_ids[row] = moved
             self._row_of[moved] = row
@@ -1665,6 +1696,22 @@ def _sizeof_estimates() -> tuple[int, int, int, int]:
 
 
 _NDARRAY_HEADER, _PER_PATTERN, _PER_RELATED, _PER_ALIAS = _sizeof_estimates()
+
+
+def _centre_agreement(count: int, match_threshold: float) -> float:
+    """How well the mean of ``count`` members of one group agrees with the group's centre.
+
+    Members that agree pairwise at ``kappa^2`` (the match threshold) sit at ``kappa`` to their
+    centre, and the mean of ``m`` of them at ``1 / sqrt(1 + (1/kappa^2 - 1) / m)``. Two patterns
+    of one group are then expected at the product of their two agreements: a calibrated space
+    merges them there (capped by its merge threshold), so that the small patterns its strict
+    start left behind rejoin their group. For one member against a settled pattern this is
+    ``sqrt(match_threshold)``, the one-record rule of step 6.
+    """
+    if match_threshold <= 0.0:
+        return match_threshold
+    m = float(count)
+    return math.sqrt(m * match_threshold / (m * match_threshold + 1.0 - match_threshold))
 
 
 def _single_merge(match_threshold: float) -> float:

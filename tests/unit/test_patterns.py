@@ -165,7 +165,9 @@ def test_first_vector_creates_and_fixes_dim():
     r = m.learn_one("e-1", [3.0, 4.0], ts=1.0)
     assert m.dim == 2 and len(m) == 1
     # The first record fixes the dimension: part of the space state.
-    assert r == Learned(r.pattern_id, 1.0, r.confidence, True, r.changed, "created", (), (), ("created",), True)
+    assert r == Learned(r.pattern_id, 1.0, r.confidence, True, r.changed, "created", (), (), ("created",), True,
+                        r.sampled)
+    assert r.sampled[0] == 0  # a calibrating space keeps its first record in its sample
     assert not m.learn_one("e-2", [3.0, 4.0], ts=2.0).space_changed
     (p,) = r.changed
     assert p.count == 1 and p.similarity_sum == 1.0
@@ -974,11 +976,27 @@ def grouped(records, groups, dim, spread=0.05, seed=7, weights=None):
 
 
 def test_defaults_on_the_demo_streams_find_exactly_the_groups():
-    # The integration tests' two spaces (streams.demo.grouped_stream, seeds 1 and 2): one new
-    # pattern per group and every record in its group's pattern, without any merge.
+    # The integration tests' two spaces (streams.demo.grouped_stream, seeds 1 and 2). Calibrated
+    # (the default): the strict start splits the first records, merges rejoin them, and each group
+    # ends as one live pattern holding all its records.
     for groups, dim, seed in ((4, 32, 1), (3, 48, 2)):
         vecs, truth = grouped(200, groups, dim, seed=seed)
         m = SpaceMemory(SPACE, PatternConfig())
+        out = [m.learn_one(f"e-{i}", v, ts=float(i)) for i, v in enumerate(vecs)]
+        assert m.threshold != m.cfg.calibration_start and len(m) == groups
+        final = [m.resolve(r.pattern_id) for r in out]
+        by_group = {}
+        for p, g in zip(final, truth):
+            by_group.setdefault(int(g), set()).add(p)
+        assert all(len(v) == 1 for v in by_group.values()) and len(set().union(*by_group.values())) == groups
+
+
+def test_a_pinned_0_6_on_the_demo_streams_finds_exactly_the_groups_at_once():
+    # The same streams with the fixed threshold of earlier versions: one new pattern per group and
+    # every record in its group's pattern, without any merge.
+    for groups, dim, seed in ((4, 32, 1), (3, 48, 2)):
+        vecs, truth = grouped(200, groups, dim, seed=seed)
+        m = SpaceMemory(SPACE, PatternConfig(match_threshold=0.6))
         out = [m.learn_one(f"e-{i}", v, ts=float(i)) for i, v in enumerate(vecs)]
         assert sum(r.new for r in out) == groups and not any(r.merged for r in out)
         by_group = {}

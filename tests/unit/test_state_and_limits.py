@@ -7,7 +7,7 @@ import pytest
 from streams.core.limits import Limits, crossed_interval, evictions_needed
 from streams.core.patterns import PatternConfig
 from schemas.state import PatternPage, SpaceState
-from streams.state import PatternStore, page_key, pattern_key
+from streams.state import PatternStore, page_key, pattern_key, sample_key
 
 MB = 1024 * 1024
 
@@ -85,8 +85,10 @@ def test_tables_hold_exactly_the_live_patterns():
     memory = store.space("s")
     assert len(memory) <= 6
     assert set(patterns) == {pattern_key("s", pid) for pid in memory.pattern_ids()}
-    assert set(spaces) == {"s"} | {page_key("s", n) for n in range(SpaceState.decode(spaces["s"]).pages)}
-    listed = {pid for k, v in spaces.items() if k != "s" for pid in PatternPage.decode(v).pattern_ids}
+    samples = {sample_key("s", slot) for slot in range(len(memory.calibration_sample()))}
+    assert len(samples) == cfg.calibration_sample  # the calibration sample, full
+    assert set(spaces) == {"s"} | samples | {page_key("s", n) for n in range(SpaceState.decode(spaces["s"]).pages)}
+    listed = {pid for k, v in spaces.items() if k != "s" and k not in samples for pid in PatternPage.decode(v).pattern_ids}
     assert listed == set(memory.pattern_ids()), "the pages list exactly the live patterns"
 
 
