@@ -68,9 +68,15 @@ def apply(runtime, interaction, pattern_id: str, offset: int):
     """Apply one interaction inside the space's transaction: its optimization memory first (a
     config the core refuses raises before any write), then the pattern's feedback."""
     store, space = runtime.store, interaction.space
+    memory = store.space(space)
+
+    def related_of(pid: str):  # for recommendations transferred from this memory, on other patterns
+        pattern = memory.get(pid)
+        return None if pattern is None else pattern.related
+
     events = runtime.optimizations.learn(space, pattern_id, interaction.model_id, interaction.config,
                                          interaction.outcome, interaction.ts,
-                                         store.space(space).get(pattern_id).related)
+                                         memory.get(pattern_id).related, related_of)
     success, quality = pattern_feedback(interaction.outcome)
     pattern = store.feedback(store.space(space), pattern_id, success, quality, interaction.ts)
     records = tuple(e.to_record() for e in events)

@@ -23,9 +23,15 @@ model) pairs in the same order. Policies:
 Reported: (1) how often the published recommendation is the hidden best after N interactions of a
 (pattern, model), (2) cumulative regret, (3) for a NEW model arriving after the others have learned,
 how many interactions until its recommendation is the hidden best and stays so (with transfer,
-without it, and the baselines).
+without it, and the baselines), and (4) what the ``fms.optimizations`` topic carries: the
+interactions ``ours+transfer`` ran (main run, then the newcomer) replayed through the worker's
+``OptimizationStore`` (dict tables), records per interaction and microseconds per interaction with
+re-announcement at the defaults and with it off (``reannounce_tolerance = 1``,
+``reannounce_support_factor = 0``: a recommendation announced once per change), and how far the last
+record of each key is from what the memory holds for it at the end.
 
     python benchmarks/optimizations.py [--seeds 8] [--patterns 16] [--models 4] [--horizon 150] [--new-horizon 150]
+                                       [--topic-seeds 8]
 """
 from __future__ import annotations
 
@@ -40,9 +46,12 @@ from streams.core.optimizations import (
     ModelPatternMemory,
     OptimizationConfig,
     config_key,
+    effectiveness,
     recommend,
     transfer_priors,
 )
+from streams.optimization_state import OptimizationStore
+from streams.state import Prefixed
 
 CONFIGS = [
     {"temperature": t, "top_p": p, "batch": b} for t in (0.2, 0.7) for p in (0.8, 0.95) for b in (1, 8)
@@ -144,6 +153,10 @@ class Ours:
 
     def learn(self, p: int, m: int, c: int, outcome: dict, ts: float) -> None:
         self.mems[(p, m)].learn_one(CONFIGS[c], outcome, ts)
+        if self.tape is not None:
+            self.tape.append((p, m, c, outcome, ts))
+
+    tape: list | None = None  # set to a list to record the interactions run (for the topic figures)
 
     def recommendation(self, p: int, m: int) -> int | None:
         self.active_models.add(m)
@@ -197,6 +210,39 @@ def policies(seed: int, P: int, MM: int, related, cfg: OptimizationConfig) -> li
         Greedy("greedy", P, MM, 0.0, seed),
         Greedy("eps-greedy(0.1)", P, MM, 0.1, seed),
     ]
+
+
+# -- the topic ------------------------------------------------------------------
+
+
+def topic_run(tape: list, related, cfg: OptimizationConfig) -> dict:
+    """The interactions of ``tape`` through the worker's optimization store: records per
+    interaction, time per interaction, and the last record per key against the memory at the end."""
+    table: dict = {}
+    store = OptimizationStore(Prefixed(table, "o/"), Prefixed(table, "oi/"), cfg)
+    rel = {p: [(f"p{r}", s) for r, s in related[p]] for p in range(len(related))}
+    related_of = lambda pid: rel.get(int(pid[1:]))  # noqa: E731
+    last: dict = {}
+    records = 0
+    t0 = time.perf_counter()
+    for p, m, c, outcome, ts in tape:
+        events = store.learn("bench", f"p{p}", f"m{m}", CONFIGS[c], outcome, ts, rel[p], related_of)
+        records += len(events)
+        for e in events:
+            last[(e.pattern_id, e.model_id)] = e
+    seconds = time.perf_counter() - t0
+    sims = {(f"p{p}", f"p{r}"): s for p in range(len(related)) for r, s in related[p]}
+    gaps = []
+    for (pid, mid), e in last.items():
+        if e.event != "recommended":
+            continue
+        pub = store.load("bench", pid, mid)[1]
+        source, _ = store.load("bench", pub.source_pattern_id, pub.source_model_id)
+        live = effectiveness(source.get(pub.config_key), cfg)
+        if (pub.source_pattern_id, pub.source_model_id) != (pid, mid):
+            live *= cfg.transfer_discount * (1.0 if pub.source_pattern_id == pid else sims[(pid, pub.source_pattern_id)])
+        gaps.append(abs(live - e.effectiveness))
+    return {"interactions": len(tape), "records": records, "seconds": seconds, "gaps": gaps}
 
 
 # -- runs ---------------------------------------------------------------------
@@ -257,6 +303,9 @@ def run(args) -> dict:
     H = args.horizon
     checkpoints = tuple(n for n in CHECKPOINTS if n <= H)
     agg: dict[str, dict] = {}
+    topic_cfgs = {"reannounce": cfg,
+                  "announce_once": OptimizationConfig(reannounce_tolerance=1.0, reannounce_support_factor=0.0)}
+    topic: dict[str, dict] = {}
     t_start = time.perf_counter()
     for seed in range(args.seeds):
         world = make_world(seed, args.patterns, args.models, max(H, args.new_horizon) + 1,
@@ -265,6 +314,8 @@ def run(args) -> dict:
         order = np.array([(p, m) for p in range(args.patterns) for m in range(args.models) for _ in range(H)])
         order = order[rng.permutation(len(order))]
         for agent in policies(seed, args.patterns, args.models + 1, world.related, cfg):
+            if agent.name == "ours+transfer" and seed < args.topic_seeds:
+                agent.tape = []
             t0 = time.perf_counter()
             res = main_run(world, agent, order, checkpoints)
             main_s = time.perf_counter() - t0
@@ -282,6 +333,12 @@ def run(args) -> dict:
             a["new_regret"].append(new["regret"])
             a["seconds"] += main_s
             a["step_us"].append(main_s / res["steps"] * 1e6)
+            if getattr(agent, "tape", None):
+                for name, topic_cfg in topic_cfgs.items():
+                    r = topic_run(agent.tape, world.related, topic_cfg)
+                    t = topic.setdefault(name, {"interactions": 0, "records": 0, "seconds": 0.0, "gaps": []})
+                    for k in ("interactions", "records", "seconds", "gaps"):
+                        t[k] += r[k]
     wall = time.perf_counter() - t_start
 
     out = {}
@@ -311,7 +368,23 @@ def run(args) -> dict:
             ours["newcomer_interactions_median"] / base["newcomer_interactions_median"], 3),
     }
     goals["newcomer_under_half"] = goals["newcomer_ratio_transfer_vs_none"] < 0.5
-    return {"params": vars(args), "config": cfg.__dict__, "results": out, "goals": goals, "wall_s": round(wall, 1)}
+    topic_out = {}
+    for name, t in topic.items():
+        gaps = np.array(t["gaps"]) if t["gaps"] else np.zeros(1)
+        topic_out[name] = {
+            "interactions": t["interactions"],
+            "records": t["records"],
+            "records_per_interaction": round(t["records"] / max(1, t["interactions"]), 4),
+            "us_per_interaction": round(t["seconds"] / max(1, t["interactions"]) * 1e6, 1),
+            "last_record_gap_max": round(float(gaps.max()), 4),
+            "last_record_gap_mean": round(float(gaps.mean()), 4),
+            "last_records_beyond_tolerance": int(np.sum(gaps > cfg.reannounce_tolerance)),
+            "keys": len(t["gaps"]),
+        }
+    if topic_out:
+        goals["topic_last_records_within_tolerance"] = topic_out["reannounce"]["last_records_beyond_tolerance"] == 0
+    return {"params": vars(args), "config": cfg.__dict__, "results": out, "topic": topic_out, "goals": goals,
+            "wall_s": round(wall, 1)}
 
 
 def print_table(doc: dict) -> None:
@@ -331,6 +404,14 @@ def print_table(doc: dict) -> None:
     for name, r in res.items():
         print(f"{name:18}{r['newcomer_interactions_mean']:8.1f}{r['newcomer_interactions_median']:8.1f}"
               f"{r['newcomer_reached_rate']:9.3f}{r['newcomer_regret']:9.1f}{r['us_per_interaction']:9.1f}")
+    if doc.get("topic"):
+        print("\n(4) fms.optimizations for the interactions ours+transfer ran, through the worker's store")
+        print(f"{'':18}{'records':>9}{'per inter.':>12}{'us/inter.':>11}{'last-record gap max':>21}"
+              f"{'mean':>8}{'> tol':>7}{'keys':>7}")
+        for name, t in doc["topic"].items():
+            print(f"{name:18}{t['records']:9d}{t['records_per_interaction']:12.4f}{t['us_per_interaction']:11.1f}"
+                  f"{t['last_record_gap_max']:21.4f}{t['last_record_gap_mean']:8.4f}"
+                  f"{t['last_records_beyond_tolerance']:7d}{t['keys']:7d}")
     print("\ngoals:", doc["goals"], f"wall {doc['wall_s']}s")
 
 
@@ -343,6 +424,8 @@ def main() -> None:
     ap.add_argument("--new-horizon", type=int, default=150, help="interactions of the new model per pattern")
     ap.add_argument("--model-share", type=float, default=0.85)
     ap.add_argument("--related-share", type=float, default=0.6)
+    ap.add_argument("--topic-seeds", type=int, default=8,
+                    help="seeds whose ours+transfer interactions also go through the store for (4); 0: none")
     args = ap.parse_args()
     doc = run(args)
     print_table(doc)

@@ -115,22 +115,30 @@ def _decode_state(raw: bytes, what: str) -> dict:
 
 @dataclass(frozen=True)
 class OptimizationState:
-    """One (space, pattern, model): the core's memory (`ModelPatternMemory.to_state()`) and the
-    recommendation the shell last published for it, own or transferred (None when nothing is)."""
+    """One (space, pattern, model): the core's memory (`ModelPatternMemory.to_state()`), the
+    recommendation the shell last published for it, own or transferred (None when nothing is), as
+    announced, and the (pattern_id, model_id) of other memories whose published recommendation was
+    transferred from this one (a superset: an entry is checked before use; written only when
+    non-empty, so states from before it read as none)."""
 
     memory: dict
     published: dict | None = None
+    dependents: tuple[tuple[str, str], ...] = ()
 
     def encode(self) -> bytes:
-        return encode_json({"sv": STATE_VERSION, "memory": self.memory, "published": self.published})
+        d = {"sv": STATE_VERSION, "memory": self.memory, "published": self.published}
+        if self.dependents:
+            d["dependents"] = [[p, m] for p, m in sorted(self.dependents)]
+        return encode_json(d)
 
     @classmethod
     def decode(cls, raw: bytes) -> "OptimizationState":
         d = _decode_state(raw, "optimization state")
         try:
-            return cls(memory=d["memory"], published=d["published"])
-        except KeyError as exc:
-            raise StateCorrupt(f"unreadable optimization state: missing {exc}") from exc
+            return cls(memory=d["memory"], published=d["published"],
+                       dependents=tuple((str(p), str(m)) for p, m in d.get("dependents", ())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateCorrupt(f"unreadable optimization state: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -98,24 +99,51 @@ def demo_interactions(feats, by_event, seed: int = 3) -> list[Interaction]:
     return out
 
 
-async def demo_optimizations(settings: Settings, feats, by_event) -> None:
+def latest_recommendations(records) -> dict[tuple[str, str], object]:
+    """(pattern_id, model_id) -> the newest `fms.optimizations` record of its key, if it recommends."""
+    latest: dict[tuple[str, str], object] = {}
+    for _, raw in records:
+        o = decode("optimizations", raw).record
+        if o.event == "recommended":
+            latest[(o.pattern_id, o.model_id)] = o
+        else:
+            latest.pop((o.pattern_id, o.model_id), None)
+    return latest
+
+
+def transfer_violations(latest: Mapping[tuple[str, str], object]) -> tuple[int, list[str]]:
+    """The documented rule read off the topic: a transferred effectiveness is the source's times
+    FMS_TRANSFER_DISCOUNT times the patterns' similarity, so it is never above the source model's own
+    record for the same config on the same pattern. Returns the rows checked and the ones that break it."""
+    checked, bad = 0, []
+    for (pattern_id, model), o in sorted(latest.items()):
+        source = latest.get((pattern_id, o.source_model_id))
+        if o.source_model_id == model or source is None or source.config != o.config:
+            continue
+        checked += 1
+        if o.effectiveness > source.effectiveness:
+            bad.append(f"{pattern_id} {model}: {o.effectiveness:.3f} transferred from {o.source_model_id}, "
+                       f"whose own record says {source.effectiveness:.3f}")
+    return checked, bad
+
+
+async def demo_optimizations(settings: Settings, feats, by_event) -> dict[tuple[str, str], object]:
     interactions = demo_interactions(feats, by_event)
     await publish(settings, settings.topic("interactions"), interactions)
     patterns = {i.pattern_id for i in interactions if i.pattern_id}
     wanted = {(p, m) for p in patterns for m in ("asr-large", "asr-small")}
     latest: dict[tuple[str, str], object] = {}
     deadline, seen, quiet_since = time.monotonic() + 60, -1, time.monotonic()
-    # Until every (pattern, model) has a recommendation, or nothing new came for 3 s.
-    while set(latest) < wanted and time.monotonic() < deadline and time.monotonic() - quiet_since < 3:
+    # Until every (pattern, model) has a recommendation and nothing new came for 1 s (records are
+    # re-announced as their numbers move), or nothing new came for 3 s.
+    while time.monotonic() < deadline:
         records = await read_topic(settings, settings.topic("optimizations"))
         if len(records) != seen:
             seen, quiet_since = len(records), time.monotonic()
-        for _, raw in records:
-            o = decode("optimizations", raw).record
-            if o.event == "recommended":
-                latest[(o.pattern_id, o.model_id)] = o
-            else:
-                latest.pop((o.pattern_id, o.model_id), None)
+        latest = latest_recommendations(records)
+        quiet = time.monotonic() - quiet_since
+        if quiet >= 3 or (set(latest) >= wanted and quiet >= 1):
+            break
         await asyncio.sleep(0.2)
     print(f"\npublished {len(interactions)} interactions: asr-large tried {len(DEMO_CONFIGS)} configs on each "
           "pattern; asr-small then reported one outcome per pattern")
@@ -125,6 +153,13 @@ async def demo_optimizations(settings: Settings, feats, by_event) -> None:
         config = ", ".join(f"{k}={v}" for k, v in sorted(o.config.items()))
         source = "its own results" if o.source_model_id == model else f"transferred from {o.source_model_id}"
         print(f"  {pattern_id:<20} {model:<10} {config:<28} {o.effectiveness:>13.3f}  {source}")
+    checked, bad = transfer_violations(latest)
+    if bad:
+        print("  a transferred effectiveness above its source's own record:\n    " + "\n    ".join(bad))
+    else:
+        print(f"  every transferred effectiveness is at most its source's own record for that config "
+              f"({checked} transfers checked)")
+    return latest
 
 
 async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> int:

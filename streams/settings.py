@@ -120,6 +120,8 @@ class Settings:
     optimization_retention_s: float = OptimizationConfig.retention_s
     transfer_discount: float = OptimizationConfig.transfer_discount
     own_evidence_threshold: int = OptimizationConfig.own_evidence_threshold
+    reannounce_tolerance: float = OptimizationConfig.reannounce_tolerance
+    reannounce_support_factor: float = OptimizationConfig.reannounce_support_factor
     # Recognitions kept per space for interactions that name their context by event_id (a ring
     # over the last N offsets of the space's partition).
     recent_recognitions: int = 65536
@@ -206,6 +208,8 @@ class Settings:
             optimization_retention_s=_float("FMS_OPTIMIZATION_RETENTION_S", d.optimization_retention_s),
             transfer_discount=_float("FMS_TRANSFER_DISCOUNT", d.transfer_discount),
             own_evidence_threshold=_int("FMS_OWN_EVIDENCE_THRESHOLD", d.own_evidence_threshold),
+            reannounce_tolerance=_float("FMS_REANNOUNCE_TOLERANCE", d.reannounce_tolerance),
+            reannounce_support_factor=_float("FMS_REANNOUNCE_SUPPORT_FACTOR", d.reannounce_support_factor),
             recent_recognitions=_int("FMS_RECENT_RECOGNITIONS", d.recent_recognitions),
             batch_max=_int("FMS_BATCH_MAX", d.batch_max),
             apply_linger_ms=_float("FMS_APPLY_LINGER_MS", d.apply_linger_ms),
@@ -240,6 +244,8 @@ class Settings:
             retention_s=self.optimization_retention_s,
             transfer_discount=self.transfer_discount,
             own_evidence_threshold=self.own_evidence_threshold,
+            reannounce_tolerance=self.reannounce_tolerance,
+            reannounce_support_factor=self.reannounce_support_factor,
         )
 
     def breaker_config(self) -> BreakerConfig:

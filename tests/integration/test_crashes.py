@@ -114,9 +114,14 @@ def test_kill_9_during_interactions_applies_each_once_and_emits_its_optimization
     table: dict = {}
     opt = OptimizationStore(Prefixed(table, "o/"), Prefixed(table, "oi/"))
     expected: dict[str, list] = {}
+
+    def related_of(pid):
+        pattern = reference.get(pid)
+        return None if pattern is None else pattern.related
+
     for i in inters:
         for e in opt.learn("crashy", i.pattern_id, i.model_id, i.config, i.outcome, i.ts,
-                           reference.get(i.pattern_id).related):
+                           reference.get(i.pattern_id).related, related_of):
             expected.setdefault(e.key, []).append(e.to_record().to_dict())
         reference.apply_feedback(i.pattern_id, i.outcome.success, i.outcome.quality, i.ts)
 

@@ -45,7 +45,14 @@ def test_own_evidence_is_recommended_once_it_has_support():
     assert (rec.event, rec.model_id, rec.source_model_id, rec.config, rec.support) == (
         "recommended", "A", "A", {"beam": 4}, 3)
     assert 0.5 <= rec.effectiveness <= 1.0
-    assert store.learn("s", "p1", "A", {"beam": 4}, OK, ts=4.0) == []  # not re-announced
+    # The 4th success moves effectiveness by more than the tolerance: the same config, re-announced
+    # (no `retired` before it) with its new numbers.
+    (again,) = store.learn("s", "p1", "A", {"beam": 4}, OK, ts=4.0)
+    assert (again.event, again.config, again.support) == ("recommended", {"beam": 4}, 4)
+    assert again.effectiveness - rec.effectiveness > 0.02
+    # With both triggers off, a recommendation is announced once, as before re-announcement.
+    quiet, _ = make_store(OptimizationConfig(reannounce_tolerance=1.0, reannounce_support_factor=0.0))
+    assert [len(quiet.learn("s", "p1", "A", {"beam": 4}, OK, ts=float(i))) for i in range(20)] == [0, 0, 1] + [0] * 17
 
 
 def test_a_second_model_gets_the_transfer_then_its_own():
@@ -60,8 +67,9 @@ def test_a_second_model_gets_the_transfer_then_its_own():
     events = []
     for i in range(12):
         events += store.learn("s", "p1", "B", {"beam": 8}, OK, ts=11.0 + i)
-    assert [(e.event, e.source_model_id, e.config) for e in events] == [
-        ("retired", "A", {"beam": 4}), ("recommended", "B", {"beam": 8})]
+    changes = [(e.event, e.source_model_id, e.config) for e in events]
+    assert changes[:2] == [("retired", "A", {"beam": 4}), ("recommended", "B", {"beam": 8})]
+    assert all(c == ("recommended", "B", {"beam": 8}) for c in changes[2:])  # re-announced as its numbers move
     (now,) = store.recommendations("s", "p1", [], model_id="B")
     assert (now.source_model_id, now.config) == ("B", {"beam": 8})
     published = {r.model_id: r.config for r in store.recommendations("s", "p1", [])}
@@ -211,3 +219,116 @@ def test_a_run_of_consecutive_offsets_rewrites_one_ring_value():
     recent.remember("s", RecentRecognition("late", "p", 0.9, 0.5, False, offset=RING_PAGE + 1024))
     assert recent.get("s", "e0") is None and recent.get("s", "late") is not None
     assert len(writes[-1]) == 1 and len(Prefixed(table, "r/")) == RING_PAGE
+
+
+# -- re-announcement: the published numbers follow the memory ------------------
+
+
+def live_numbers(store: OptimizationStore, rec, sims: dict) -> tuple[float, int]:
+    """A published recommendation's numbers as the memory sees them now: its config's
+    effectiveness at its source (discounted for a transfer by the patterns' similarity) and the
+    source's support of it."""
+    from streams.core.optimizations import effectiveness
+
+    source, _ = store.load("s", rec.source_pattern_id, rec.source_model_id)
+    stats = source.get(rec.config_key)
+    e = effectiveness(stats, store.cfg)
+    if (rec.source_pattern_id, rec.source_model_id) != (rec.pattern_id, rec.model_id):
+        sim = 1.0 if rec.source_pattern_id == rec.pattern_id else sims[frozenset((rec.pattern_id, rec.source_pattern_id))]
+        e *= store.cfg.transfer_discount * sim
+    return e, stats.support
+
+
+def test_a_transferred_recommendation_is_reannounced_when_its_source_moves():
+    store, _ = make_store()
+    for i in range(6):
+        store.learn("s", "p1", "A", {"beam": 4}, OK, ts=float(i))
+    (transfer,) = store.learn("s", "p1", "B", {"beam": 1}, FAIL, ts=10.0)
+    assert (transfer.model_id, transfer.source_model_id) == ("B", "A")
+    last = {("p1", "A"): None, ("p1", "B"): transfer}
+    for i in range(12):  # only A learns; B's record follows A's numbers
+        events = store.learn("s", "p1", "A", {"beam": 4}, OK if i % 4 else FAIL, ts=20.0 + i)
+        keys = [(e.pattern_id, e.model_id) for e in events]
+        assert keys == sorted(keys, key=lambda k: k != ("p1", "A")), "the source's own record first"
+        for e in events:
+            assert (e.event, e.config, e.ts) == ("recommended", {"beam": 4}, 20.0 + i)
+            last[(e.pattern_id, e.model_id)] = e
+    a_now, b_now = (store.load("s", "p1", m)[1] for m in ("A", "B"))
+    assert (last[("p1", "A")].effectiveness, last[("p1", "B")].effectiveness) == (
+        a_now.effectiveness, b_now.effectiveness), "the stored recommendation is what was announced"
+    for rec in (a_now, b_now):
+        e, n = live_numbers(store, rec, {})
+        assert abs(e - rec.effectiveness) <= store.cfg.reannounce_tolerance and n < 2 * rec.support
+    (recognize,) = store.recommendations("s", "p1", [], model_id="B")
+    assert abs(recognize.effectiveness - b_now.effectiveness) <= store.cfg.reannounce_tolerance
+    assert b_now.effectiveness < a_now.effectiveness  # a transfer never shows more than its source
+    b_records = [e for e in last.values() if e is not None and e.model_id == "B"]
+    assert b_records and b_records[0].support > 6, "B was re-announced as A learned"
+
+
+def test_a_dropped_source_re_decides_its_dependents():
+    store, _ = make_store()
+    for i in range(4):
+        store.learn("s", "p1", "A", {"beam": 4}, OK, ts=float(i))
+    (transfer,) = store.learn("s", "p1", "B", {"beam": 1}, FAIL, ts=20 * DAY)
+    assert transfer.source_model_id == "A"
+    # A's evidence on p1 expires at A's next interaction (elsewhere): A's own record and B's
+    # transfer, which has nothing left to come from, are both retired.
+    events = store.learn("s", "p2", "A", {"beam": 2}, OK, ts=30 * DAY + 10, related_of={}.get)
+    assert [(e.event, e.pattern_id, e.model_id) for e in events] == [
+        ("retired", "p1", "A"), ("retired", "p1", "B")]
+    assert store.load("s", "p1", "B")[1] is None
+
+
+def test_dependents_on_related_patterns_follow_their_source_given_related_of():
+    related = {"p1": [("p2", 0.9)], "p2": [("p1", 0.9)]}
+    for related_of, follows in ((related.get, True), (None, False)):
+        store, _ = make_store()
+        for i in range(8):
+            store.learn("s", "p1", "A", {"beam": 4}, OK, ts=float(i), related=related["p1"])
+        (transfer,) = store.learn("s", "p2", "C", {"beam": 1}, FAIL, ts=10.0, related=related["p2"])
+        assert (transfer.pattern_id, transfer.source_model_id) == ("p2", "A")
+        events = store.learn("s", "p1", "A", {"beam": 4}, FAIL, ts=11.0, related=related["p1"],
+                             related_of=related_of)
+        c = [e for e in events if e.model_id == "C"]
+        if follows:
+            (e,) = c
+            assert e.event == "recommended" and e.support == 9
+            assert e.effectiveness == pytest.approx(events[0].effectiveness * 0.8 * 0.9)
+        else:
+            assert c == [], "without the related patterns of p2, C waits for its own next interaction"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_published_recommendation_stays_within_the_tolerance_of_the_memory(seed):
+    """A random stream of four models on two pairs of related patterns: after every interaction,
+    each key's last record is what the store holds as published, and its numbers are the memory's
+    current ones for that config and source to within the tolerance (support within the factor)."""
+    rng = np.random.default_rng(seed)
+    sims = {frozenset(("p0", "p1")): 0.8, frozenset(("p2", "p3")): 0.75}
+    related = {p: [(q, s) for pair, s in sims.items() if p in pair for q in pair if q != p]
+               for p in ("p0", "p1", "p2", "p3")}
+    store, _ = make_store()
+    cfg = store.cfg
+    last: dict = {}
+    records = 0
+    for i in range(400):
+        p, m = f"p{rng.integers(4)}", f"m{rng.integers(4)}"
+        beam = int(rng.integers(1, 5))
+        ok = bool(rng.random() < (0.9 if beam == 2 else 0.4))
+        events = store.learn("s", p, m, {"beam": beam}, {"success": ok, "quality": 0.9, "latency_ms": 50.0},
+                             ts=float(i), related=related[p], related_of=related.get)
+        records += len(events)
+        for e in events:
+            last[(e.pattern_id, e.model_id)] = e
+        for (pattern, model), e in last.items():
+            published = store.load("s", pattern, model)[1]
+            if e.event == "retired":
+                assert published is None
+                continue
+            assert (published.config, published.effectiveness, published.support, published.source_model_id) == (
+                e.config, e.effectiveness, e.support, e.source_model_id)
+            eff, support = live_numbers(store, published, sims)
+            assert abs(eff - e.effectiveness) <= cfg.reannounce_tolerance, (i, pattern, model)
+            assert e.support * cfg.reannounce_support_factor > support > e.support / cfg.reannounce_support_factor
+    assert records < 400, "fewer records than interactions"

@@ -320,6 +320,65 @@ def test_transition_helper():
     assert all(validate("optimizations", e.to_record().to_dict()).ok for e in transition(r1, r2, T0))
 
 
+def test_transition_reannounces_the_same_config_when_its_numbers_move():
+    """The re-announce rule (docstring, 10): the same config from the same source is announced
+    again, `recommended` alone, when its effectiveness moved by more than the tolerance since the
+    announced numbers, or its support doubled or halved; otherwise nothing."""
+    cfg = OptimizationConfig()  # tolerance 0.02, support factor 2
+    pub = Recommendation(SPACE, "p", "m", A, config_key(A), 0.60, 4, "x", "q")
+
+    def moved(eff=0.60, support=4, source_pattern="q"):
+        return Recommendation(SPACE, "p", "m", A, config_key(A), eff, support, "x", source_pattern)
+
+    assert transition(pub, moved(0.615, 5), T0, cfg) == []  # within the tolerance, support +1
+    assert transition(pub, moved(0.585, 7), T0, cfg) == []
+    (e,) = transition(pub, moved(0.6201, 5), T0, cfg)
+    assert (e.event, e.effectiveness, e.support, e.source_model_id, e.ts) == ("recommended", 0.6201, 5, "x", T0)
+    assert validate("optimizations", e.to_record().to_dict()).ok
+    assert [e.event for e in transition(pub, moved(0.5799), T0, cfg)] == ["recommended"]
+    assert [e.support for e in transition(pub, moved(support=8), T0, cfg)] == [8]  # support doubled
+    assert [e.support for e in transition(pub, moved(support=2), T0, cfg)] == [2]  # halved
+    assert [e.event for e in transition(pub, moved(source_pattern="q2"), T0, cfg)] == ["recommended"]
+    # the comparison is with what was announced, so that small moves add up
+    assert opt.reannounce_due(pub, moved(0.61), cfg) is False and opt.reannounce_due(pub, moved(0.63), cfg) is True
+    off = OptimizationConfig(reannounce_tolerance=1.0, reannounce_support_factor=0.0)
+    assert transition(pub, moved(0.99, 1000), T0, off) == []
+    with pytest.raises(ValueError):
+        OptimizationConfig(reannounce_tolerance=-0.1)
+    with pytest.raises(ValueError):
+        OptimizationConfig(reannounce_support_factor=1.0)
+
+
+def test_reannouncements_thin_out_as_support_grows():
+    """Published through `transition` as the shell does, one config's record follows its live
+    numbers to within the tolerance after every interaction, with a few dozen records over
+    10,000 interactions (the rule is the rate bound: docstring, 10)."""
+    import random
+
+    cfg = OptimizationConfig()
+    for rate in (0.6, 0.8, 0.95):
+        rng = random.Random(rate)
+        m = ModelPatternMemory(SPACE, "p1", "m1", cfg)
+        published, records, per_decade = None, 0, []
+        for i in range(10_000):
+            u = rng.random()
+            ok = u < rate
+            m.learn_one(A, {"success": ok, "quality": 0.9 if ok else None, "latency_ms": 50.0 + 100.0 * u}, T0 + i)
+            rec = recommend("m1", "p1", [m], (), cfg, now=T0 + i, incumbent_key=None if published is None
+                            else published.config_key)
+            events = transition(published, rec, T0 + i, cfg)
+            records += len(events)
+            if events:
+                published = rec
+            if published is not None and rec is not None:
+                assert abs(rec.effectiveness - published.effectiveness) <= cfg.reannounce_tolerance
+                assert rec.support < 2 * published.support
+            if i + 1 in (100, 1000, 10_000):
+                per_decade.append(records)
+        assert records < 60, (rate, records)
+        assert per_decade[2] - per_decade[1] < per_decade[0], "fewer records per interaction as support grows"
+
+
 def test_invalid_inputs():
     m = mem()
     with pytest.raises(ValueError):
