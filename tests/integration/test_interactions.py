@@ -229,7 +229,7 @@ def test_the_last_record_per_key_agrees_with_recognize(memory_env, workers):
 
     recs = {r.event_id: r for r in (decode("recognitions", raw).record for _, raw in asyncio.run(learn_patterns()))}
     example = {}  # pattern -> a feature recognized as it
-    for f in feats:
+    for f in feats[30:]:  # past the space's strict start, whose first patterns merges may absorb
         example.setdefault(recs[f.id].pattern_id, f)
     patterns = sorted(example)
     assert len(patterns) == 3
