@@ -44,10 +44,14 @@ def cmd_worker(args) -> int:
     import faust
 
     from streams.app import create_runtime
-    from streams.local_state import close_local_state, open_local_state
+    from streams.local_state import DataDirInUse, close_local_state, lock_data_dir, open_local_state
     from streams.topics import ensure_topics
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock_data_dir(settings.data_dir)  # before anything reads, deletes or opens local state
+    except DataDirInUse as exc:
+        print(f"fms worker: {exc}", file=sys.stderr)
+        return 1
     loop = _loop()
     if args.role == "extraction":
         # Before any broker work: a missing model is a configuration error, said once and plainly.
