@@ -56,6 +56,10 @@ _ROOT_SCALE = float(2 ** (_SHIFT // 2))  # sqrt(_SCALE), exact
 # A sample whose best cut scores less than this shows no grouping (random directions in 64
 # dimensions score ~0.05, the loosest real streams benchmarked ~0.2): its space keeps its threshold.
 MIN_STRUCTURE = 0.1
+# Silhouettes of a 256-record sample that differ by less than this are the same score within its
+# sampling error (~0.01-0.02): a finer cut that scores as well as the coarser one next to it is a
+# peak too (a shoulder of the curve), not a point on its way down.
+SAME_SCORE = 0.01
 
 
 def gram(rows: np.ndarray) -> np.ndarray:
@@ -138,8 +142,9 @@ def silhouette(g: np.ndarray, labels: np.ndarray) -> float:
 def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> tuple[float | None, float]:
     """The threshold the sample calls for, and the best silhouette (how clear its structure is).
 
-    The finest threshold of the grid whose silhouette is a local peak of the curve and at least
-    ``peak_share`` of the best (module docstring, step 3); None when no candidate shows any
+    The finest threshold of the grid whose silhouette is a local peak of the curve (no lower than
+    its coarser neighbour's, within ``SAME_SCORE``) and at least ``peak_share`` of the best (module
+    docstring, step 3); None when no candidate shows any
     structure (no cut scores ``MIN_STRUCTURE``: one blob, noise, or every record alone).
     """
     curve = [silhouette(g, leader(g, t)) for t in grid]
@@ -150,7 +155,7 @@ def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> 
         i
         for i in range(len(grid))
         if curve[i] >= peak_share * best
-        and (i == 0 or curve[i] >= curve[i - 1])
+        and (i == 0 or curve[i] >= curve[i - 1] - SAME_SCORE)
         and (i == len(grid) - 1 or curve[i] >= curve[i + 1])
     ]
     top = max(peaks)
