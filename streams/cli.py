@@ -278,8 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streams.settings import SettingsError
+
     args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except SettingsError as exc:  # a user's mistake in the environment: one line, no traceback
+        print(f"fms: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,20 +17,44 @@ from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig
 
 
+class SettingsError(ValueError):
+    """An environment variable's value this worker cannot use: the message names it and what is accepted."""
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
 def _int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number, e.g. {name}={default}") from None
 
 
 def _float(name: str, default: float) -> float:
-    return float(_env(name, str(default)))
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise SettingsError(f"{name}={raw!r}: expected a number, e.g. {name}={default}")
+    return value
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def _bool(name: str, default: bool) -> bool:
-    return _env(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
+    raw = _env(name, "1" if default else "0")
+    word = raw.strip().lower()
+    if word == "":  # set but empty: as if unset
+        return default
+    if word not in _TRUE | _FALSE:
+        raise SettingsError(f"{name}={raw!r}: expected one of 1, 0, true, false, yes, no, on, off")
+    return word in _TRUE
 
 
 def threshold_value(name: str, text: str) -> float | None:
@@ -43,7 +67,7 @@ def threshold_value(name: str, text: str) -> float | None:
     except ValueError:
         value = math.nan
     if not -1.0 <= value <= 1.0:
-        raise ValueError(f"{name}={text!r}: expected a number in [-1, 1] or 'auto'")
+        raise SettingsError(f"{name}={text!r}: expected a number in [-1, 1] or 'auto'")
     return value
 
 
@@ -53,7 +77,7 @@ def parse_space_thresholds(text: str) -> dict[str, float | None]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         space, sep, value = item.rpartition("=")
         if not sep or not space.strip():
-            raise ValueError(f"FMS_SPACE_THRESHOLDS: {item!r} is not space=threshold (a number or 'auto')")
+            raise SettingsError(f"FMS_SPACE_THRESHOLDS: {item!r} is not space=threshold (a number or 'auto')")
         out[space.strip()] = threshold_value(f"FMS_SPACE_THRESHOLDS[{space.strip()}]", value)
     return out
 
@@ -169,7 +193,7 @@ class Settings:
             bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
             topic_prefix=_env("FMS_TOPIC_PREFIX", d.topic_prefix),
             app_id=_env("FMS_APP_ID", d.app_id),
-            generation=int(os.environ["FMS_GENERATION"]) if os.environ.get("FMS_GENERATION", "").strip() else None,
+            generation=_int("FMS_GENERATION", 0) if os.environ.get("FMS_GENERATION", "").strip() else None,
             partitions=_int("FMS_PARTITIONS", d.partitions),
             replication_factor=_int("FMS_REPLICATION_FACTOR", d.replication_factor),
             input_retention_ms=_int("FMS_INPUT_RETENTION_MS", d.input_retention_ms),

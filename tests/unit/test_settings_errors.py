@@ -1,0 +1,43 @@
+"""A bad environment value names the variable and what it accepts (streams.settings), and the CLI
+says so in one line with exit code 2, before it talks to any broker."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from streams.settings import Settings, SettingsError
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("FMS_PARTITIONS", "four", "FMS_PARTITIONS='four': expected a whole number, e.g. FMS_PARTITIONS=4"),
+    ("FMS_FAUST_SENSOR", "maybe", "FMS_FAUST_SENSOR='maybe': expected one of 1, 0, true, false, yes, no, on, off"),
+    ("FMS_SESSION_TIMEOUT_S", "ten", "FMS_SESSION_TIMEOUT_S='ten': expected a number, e.g. FMS_SESSION_TIMEOUT_S=10.0"),
+    ("FMS_BREAKER_WAIT_S", "nan", "FMS_BREAKER_WAIT_S='nan': expected a number"),
+    ("FMS_MATCH_THRESHOLD", "high", "FMS_MATCH_THRESHOLD='high': expected a number in [-1, 1] or 'auto'"),
+])
+def test_a_bad_value_names_the_variable_and_what_it_accepts(monkeypatch, name, value, expected):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+    assert str(caught.value).startswith(expected)
+
+
+def test_booleans_take_the_usual_words_and_an_empty_value_is_unset(monkeypatch):
+    for word, want in (("YES", True), ("off", False), (" 1 ", True), ("False", False)):
+        monkeypatch.setenv("FMS_FAUST_SENSOR", word)
+        assert Settings.from_env().faust_sensor is want
+    monkeypatch.setenv("FMS_FAUST_SENSOR", "")
+    assert Settings.from_env().faust_sensor is Settings().faust_sensor
+
+
+def test_the_cli_says_it_in_one_line_and_exits_2():
+    env = {**os.environ, "FMS_PARTITIONS": "four", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "fms: FMS_PARTITIONS='four': expected a whole number, e.g. FMS_PARTITIONS=4"]
