@@ -51,8 +51,11 @@ async def emit_again(runtime, feature) -> None:
     memory = runtime.store.space(feature.space)
     for pattern_id, kind in seen.changed:
         pattern = memory.get(pattern_id)
+        # The current state, so the absorbed ids are those that resolve to it now.
+        absorbed = tuple(p for p in seen.removed if memory.resolve(p) == pattern_id) if kind == "merged" else None
         await runtime.emit.send("patterns", pattern_key(feature.space, pattern_id),
-                                None if pattern is None else pattern_event(feature.space, pattern, kind, feature.ts))
+                                None if pattern is None else pattern_event(feature.space, pattern, kind, feature.ts,
+                                                                           absorbed))
     for pattern_id in seen.removed:
         if memory.get(pattern_id) is None:
             await runtime.emit.send("patterns", pattern_key(feature.space, pattern_id), None)
@@ -61,15 +64,17 @@ async def emit_again(runtime, feature) -> None:
 async def emit_pattern_changes(emit, space: str, change, ts: float) -> None:
     """Each changed pattern's new state; an evicted or absorbed pattern ends with a tombstone."""
     for pattern, kind in change.events:
-        await emit.send("patterns", pattern_key(space, pattern.pattern_id), pattern_event(space, pattern, kind, ts))
+        absorbed = change.absorbed_by(pattern.pattern_id) if kind == "merged" else None
+        await emit.send("patterns", pattern_key(space, pattern.pattern_id),
+                        pattern_event(space, pattern, kind, ts, absorbed))
     for pattern_id in change.removed:
         await emit.send("patterns", pattern_key(space, pattern_id), None)
 
 
-def pattern_event(space: str, pattern, kind: str, ts: float) -> PatternEvent:
+def pattern_event(space: str, pattern, kind: str, ts: float, absorbed: tuple[str, ...] | None = None) -> PatternEvent:
     return PatternEvent(
         space=space, pattern_id=pattern.pattern_id, event=kind, count=pattern.count,
         confidence=pattern.confidence, centroid=pattern.centroid,
         related=tuple(Related(pattern_id=pid, similarity=sim) for pid, sim in pattern.related) or None,
-        ts=ts,
+        ts=ts, absorbed=absorbed or None,
     )

@@ -645,12 +645,18 @@ class PatternEvent(Record):
     centroid: np.ndarray
     ts: float
     related: tuple[Related, ...] | None = None
+    # On a "merged" event: the ids this pattern absorbed (each also ends with a tombstone), so that
+    # a consumer can relabel what it saw under them. An addition to contract v1, ignored by readers
+    # that do not know it.
+    absorbed: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         Record.__post_init__(self)
         object.__setattr__(self, "centroid", as_vector(self.centroid))
         if self.related is not None:
             object.__setattr__(self, "related", tuple(self.related))
+        if self.absorbed is not None:
+            object.__setattr__(self, "absorbed", tuple(self.absorbed))
 
     @property
     def key(self) -> str:
@@ -668,6 +674,8 @@ class PatternEvent(Record):
         }
         if self.related is not None:
             out["related"] = [r.to_dict() for r in self.related]
+        if self.absorbed is not None:
+            out["absorbed"] = list(self.absorbed)
         out["ts"] = self.ts
         return out
 
@@ -685,8 +693,23 @@ class PatternEvent(Record):
             confidence=f.number("confidence"),
             centroid=f.vector("centroid"),
             related=_related(f),
+            absorbed=_ids(f, "absorbed"),
             ts=f.ts(),
         )
+
+
+def _ids(f: _Fields, key: str) -> tuple[str, ...] | None:
+    """An optional array of ids, each checked as an id field is."""
+    items = f.array(key, required=False)
+    if items is None:
+        return None
+    out = []
+    for index, item in enumerate(items):
+        where = f"{key}[{index}]"
+        value = _Fields({where: item}, f.result, f.limits, prefix=f.prefix).ident(where)
+        if value is not None:
+            out.append(value)
+    return tuple(out)
 
 
 def _related(f: _Fields) -> tuple[Related, ...] | None:

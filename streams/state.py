@@ -114,6 +114,18 @@ class Change:
 
     events: tuple[tuple[Pattern, str], ...] = ()  # (pattern, "created" | "updated" | "merged" | "evicted")
     removed: tuple[str, ...] = ()                 # pattern ids that get a tombstone
+    merged: tuple[tuple[str, str], ...] = ()      # (survivor, absorbed), in merge order
+
+    def absorbed_by(self, survivor: str) -> tuple[str, ...]:
+        """The ids `survivor` absorbed in this change, through chains (a absorbs b, then c absorbs a)."""
+        into = dict((absorbed, s) for s, absorbed in self.merged)
+
+        def final(pid: str) -> str:
+            while pid in into:
+                pid = into[pid]
+            return pid
+
+        return tuple(absorbed for _, absorbed in self.merged if final(absorbed) == survivor)
 
 
 class PatternStore:
@@ -213,7 +225,7 @@ class PatternStore:
         added = [learned.pattern_id] if learned.new and learned.pattern_id not in gone else []
         self._persist(memory, [p for p, e in events if e != "evicted"], removed, added,
                       learned.space_changed or bool(removed), learned.sampled)
-        return learned, Change(tuple(events), tuple(removed))
+        return learned, Change(tuple(events), tuple(removed), learned.merged)
 
     def _cleanup(self, memory: SpaceMemory, before: float | None, estimate: int) -> list[Pattern]:
         n = evictions_needed(len(memory), estimate, self.limits)

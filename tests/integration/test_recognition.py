@@ -128,6 +128,18 @@ def test_features_in_recognitions_and_patterns_out(memory_env, workers):
     counts = sorted(p.count for p in live.values())
     assert sum(counts) == len(feats)
 
+    # Every recognized id that a merge absorbed is named by its survivor's "merged" record, so a
+    # consumer can relabel what it saw; nothing live is named as absorbed.
+    history = [decode("patterns", raw).record for _, raw in asyncio.run(read_topic(settings_of(env), settings_of(env).topic("patterns"))) if raw is not None]
+    named = {(e.space, a): e.pattern_id for e in history if e.event == "merged" for a in e.absorbed or ()}
+    gone = {(f.space, recognitions[f.id].pattern_id) for f in feats
+            if f"{f.space}/{recognitions[f.id].pattern_id}" not in live}
+    assert gone, "the stream's strict start split records that merges rejoined"
+    assert set(named) == gone
+    for (space, absorbed), survivor in named.items():
+        assert expected[space].resolve(absorbed) == expected[space].resolve(survivor)
+        assert f"{space}/{absorbed}" not in live
+
 
 def test_same_input_into_fresh_state_gives_identical_output(memory_env, workers):
     feats, _ = two_space_stream(200)

@@ -804,3 +804,17 @@ def test_zero_vector_is_rejected_in_both_forms():
         d = decode("audio-features", encode_json({"v": 1, "id": "z", "space": "s", "vector": vector, "ts": 1.0}))
         assert d.record is None
         assert [e.code for e in d.result.errors] == ["vector_zero"]
+
+
+def test_a_merged_pattern_record_names_what_it_absorbed_and_bad_ids_are_named_by_position():
+    event = PatternEvent(space="s", pattern_id="p-1", event="merged", count=3, confidence=0.5,
+                         centroid=[0.6, 0.8], ts=1.0, absorbed=["p-2", "p-3"])
+    d = event.to_dict()
+    assert d["absorbed"] == ["p-2", "p-3"]
+    back = decode("patterns", encode(event)).record
+    assert back.absorbed == ("p-2", "p-3") and back.to_dict() == d
+    assert "absorbed" not in PatternEvent(space="s", pattern_id="p", event="created", count=1, confidence=1.0,
+                                          centroid=[1.0], ts=1.0).to_dict()
+    bad = decode("patterns", orjson.dumps({**d, "absorbed": ["p-2", 7, ""]}))
+    assert not bad.result.is_valid
+    assert [e.field for e in bad.result.errors] == ["absorbed[1]", "absorbed[2]"]

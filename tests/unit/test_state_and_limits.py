@@ -148,3 +148,12 @@ def test_a_new_pattern_rewrites_one_page_not_every_id_of_the_space():
     # Space records carry the centring mean (64 floats); no write is ever near the size of all ids.
     assert max(spaces.written) <= page_bytes + 2048
     assert len(store.space("s")) * 20 > 2 * (page_bytes + 2048)
+
+
+def test_a_change_names_what_each_survivor_absorbed_through_chains():
+    from streams.state import Change
+
+    change = Change(merged=(("a", "b"), ("c", "a"), ("d", "e")))
+    assert change.absorbed_by("c") == ("b", "a")
+    assert change.absorbed_by("d") == ("e",)
+    assert change.absorbed_by("a") == () and change.absorbed_by("x") == ()
