@@ -1474,7 +1474,7 @@ class SpaceMemory:
         return slot
 
     def _maybe_calibrate(self) -> bool:
-        """Choose the threshold again if due (streams.core.calibration); True if it moved.
+        """Choose the threshold again if due (streams.core.calibration); True if the space state changed.
 
         Due after 8, 16, 32, 64 and 128 records while the space has not chosen yet (taken only when
         the sample's structure is clear), when the sample is full, and every ``calibration_interval``
@@ -1496,12 +1496,14 @@ class SpaceMemory:
         threshold, clarity = select(gram(centred), cfg.calibration_peak_share)
         if threshold is None or not (final or clarity >= cfg.calibration_clear):
             return False
+        # Settling is space state too (it ends the early choices), even when the threshold stays.
+        changed = not self._settled or threshold != self._t
         self._settled = True
-        if threshold == self._t:
-            return False
-        self._set_threshold(threshold)
-        self._now_floor = self._now
-        return True
+        if threshold != self._t:
+            self._set_threshold(threshold)
+        if changed:
+            self._now_floor = self._now
+        return changed
 
     # -- internals: centring ----------------------------------------------------
 

@@ -217,3 +217,22 @@ def test_the_store_pins_or_calibrates_each_space_as_configured():
     assert store.config_of("other").match_threshold == PatternConfig().match_threshold
     assert store.space("room").calibrated and not store.space("voice").calibrated
     assert store.thresholds() == {"room": PatternConfig().calibration_start, "voice": 0.9}
+
+
+def test_settling_at_the_start_threshold_is_space_state_too():
+    # A clear early choice that lands on the start threshold itself still ends the early choices:
+    # a space restored from its state must know that, or it would choose again where the live one does not.
+    x, _ = groups_stream(3, 40, 16, 0.999, seed=13)
+    # No centring: its refreshes would write the space state at the same records anyway.
+    cal = PatternConfig(match_threshold=None, centering=False)
+    probe = SpaceMemory("s", cal)
+    learn(probe, x[:8])
+    chosen = probe.threshold  # what the clear sample of 8 records calls for
+    assert probe.space_state()["settled"] and chosen != cal.calibration_start
+    m = SpaceMemory("s", PatternConfig(match_threshold=None, centering=False, calibration_start=chosen))
+    changed = [m.learn_one(f"e{i}", v, 1000.0 + i).space_changed for i, v in enumerate(x[:8])]
+    assert m.space_state()["settled"] and m.threshold == chosen
+    assert changed[7]  # the choice after 8 records settled the space without moving its threshold
+    restored = SpaceMemory("s", PatternConfig(match_threshold=None, centering=False, calibration_start=chosen))
+    restored.restore(m.patterns(), m.space_state(), m.calibration_sample())
+    assert restored.space_state()["settled"]
