@@ -8,7 +8,9 @@ real extraction output: generated sounds of eight kinds embedded by the extracti
 random-weight wav2vec2-base (needs the `audio` extra; `--audio-records`, as it costs ~90 ms a
 clip). Twelve more are real recorded sounds from Debian packages, as log-mel statistics, MFCC
 statistics and a trained speaker encoder's embeddings (recorded_sounds.py, which installs the
-packages as root; `--no-recorded` leaves them out). Each record is learned once, in order, and its
+packages as root), and eighteen more come from three further sets of packages, each drawn with two
+seeds (real_sounds.py: icons, mixed and games, 50 sounds x 10 occurrences; `--no-recorded` leaves
+all of these out). Each record is learned once, in order, and its
 predicted cluster is the one it is assigned right after learning (prequential), which is what the
 memory's recognition returns from `learn_one`; `ari` resolves ids absorbed by later merges to their
 survivor, `ari_raw` scores the ids exactly as the recognitions named them.
@@ -235,6 +237,23 @@ RECORDED = ("recorded_icons_logmel", "recorded_icons_mfcc", "recorded_icons_rese
             "recorded_speech_logmel", "recorded_speech_mfcc", "recorded_speech_resemblyzer",
             "recorded_icons_logmel_std", "recorded_oxygen_logmel_std", "recorded_speech_logmel_std")
 STREAMS.update({name: recorded(name) for name in RECORDED})
+
+
+def real(name: str, seed: int) -> Callable[[int, int], Stream]:
+    """A stream of real_sounds.py: 50 sounds x 10 occurrences; another seed draws other sounds'
+    occurrences (and for the games set other sounds), which shows how much a result owes to one draw."""
+    def make(n: int, dim: int) -> Stream:
+        from real_sounds import by_name
+
+        x, y, desc = by_name(name, seed)
+        return Stream(name if seed == REAL_SEEDS[0] else f"{name}_seed{seed}", desc, x, y, _ts(len(y), 1.0))
+    return make
+
+
+REAL = tuple(f"real_{s}_{f}" for s in ("icons", "mixed", "games") for f in ("logmel", "mfcc", "resemblyzer"))
+REAL_SEEDS = (7, 8)
+for _seed in REAL_SEEDS:
+    STREAMS.update({(n if _seed == REAL_SEEDS[0] else f"{n}_seed{_seed}"): real(n, _seed) for n in REAL})
 # Embedding costs ~90 ms per clip at wav2vec2-base size on 2 cores: this stream is shorter.
 RECORDS_OF = {"generated_audio": "audio_records"}
 
@@ -468,7 +487,8 @@ def main() -> None:
 
     default_cfg = PatternConfig()
     pinned_cfg = dataclasses.replace(default_cfg, match_threshold=PINNED)
-    names = [n for n in args.streams.split(",") if not (args.no_recorded and n in RECORDED)]
+    names = [n for n in args.streams.split(",")
+             if not (args.no_recorded and (n in RECORDED or n.startswith("real_")))]
     started = time.perf_counter()
     out = []
     for name in names:

@@ -183,13 +183,15 @@ class PatternStore:
             state = self._patterns.get(pattern_key(space, pattern_id))
             if state is not None:
                 patterns.append(Pattern.from_state(decode_pattern_state(state)))
-        sample = []
+        sample, sample_patterns = [], []
         for slot in range(memory.cfg.calibration_sample if memory.calibrated else 0):
             entry = self._spaces.get(sample_key(space, slot))
             if entry is None:  # slots fill in order and are only ever replaced
                 break
-            sample.append(decode_pattern_state(entry)["vector"])
-        memory.restore(patterns, SpaceState.decode(raw).core, sample)
+            record = decode_pattern_state(entry)
+            sample.append(record["vector"])
+            sample_patterns.append(record.get("pattern", ""))  # "": written before it was kept
+        memory.restore(patterns, SpaceState.decode(raw).core, sample, sample_patterns)
         return memory
 
     def _load_pages(self, space: str) -> Pages:
@@ -235,7 +237,7 @@ class PatternStore:
         return evicted
 
     def _persist(self, memory: SpaceMemory, changed: list[Pattern], removed: list[str], added: list[str],
-                 space_changed: bool, sampled: tuple[int, np.ndarray] | None = None) -> None:
+                 space_changed: bool, sampled: tuple[int, np.ndarray, str] | None = None) -> None:
         started = time.perf_counter()
         space = memory.space
         pages = self._load_pages(space)
@@ -252,8 +254,8 @@ class PatternStore:
         for n in sorted(t for t in touched if t is not None):
             self._spaces[page_key(space, n)] = PatternPage(tuple(sorted(pages.pages[n]))).encode()
         if sampled is not None:
-            slot, vector = sampled
-            self._spaces[sample_key(space, slot)] = encode_pattern_state({"vector": vector})
+            slot, vector, pattern_id = sampled
+            self._spaces[sample_key(space, slot)] = encode_pattern_state({"vector": vector, "pattern": pattern_id})
         # A space's first record fixes its dimension, so its record is always written then.
         if space_changed or len(pages.pages) != count:
             self._spaces[space] = SpaceState(space, len(pages.pages), memory.space_state()).encode()

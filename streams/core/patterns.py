@@ -243,7 +243,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from streams.core.calibration import derived_band, derived_merge, gram, select
+from streams.core.calibration import derived_band, derived_merge, gram, leader, select
 
 __all__ = [
     "DimensionMismatch",
@@ -303,7 +303,7 @@ class PatternConfig:
     calibration_sample: int = 256  # records the space keeps to choose from (first ones, then a reservoir)
     calibration_interval: int = 32768  # records between later choices, over the reservoir (~0.1 s each)
     calibration_peak_share: float = 0.85  # the finest silhouette peak within this share of the best
-    calibration_clear: float = 0.5  # best silhouette that lets a space choose before its sample is full
+    calibration_clear: float = 0.6  # best silhouette that lets a space choose before its sample is full
     calibration_merge_ratio: float = 0.125  # calibrated merge threshold: 1 - ratio * (1 - t)
     calibration_band_ratio: float = 0.25  # calibrated related band: ratio * (1 - t)
 
@@ -545,7 +545,8 @@ class Learned:
     merged: tuple[tuple[str, str], ...] = ()  # (survivor, absorbed); delete absorbed
     change_events: tuple[str, ...] = ()  # event of each `changed` entry, same order
     space_changed: bool = False  # persist SpaceMemory.space_state()
-    sampled: tuple[int, np.ndarray] | None = None  # (slot, unit vector): persist in the calibration sample
+    # (slot, unit vector, pattern id the record went to): persist in the calibration sample
+    sampled: tuple[int, np.ndarray, str] | None = None
 
 
 def pattern_id_for(space: str, first_event_id: str) -> str:
@@ -783,6 +784,7 @@ class SpaceMemory:
         # Calibration (streams.core.calibration): the space's sample of records (unit input vectors,
         # by slot) and whether a selection has settled the threshold yet.
         self._sample: list[np.ndarray] = []
+        self._sample_of: list[str] = []  # by slot: the pattern its record went to (resolved when used)
         self._settled = False
         # Derived.
         self._related_n = 0  # sum of len(p.related): the memory estimate needs it on every record
@@ -820,6 +822,10 @@ class SpaceMemory:
     def calibration_sample(self) -> list[np.ndarray]:
         """The calibration sample by slot (read-only unit vectors; empty in a pinned space)."""
         return list(self._sample)
+
+    def calibration_sample_patterns(self) -> list[str]:
+        """By slot, the pattern id each sampled record went to when it was learned."""
+        return list(self._sample_of)
 
     @property
     def calibrated(self) -> bool:
@@ -911,7 +917,11 @@ class SpaceMemory:
         }
 
     def restore(
-        self, patterns: Iterable[Pattern], space_state: dict | None = None, sample: Iterable[Any] | None = None
+        self,
+        patterns: Iterable[Pattern],
+        space_state: dict | None = None,
+        sample: Iterable[Any] | None = None,
+        sample_patterns: Iterable[str] | None = None,
     ) -> None:
         """Replace all state with persisted patterns and space state.
 
@@ -919,7 +929,8 @@ class SpaceMemory:
         pattern_id)`` order, the order a live memory created them in. Without
         ``space_state`` (older tables) there is no mu, no alias and nothing
         retired. ``sample`` is the calibration sample, by slot (what
-        ``Learned.sampled`` handed out; :meth:`calibration_sample`).
+        ``Learned.sampled`` handed out; :meth:`calibration_sample`), and ``sample_patterns`` the
+        pattern each of its records went to (:meth:`calibration_sample_patterns`; "" if unknown).
         """
         ordered = sorted(patterns, key=lambda p: (p.seq, p.created_ts, p.pattern_id))
         dim = self._dim
@@ -977,6 +988,8 @@ class SpaceMemory:
         self._set_threshold(threshold)
         self._settled = bool(st.get("settled", False))
         self._sample = sample_rows
+        of = [str(pid) for pid in (sample_patterns or ())][: len(sample_rows)]
+        self._sample_of = of + [""] * (len(sample_rows) - len(of))
         for p in ordered:
             self._patterns[p.pattern_id] = Pattern(
                 p.pattern_id,
@@ -1071,9 +1084,14 @@ class SpaceMemory:
             space_changed = True
             for q in rescored:
                 events.setdefault(q, "updated")
-        sampled = self._sample_record(event_id, u)
-        if self._maybe_calibrate():
+        sampled = self._sample_record(event_id, u, pid)
+        if self._maybe_calibrate(events, merged):
             space_changed = True
+            survivor = self.resolve(pid) or pid
+            if survivor != pid:  # the warm-up's consolidation merged it: the record is the survivor's
+                if new:  # nobody has seen the id this record just made: it is no merge to announce
+                    merged[:] = [m for m in merged if m[1] != pid]
+                pid, new = survivor, False
         primary = self._patterns[pid]
         changed = tuple(self._patterns[q]._snapshot() for q in events)
         return Learned(
@@ -1087,7 +1105,7 @@ class SpaceMemory:
             merged=tuple(merged),
             change_events=tuple(events.values()),
             space_changed=space_changed,
-            sampled=None if sampled is None else (sampled, u),
+            sampled=None if sampled is None else (sampled, u, self._sample_of[sampled]),
         )
 
     def apply_feedback(self, pattern_id: str, success: bool, quality: float | None, ts: float) -> Pattern:
@@ -1451,7 +1469,7 @@ class SpaceMemory:
         self._merge = (derived_merge(self._t, cfg.calibration_merge_ratio)
                        if cfg.merge_threshold <= 1.0 else cfg.merge_threshold)
 
-    def _sample_record(self, event_id: str, u: np.ndarray) -> int | None:
+    def _sample_record(self, event_id: str, u: np.ndarray, pid: str) -> int | None:
         """Keep ``u`` in the calibration sample if it belongs there; the slot it took, or None.
 
         The first ``calibration_sample`` records fill the slots in order; after that record ``n``
@@ -1465,45 +1483,94 @@ class SpaceMemory:
         size = cfg.calibration_sample
         if len(self._sample) < size:
             self._sample.append(u)
+            self._sample_of.append(pid)
             return len(self._sample) - 1
         h = hashlib.blake2b((self.space + "\0" + event_id).encode("utf-8"), digest_size=8)
         slot = int.from_bytes(h.digest(), "big") % self._n
         if slot >= size:
             return None
         self._sample[slot] = u
+        self._sample_of[slot] = pid
         return slot
 
-    def _maybe_calibrate(self) -> bool:
+    def _maybe_calibrate(self, events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
         """Choose the threshold again if due (streams.core.calibration); True if the space state changed.
 
-        Due after 8, 16, 32, 64 and 128 records while the space has not chosen yet (taken only when
+        Due after 32, 64 and 128 records while the space has not chosen yet (taken only when
         the sample's structure is clear), when the sample is full, and every ``calibration_interval``
         records after that: a schedule that is a function of ``n`` alone.
         """
         cfg = self.cfg
         if cfg.match_threshold is None:
             n, size = self._n, cfg.calibration_sample
-            early = not self._settled and n < size and n in (8, 16, 32, 64, 128)
+            early = not self._settled and n < size and n in (32, 64, 128)
             if early or n == size or (n > size and n % cfg.calibration_interval == 0):
-                return self._choose(final=not early)
+                return self._choose(not early, events, merged)
         return False
 
-    def _choose(self, final: bool) -> bool:
+    def _choose(self, final: bool, events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
         cfg = self.cfg
-        rows = np.stack(self._sample).astype(np.float64)
-        mean = _tree_sum_rows(rows.copy()) / len(self._sample)  # a fixed order: the same bits everywhere
+        mean = self._mu64
+        if mean is None:
+            rows = np.stack(self._sample).astype(np.float64)
+            mean = _tree_sum_rows(rows.copy()) / len(self._sample)  # a fixed order: the same bits everywhere
         centred, _ = _centred_rows(np.stack(self._sample), mean, 0.0)
-        threshold, clarity = select(gram(centred), cfg.calibration_peak_share)
-        if threshold is None or not (final or clarity >= cfg.calibration_clear):
+        g = gram(centred)
+        # An early choice takes the best cut, not a finer one near it: a few dozen records from a
+        # handful of tight groups often show a finer peak that only splits off a group's first few.
+        # It also needs a clear structure, and a cut that two neighbouring thresholds agree on: a
+        # lone sharp peak in a small sample is often one group against the rest.
+        threshold, clarity, plateau = select(g, cfg.calibration_peak_share if final else 1.0)
+        if threshold is None or not (final or (clarity >= cfg.calibration_clear and plateau >= 2)):
             return False
         # Settling is space state too (it ends the early choices), even when the threshold stays.
         changed = not self._settled or threshold != self._t
         self._settled = True
         if threshold != self._t:
             self._set_threshold(threshold)
+        if self._n == len(self._sample) and self._consolidate(leader(g, threshold).tolist(), events, merged):
+            changed = True
         if changed:
             self._now_floor = self._now
         return changed
+
+    def _consolidate(self, labels: list[int], events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
+        """Merge the patterns of the warm-up as the chosen threshold would have cut it; True if any.
+
+        Until its first choice a space learns at the strict ``calibration_start``, so a group the
+        chosen threshold would keep whole may sit in several patterns. While the sample still holds
+        every record of the space (slot ``i`` is record ``i``), ``labels`` is how the leader rule
+        cuts those very records at the chosen threshold (:func:`calibration.leader`, the rule the
+        memory learns by): each pattern goes to the cluster that holds most of its sampled records
+        (the earliest on a tie), and the patterns that share a cluster merge into the oldest, as
+        the merge rule's merges do (absorbed ids resolve to the survivor). Splitting is never
+        done: a pattern id a user has seen keeps standing for all its records.
+        """
+        votes: dict[str, dict[int, int]] = {}
+        for label, pid in zip(labels, self._sample_of):
+            live = self.resolve(pid) if pid else None
+            if live is not None:
+                v = votes.setdefault(live, {})
+                v[label] = v.get(label, 0) + 1
+        groups: dict[int, list[str]] = {}
+        for live, v in votes.items():
+            groups.setdefault(min(v, key=lambda c: (-v[c], c)), []).append(live)
+        survivors = []
+        for label in sorted(groups):
+            ids = sorted(groups[label], key=lambda q: (self._patterns[q].created_ts, q))
+            if len(ids) < 2:
+                continue
+            survivor = self._patterns[ids[0]]
+            for q in ids[1:]:
+                self._absorb(survivor, self._patterns[q])
+                merged.append((survivor.pattern_id, q))
+                events.pop(q, None)
+            events[survivor.pattern_id] = "merged"
+            survivors.append(survivor.pattern_id)
+        if self._relates():
+            for pid in survivors:
+                self._relate(pid, self._scan_row(pid), events, offer=True)
+        return bool(survivors)
 
     # -- internals: centring ----------------------------------------------------
 

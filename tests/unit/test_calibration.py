@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from streams.core.calibration import GRID, derived_band, derived_merge, gram, leader, select, silhouette
-from streams.core.patterns import PatternConfig, SpaceMemory
+from streams.core.patterns import PatternConfig, SpaceMemory, pattern_id_for
 
 CAL = PatternConfig(match_threshold=None)
 
@@ -65,11 +65,11 @@ def test_silhouette_of_clear_groups_is_high_and_edge_cases_are_defined():
 
 def test_select_finds_clear_groups_and_declines_without_structure():
     x, _ = groups_stream(5, 200, 48, 0.9, seed=10)
-    threshold, clarity = select(gram(centred_unit(x)), 0.85)
+    threshold, clarity, _ = select(gram(centred_unit(x)), 0.85)
     assert threshold in GRID and clarity > 0.5
     z = centred_unit(groups_stream(5, 200, 48, 0.9, seed=10)[0])
     same = np.repeat(z[:1], 50, axis=0)  # one point: no candidate separates anything
-    assert select(gram(same), 0.85) == (None, -1.0)
+    assert select(gram(same), 0.85) == (None, -1.0, 0)
 
 
 def test_derived_band_and_merge_match_the_pinned_defaults_at_0_6():
@@ -113,6 +113,35 @@ def test_the_same_stream_gives_the_same_thresholds():
     assert len(set(ta)) > 1  # it did calibrate
 
 
+def test_the_warm_up_is_consolidated_when_the_space_chooses():
+    # No early choice: the strict start (0.9) keeps every record of groups at ~0.64 pairwise apart;
+    # the choice at 256 records merges them as the chosen threshold cuts them, into the oldest.
+    cfg = PatternConfig(match_threshold=None, calibration_clear=1.0)
+    x, labels = groups_stream(6, 400, 64, 0.8, seed=21)
+    m = SpaceMemory("s", cfg)
+    out = [m.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
+    at_choice = out[255]
+    assert m.threshold < cfg.calibration_start and at_choice.space_changed
+    assert len(at_choice.merged) > 100, "the strict start's patterns were merged when the space chose"
+    assert not at_choice.new or at_choice.pattern_id not in dict(at_choice.merged).values()
+    created = {pattern_id_for("s", f"e{i}"): i for i in range(256)}  # a pattern's id is its first record's
+    for survivor, absorbed in at_choice.merged:
+        assert created[survivor] < created[absorbed]  # the oldest survives
+    final = [m.resolve(r.pattern_id) for r in out]
+    by_group = {g: {p for p, l in zip(final, labels) if l == g} for g in set(labels.tolist())}
+    assert all(len(ps) == 1 for ps in by_group.values()), by_group
+    assert len(m) == 6 and at_choice.pattern_id == m.resolve(out[255].pattern_id)
+
+
+def test_before_its_sample_is_full_a_space_does_not_choose_on_a_handful_of_records():
+    # Eight records from many groups often look clearly grouped by chance; a space waits for 32,
+    # and then for a cut two neighbouring thresholds agree on.
+    x, _ = groups_stream(40, 31, 64, 0.8, seed=22)
+    m = SpaceMemory("s", CAL)
+    learn(m, x)
+    assert m.threshold == CAL.calibration_start and not m.space_state()["settled"]
+
+
 @pytest.mark.parametrize("cut", [1, 31, 32, 200, 255, 256, 257, 417])
 def test_restore_and_continue_is_bit_identical_to_an_uninterrupted_run(cut):
     x, _ = groups_stream(8, 500, 48, 0.85, seed=4)
@@ -121,12 +150,14 @@ def test_restore_and_continue_is_bit_identical_to_an_uninterrupted_run(cut):
     first = SpaceMemory("s", CAL)
     learn(first, x[:cut])
     restored = SpaceMemory("s", CAL)
-    restored.restore(first.patterns(), first.space_state(), first.calibration_sample())
+    restored.restore(first.patterns(), first.space_state(), first.calibration_sample(),
+                     first.calibration_sample_patterns())
     assert restored.threshold == first.threshold
     learn(restored, x[cut:], start=cut)
     assert restored.threshold == live.threshold
     assert restored.patterns() == live.patterns()
     assert all((a == b).all() for a, b in zip(restored.calibration_sample(), live.calibration_sample(), strict=True))
+    assert restored.calibration_sample_patterns() == live.calibration_sample_patterns()
     assert restored.space_state()["threshold"] == live.space_state()["threshold"]
 
 
@@ -138,7 +169,7 @@ def test_a_pin_wins_over_a_learned_threshold_on_restore():
     pinned.restore(m.patterns(), m.space_state())
     assert pinned.threshold == 0.75
     again = SpaceMemory("s", CAL)
-    again.restore(m.patterns(), m.space_state(), m.calibration_sample())
+    again.restore(m.patterns(), m.space_state(), m.calibration_sample(), m.calibration_sample_patterns())
     assert again.threshold == m.threshold
 
 
@@ -150,7 +181,7 @@ def test_the_sample_fills_then_keeps_its_size_as_a_deterministic_reservoir():
     learn(b, x)
     assert [s[0] for s in slots[:64]] == list(range(64))  # the first records fill the slots in order
     later = [s for s in slots[64:] if s is not None]
-    assert 0 < len(later) < 336 and all(0 <= slot < 64 for slot, _ in later)
+    assert 0 < len(later) < 336 and all(0 <= slot < 64 for slot, _, _ in later)
     assert len(a.calibration_sample()) == 64
     assert all((p == q).all() for p, q in zip(a.calibration_sample(), b.calibration_sample(), strict=True))
     assert not SpaceMemory("s", PatternConfig()).calibration_sample()
@@ -169,7 +200,8 @@ def test_property_groups_far_apart_give_one_pattern_each_and_replays_agree(k, se
     assert all(len({p for p, l in zip(final, labels) if l == g}) == 1 for g in set(labels.tolist()))
 
 
-def test_a_store_persists_the_sample_and_a_reloaded_space_carries_on_identically():
+@pytest.mark.parametrize("cut", [200, 300])
+def test_a_store_persists_the_sample_and_a_reloaded_space_carries_on_identically(cut):
     from streams.state import PatternStore
 
     cfg = PatternConfig(match_threshold=None)
@@ -177,13 +209,16 @@ def test_a_store_persists_the_sample_and_a_reloaded_space_carries_on_identically
     patterns, spaces = {}, {}
     store = PatternStore(patterns, spaces, cfg)
     reference = PatternStore({}, {}, cfg)
-    for i, v in enumerate(x[:300]):
+    for i, v in enumerate(x[:cut]):
         store.learn(store.space("s"), f"e{i}", v, float(i))
         reference.learn(reference.space("s"), f"e{i}", v, float(i))
     reloaded = PatternStore(patterns, spaces, cfg)  # a new worker over the same tables
     memory = reloaded.space("s")
     assert memory.threshold == reference.space("s").threshold != cfg.calibration_start
-    for i, v in enumerate(x[300:], start=300):
+    # Before the sample is full the reloaded space also knows where each sampled record went: its
+    # choice at 256 records merges the same patterns as the reference's.
+    assert memory.calibration_sample_patterns() == reference.space("s").calibration_sample_patterns()
+    for i, v in enumerate(x[cut:], start=cut):
         reloaded.learn(reloaded.space("s"), f"e{i}", v, float(i))
         reference.learn(reference.space("s"), f"e{i}", v, float(i))
     assert reloaded.space("s").patterns() == reference.space("s").patterns()
@@ -226,13 +261,13 @@ def test_settling_at_the_start_threshold_is_space_state_too():
     # No centring: its refreshes would write the space state at the same records anyway.
     cal = PatternConfig(match_threshold=None, centering=False)
     probe = SpaceMemory("s", cal)
-    learn(probe, x[:8])
-    chosen = probe.threshold  # what the clear sample of 8 records calls for
+    learn(probe, x[:32])
+    chosen = probe.threshold  # what the clear sample of 32 records calls for
     assert probe.space_state()["settled"] and chosen != cal.calibration_start
     m = SpaceMemory("s", PatternConfig(match_threshold=None, centering=False, calibration_start=chosen))
-    changed = [m.learn_one(f"e{i}", v, 1000.0 + i).space_changed for i, v in enumerate(x[:8])]
+    changed = [m.learn_one(f"e{i}", v, 1000.0 + i).space_changed for i, v in enumerate(x[:32])]
     assert m.space_state()["settled"] and m.threshold == chosen
-    assert changed[7]  # the choice after 8 records settled the space without moving its threshold
+    assert changed[31]  # the choice after 32 records settled the space without moving its threshold
     restored = SpaceMemory("s", PatternConfig(match_threshold=None, centering=False, calibration_start=chosen))
-    restored.restore(m.patterns(), m.space_state(), m.calibration_sample())
+    restored.restore(m.patterns(), m.space_state(), m.calibration_sample(), m.calibration_sample_patterns())
     assert restored.space_state()["settled"]
