@@ -14,7 +14,9 @@ selection instead, as one picks ``k`` for k-means):
 1. **A sample.** The space keeps a sample of its records' unit vectors: the first ``size`` records,
    then a reservoir (a deterministic hash of the record's id decides which slot it replaces), so
    the sample follows a drifting stream. The sample is part of the space's changelogged state.
-2. **Candidates.** The sample is centred on its own mean (as the memory centres its inputs), and
+2. **Candidates.** The sample is centred on the memory's own centre ``mu`` (its own mean before
+   the memory has one; a mean of patterns, not of records, so that one dominant group does not
+   swamp it), and
    the same leader rule the memory uses is run on it at every threshold of a grid (0.30 to 0.95 in
    steps of 0.05): :func:`leader` clusters records in stream order, joining a record to the
    nearest running centroid when their similarity reaches the threshold. It works on the sample's
