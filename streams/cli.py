@@ -22,6 +22,19 @@ REPO = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO / "infra" / "kafka" / "broker.sh"
 
 
+class UsageError(Exception):
+    """A user's mistake on the command line: said in one line, exit code 2, no traceback."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("feature-memory")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _loop() -> asyncio.AbstractEventLoop:
     # faust and the helpers below share one loop that stays current for the process.
     try:
@@ -128,14 +141,26 @@ def cmd_topics(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from streams.publish import publish_file
+    from streams.publish import PublishFailed, describe_offsets, feature_records, publish_records
 
     settings = Settings.from_env()
-    count = _loop().run_until_complete(
-        publish_file(settings, Path(args.path), space=args.space, model_id=args.model_id,
-                     rate=args.rate, id_prefix=args.id_prefix)
-    )
-    print(f"published {count} records to {settings.topic('audio-features')}")
+    path = Path(args.path)
+    # The whole file is read and validated before anything is sent: a bad row sends nothing.
+    try:
+        records = list(feature_records(path, space=args.space, model_id=args.model_id, id_prefix=args.id_prefix))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not records:
+        raise UsageError(f"{path}: no records in the file")
+    topic = settings.topic("audio-features")
+    try:
+        sent = _loop().run_until_complete(publish_records(settings, topic, records, rate=args.rate))
+    except PublishFailed as exc:
+        print(f"fms publish: {exc}", file=sys.stderr)
+        return 1
+    print(f"published {len(sent)} records to {topic}: {describe_offsets(sent)}")
     return 0
 
 
@@ -145,9 +170,12 @@ def cmd_watch(args) -> int:
     settings = Settings.from_env()
     topic = args.topic if args.topic.startswith(settings.topic_prefix) else settings.topic(args.topic)
     try:
-        _loop().run_until_complete(watch(settings, topic, from_beginning=args.from_beginning, limit=args.limit))
+        _loop().run_until_complete(watch(settings, topic, from_beginning=args.from_beginning, limit=args.limit,
+                                         wait=args.wait))
     except KeyboardInterrupt:
         pass
+    except LookupError as exc:  # an unknown topic, without --wait
+        raise UsageError(str(exc.args[0])) from None
     return 0
 
 
@@ -160,7 +188,8 @@ def cmd_ingest(args) -> int:
         ingest(Settings.from_env(), [Path(p) for p in args.paths], space=args.space, max_seconds=max_seconds)
     )
     print(summary.describe())
-    return 0 if summary.files_read else 1
+    # Any file that failed fails the command (the summary names each one), even if others were sent.
+    return 1 if summary.failed or not summary.files_read else 0
 
 
 def cmd_replay(args) -> int:
@@ -215,11 +244,39 @@ def cmd_demo(args) -> int:
     return _loop().run_until_complete(run_demo(Settings.from_env(), records=args.records, groups=args.groups))
 
 
+def _kafka_options() -> argparse.ArgumentParser:
+    """Options of every command that talks to Kafka; each overrides its environment variable."""
+    k = argparse.ArgumentParser(add_help=False)
+    k.add_argument("--bootstrap-server", metavar="HOST:PORT[,...]",
+                   help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)")
+    k.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error", "critical"],
+                   help="log level (default: FMS_LOG_LEVEL, else info)")
+    return k
+
+
+def _apply_kafka_options(args) -> None:
+    if getattr(args, "bootstrap_server", None):
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = args.bootstrap_server
+    if getattr(args, "log_level", None):
+        os.environ["FMS_LOG_LEVEL"] = args.log_level
+    if args.command in ("worker", "broker", "demo"):
+        return  # a worker's faust sets its logging up from FMS_LOG_LEVEL
+    import logging
+
+    # The short-lived commands log warnings and worse unless told otherwise: their output is the answer.
+    level = getattr(args, "log_level", None) or "warning"
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fms", description=__doc__)
+    p.add_argument("--version", action="version", version=f"fms (feature-memory) {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
+    kafka = _kafka_options()
 
-    w = sub.add_parser("worker", help="run a feature-memory worker (settings from the environment, see README)")
+    w = sub.add_parser("worker", parents=[kafka],
+                       help="run a feature-memory worker (settings from the environment, see README)")
     w.add_argument("--web-port", type=int)
     w.add_argument("--data-dir", type=Path)
     w.add_argument("--role", choices=ROLES, default=default_role(),
@@ -230,10 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("action", choices=["start", "stop", "status"])
     b.set_defaults(func=cmd_broker)
 
-    t = sub.add_parser("topics", help="create the contract topics with their configuration")
+    t = sub.add_parser("topics", parents=[kafka], help="create the contract topics with their configuration")
     t.set_defaults(func=cmd_topics)
 
-    pub = sub.add_parser("publish", help="publish feature vectors from a .npy (2-D) or .jsonl file")
+    pub = sub.add_parser("publish", parents=[kafka], help="publish feature vectors from a .npy (2-D) or .jsonl file")
     pub.add_argument("path")
     pub.add_argument("--space", default="demo", help="space for rows that do not name one (default: demo)")
     pub.add_argument("--model-id", default=None)
@@ -241,20 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--rate", type=float, default=0.0, help="records per second; 0 sends as fast as possible")
     pub.set_defaults(func=cmd_publish)
 
-    wa = sub.add_parser("watch", help="print a topic's records as they arrive")
+    wa = sub.add_parser("watch", parents=[kafka], help="print a topic's records as they arrive")
     wa.add_argument("topic", help="a contract topic name, with or without the prefix (e.g. recognitions)")
     wa.add_argument("--from-beginning", action="store_true")
     wa.add_argument("--limit", type=int, default=0, help="stop after this many records (0: never)")
+    wa.add_argument("--wait", action="store_true",
+                    help="wait for a topic that does not exist yet (without it, an unknown topic is refused)")
     wa.set_defaults(func=cmd_watch)
 
-    i = sub.add_parser("ingest", help="publish WAV/FLAC/OGG files or folders of them to fms.audio")
+    i = sub.add_parser("ingest", parents=[kafka], help="publish WAV/FLAC/OGG files or folders of them to fms.audio")
     i.add_argument("paths", nargs="+", metavar="PATH")
     i.add_argument("--space", default="audio", help="space of the records (default: audio)")
     i.add_argument("--max-seconds", type=float, default=None,
                    help="longest record; longer files are cut (default: FMS_MAX_AUDIO_S, 30)")
     i.set_defaults(func=cmd_ingest)
 
-    r = sub.add_parser("replay", help="rebuild the memory from the kept inputs as a new generation, then switch to it")
+    r = sub.add_parser("replay", parents=[kafka], help="rebuild the memory from the kept inputs as a new generation, then switch to it")
     r.add_argument("--from", dest="from_ts", metavar="TIMESTAMP",
                    help="replay inputs from this time on (ISO-8601, UTC unless it says, or epoch seconds); default: all")
     r.add_argument("--data-dir", type=Path, help="the replay worker's FMS_DATA_DIR (default: FMS_DATA_DIR)")
@@ -265,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the switch, go on as a worker of the new generation")
     r.set_defaults(func=cmd_replay)
 
-    g = sub.add_parser("generations", help="list the generations of the memory's state, or drop one")
+    g = sub.add_parser("generations", parents=[kafka], help="list the generations of the memory's state, or drop one")
     g.add_argument("action", nargs="?", choices=["list", "drop"], default="list")
     g.add_argument("generation", nargs="?", type=int)
     g.set_defaults(func=cmd_generations)
@@ -281,10 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     from streams.settings import SettingsError
 
     args = build_parser().parse_args(argv)
+    _apply_kafka_options(args)
     try:
         return args.func(args) or 0
-    except SettingsError as exc:  # a user's mistake in the environment: one line, no traceback
-        print(f"fms: {exc}", file=sys.stderr)
+    except (SettingsError, UsageError) as exc:  # a user's mistake: one line, no traceback
+        print(f"fms {args.command}: {exc}" if isinstance(exc, UsageError) else f"fms: {exc}", file=sys.stderr)
         return 2
 
 

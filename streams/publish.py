@@ -17,7 +17,7 @@ from schemas.codec import decode, decode_json, encode, encode_json
 from schemas.records import AudioFeature
 from schemas.vectors import encode_vector
 from streams.settings import Settings
-from streams.topics import ensure_topics, kafka_client_options
+from streams.topics import INPUTS, OUTPUTS, ensure_topics, kafka_client_options
 
 
 def feature_records(path: Path, *, space: str, model_id: str | None, id_prefix: str | None,
@@ -29,13 +29,18 @@ def feature_records(path: Path, *, space: str, model_id: str | None, id_prefix: 
     """
     prefix = id_prefix or path.stem
     now = time.time() if ts is None else ts
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a .npy or .jsonl file")
     if path.suffix == ".npy":
-        matrix = np.load(path)
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except ValueError as exc:  # not a .npy file, or one holding Python objects
+            raise ValueError(f"{path}: not a .npy array of numbers ({exc.args[0].split('.')[0]})") from None
         if matrix.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D array of vectors, got shape {matrix.shape}")
         rows: Iterable[dict] = ({"vector": encode_vector(row.astype(np.float32))} for row in matrix)
     elif path.suffix in {".jsonl", ".ndjson"}:
-        rows = (decode_json(line) for line in path.read_bytes().splitlines() if line.strip())
+        rows = (_json_line(path, n, line) for n, line in enumerate(path.read_bytes().splitlines()) if line.strip())
     else:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r} (use .npy or .jsonl)")
     for n, row in enumerate(rows):
@@ -51,42 +56,100 @@ def feature_records(path: Path, *, space: str, model_id: str | None, id_prefix: 
         yield decoded.record
 
 
-async def publish(settings: Settings, topic: str, records: Iterable, *, key=lambda r: r.space,
-                  rate: float = 0.0) -> int:
-    """Send contract records keyed by `key`, at `rate` per second (0: as fast as possible)."""
+class PublishFailed(Exception):
+    """Kafka refused or lost part of a publish; the message says how many records it has acknowledged."""
+
+
+def _json_line(path: Path, n: int, line: bytes):
+    try:
+        return decode_json(line)
+    except ValueError as exc:
+        raise ValueError(f"{path}:{n + 1}: not JSON ({exc})") from None
+
+
+async def publish_records(settings: Settings, topic: str, records: Iterable, *, key=lambda r: r.space,
+                          rate: float = 0.0) -> list:
+    """Send contract records keyed by `key`, at `rate` per second (0: as fast as possible); the
+    broker's RecordMetadata (topic, partition, offset) of each, in order.
+
+    On a failure, PublishFailed says how many records the broker had acknowledged: with the
+    idempotent producer those are in the topic once, and the rest are not.
+    """
     from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
 
     producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5,
                                 enable_idempotence=True, max_batch_size=256 * 1024)
-    await producer.start()
-    count = 0
-    started = time.perf_counter()
+    futures: list[asyncio.Future] = []
     try:
+        await producer.start()
+        started = time.perf_counter()
         for record in records:
-            await producer.send(topic, key=key(record).encode(), value=encode(record))
-            count += 1
+            futures.append(await producer.send(topic, key=key(record).encode(), value=encode(record)))
             if rate > 0:
-                delay = started + count / rate - time.perf_counter()
+                delay = started + len(futures) / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
         await producer.flush()
+        return [await f for f in futures]
+    except KafkaError as exc:
+        done = sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None)
+        raise PublishFailed(f"{done} records were acknowledged before Kafka failed: {exc}") from exc
     finally:
         await producer.stop()
-    return count
+
+
+async def publish(settings: Settings, topic: str, records: Iterable, *, key=lambda r: r.space,
+                  rate: float = 0.0) -> int:
+    """:func:`publish_records`, counted."""
+    return len(await publish_records(settings, topic, records, key=key, rate=rate))
+
+
+def describe_offsets(sent: list) -> str:
+    """``partition 0: offsets 10-14; partition 3: offset 7`` for a publish's RecordMetadata."""
+    spans: dict[int, list[int]] = {}
+    for m in sent:
+        span = spans.setdefault(m.partition, [m.offset, m.offset])
+        span[0], span[1] = min(span[0], m.offset), max(span[1], m.offset)
+    return "; ".join(f"partition {p}: offset{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''}"
+                     for p, (a, b) in sorted(spans.items()))
 
 
 async def publish_file(settings: Settings, path: Path, *, space: str, model_id: str | None = None,
                        rate: float = 0.0, id_prefix: str | None = None) -> int:
     await ensure_topics(settings)
-    records = feature_records(path, space=space, model_id=model_id, id_prefix=id_prefix)
+    records = list(feature_records(path, space=space, model_id=model_id, id_prefix=id_prefix))
     return await publish(settings, settings.topic("audio-features"), records, rate=rate)
 
 
-async def watch(settings: Settings, topic: str, *, from_beginning: bool = False, limit: int = 0,
-                out=sys.stdout) -> int:
-    """Print `key<TAB>value` per record; a tombstone prints as `null`."""
+async def topic_exists(settings: Settings, topic: str) -> bool:
+    """Whether the cluster has ``topic``, from a metadata request that creates nothing."""
     from aiokafka import AIOKafkaConsumer
 
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return topic in await consumer.topics()
+    finally:
+        await consumer.stop()
+
+
+async def watch(settings: Settings, topic: str, *, from_beginning: bool = False, limit: int = 0,
+                wait: bool = False, out=sys.stdout, poll_s: float = 1.0) -> int:
+    """Print `key<TAB>value` per record; a tombstone prints as `null`.
+
+    A topic that does not exist is refused with LookupError (subscribing to it could create it, on a
+    broker that auto-creates topics, and then wait forever on a misspelt name), unless ``wait``:
+    then it waits for the topic to appear.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    while not await topic_exists(settings, topic):
+        if not wait:
+            known = ", ".join(settings.topic(t) for t in INPUTS + OUTPUTS)
+            raise LookupError(f"no topic {topic!r} on {settings.bootstrap_servers} (the contract's: {known}); "
+                              "--wait waits for it to be created")
+        await asyncio.sleep(poll_s)
     consumer = AIOKafkaConsumer(topic, **kafka_client_options(settings), group_id=None,
                                 auto_offset_reset="earliest" if from_beginning else "latest",
                                 enable_auto_commit=False)

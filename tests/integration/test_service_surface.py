@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -123,7 +124,8 @@ def test_fms_publish_jsonl_and_watch(memory_env, workers, tmp_path):
     lines = [encode_json({"id": f"j{i}", "space": "cli", "vector": [1.0, float(i % 2), 0.5]}) for i in range(6)]
     (tmp_path / "f.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     out = fms(env, "publish", str(tmp_path / "f.jsonl"))
-    assert "published 6 records" in out.stdout
+    # Records are keyed by space: all six went to one partition, offsets 0-5 of a new topic.
+    assert re.fullmatch(r"published 6 records to \S+audio-features: partition \d+: offsets 0-5\n", out.stdout), out.stdout
 
     watched = fms(env, "watch", "recognitions", "--from-beginning", "--limit", "6")
     rows = [line.split("\t", 1) for line in watched.stdout.strip().splitlines()]
@@ -132,6 +134,36 @@ def test_fms_publish_jsonl_and_watch(memory_env, workers, tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(encode_json({"id": "x", "space": "cli", "vector": [float("nan")]}) + b"\n")
+    # A file with a bad row further down sends nothing: the whole file is validated first.
+    bad.write_bytes(b"\n".join([encode_json({"id": "ok", "space": "late", "vector": [1.0, 2.0, 3.0]}),
+                                encode_json({"id": "x", "space": "late", "vector": [float("nan")]})]) + b"\n")
     result = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(bad)],
                             env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0 and "bad.jsonl:1" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("fms publish: ") and "bad.jsonl:2" in result.stderr
+    features = asyncio.run(read_topic(settings_of(env), settings_of(env).topic("audio-features")))
+    assert len(features) == 6, "nothing of the bad file was sent"
+
+    # A mistyped topic is refused in one line, and not created; --wait waits for it instead.
+    typo = subprocess.run([sys.executable, "-m", "streams.cli", "watch", "recognitoins"],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1, typo.stderr
+    assert "no topic" in typo.stderr and "recognitoins" in typo.stderr and "--wait" in typo.stderr
+    from streams.publish import publish, topic_exists
+
+    settings = settings_of(env)
+    assert not asyncio.run(topic_exists(settings, settings.topic("recognitoins")))
+    waiting = subprocess.Popen([sys.executable, "-m", "streams.cli", "watch", "later", "--wait", "--from-beginning",
+                                "--limit", "1"], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert waiting.poll() is None, "it waits for the topic"
+        record = decode("audio-features", encode_json({"v": 1, "id": "w0", "space": "cli", "ts": 1.7e9,
+                                                       "vector": [1.0, 0.0, 0.5]})).record
+        asyncio.run(publish(settings, settings.topic("later"), [record]))  # the broker auto-creates it
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert out.startswith("cli\t")
