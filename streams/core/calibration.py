@@ -43,7 +43,11 @@ strict start's patterns one group became: each pattern goes to the cluster holdi
 sampled records, and the patterns that share a cluster merge into the oldest (announced as
 merges, so every id a user saw resolves to its survivor). Without it a space that chose 0.65 after
 a start at 0.9 kept its first 256 records split for good: on recorded sounds, ARI 0.24 where the
-same threshold from the first record gives 0.71.
+same threshold from the first record gives 0.71. It is done only when the chosen cut is an interior
+peak, separated better than the coarsest cut (by ``SAME_SCORE``): when the curve only falls from
+its coarse end, the choice may lump groups that are real but overlap (families of similar
+speakers: the silhouette sees the families, not their members), and the strict start's finer
+patterns are then worth more than the lumps; the merge rule joins them where they agree.
 
 Determinism. The Gram matrix is fixed point (integers, ``2^-20`` steps): a BLAS product screens
 it, and every entry whose rounding a float error could flip is recomputed exactly
@@ -155,6 +159,7 @@ class Selection(NamedTuple):
     threshold: float | None  # None: the sample shows no structure
     clarity: float  # the best silhouette of the curve
     plateau: int  # neighbouring grid thresholds that cut the sample as the chosen one does
+    rise: float  # the chosen cut's silhouette above the coarsest cut's: > 0 for an interior peak
 
 
 def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> Selection:
@@ -168,7 +173,7 @@ def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> 
     curve = [silhouette(g, leader(g, t)) for t in grid]
     best = max(curve)
     if not best >= MIN_STRUCTURE:
-        return Selection(None, best, 0)
+        return Selection(None, best, 0, 0.0)
     peaks = [
         i
         for i in range(len(grid))
@@ -183,7 +188,7 @@ def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> 
     low = top
     while low > 0 and curve[low - 1] == curve[top]:
         low -= 1
-    return Selection(grid[(low + top + 1) // 2], best, top - low + 1)
+    return Selection(grid[(low + top + 1) // 2], best, top - low + 1, curve[top] - curve[0])
 
 
 def derived_merge(threshold: float, ratio: float) -> float:

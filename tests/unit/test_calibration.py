@@ -65,11 +65,11 @@ def test_silhouette_of_clear_groups_is_high_and_edge_cases_are_defined():
 
 def test_select_finds_clear_groups_and_declines_without_structure():
     x, _ = groups_stream(5, 200, 48, 0.9, seed=10)
-    threshold, clarity, _ = select(gram(centred_unit(x)), 0.85)
+    threshold, clarity, _, _ = select(gram(centred_unit(x)), 0.85)
     assert threshold in GRID and clarity > 0.5
     z = centred_unit(groups_stream(5, 200, 48, 0.9, seed=10)[0])
     same = np.repeat(z[:1], 50, axis=0)  # one point: no candidate separates anything
-    assert select(gram(same), 0.85) == (None, -1.0, 0)
+    assert select(gram(same), 0.85) == (None, -1.0, 0, 0.0)
 
 
 def test_derived_band_and_merge_match_the_pinned_defaults_at_0_6():
@@ -113,11 +113,23 @@ def test_the_same_stream_gives_the_same_thresholds():
     assert len(set(ta)) > 1  # it did calibrate
 
 
+def random_groups(k: int, n: int, dim: int, kappa: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # Centres in random directions (not orthogonal): a coarse cut lumps some groups together and
+    # separates worse than the right one, so the right one is an interior peak of the curve.
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = rng.integers(0, k, size=n)
+    noise = rng.normal(size=(n, dim))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    return (centres[labels] + math.sqrt(1.0 / kappa**2 - 1.0) * noise).astype(np.float32), labels
+
+
 def test_the_warm_up_is_consolidated_when_the_space_chooses():
-    # No early choice: the strict start (0.9) keeps every record of groups at ~0.64 pairwise apart;
+    # No early choice: the strict start (0.9) keeps groups at ~0.72 pairwise apart in many patterns;
     # the choice at 256 records merges them as the chosen threshold cuts them, into the oldest.
     cfg = PatternConfig(match_threshold=None, calibration_clear=1.0)
-    x, labels = groups_stream(6, 400, 64, 0.8, seed=21)
+    x, labels = random_groups(12, 400, 12, 0.85, seed=21)
     m = SpaceMemory("s", cfg)
     out = [m.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
     at_choice = out[255]
@@ -130,7 +142,18 @@ def test_the_warm_up_is_consolidated_when_the_space_chooses():
     final = [m.resolve(r.pattern_id) for r in out]
     by_group = {g: {p for p, l in zip(final, labels) if l == g} for g in set(labels.tolist())}
     assert all(len(ps) == 1 for ps in by_group.values()), by_group
-    assert len(m) == 6 and at_choice.pattern_id == m.resolve(out[255].pattern_id)
+    assert len(m) == 12 and at_choice.pattern_id == m.resolve(out[255].pattern_id)
+
+
+def test_a_choice_no_better_separated_than_the_coarsest_cut_leaves_the_strict_start_alone():
+    # Orthogonal groups: every cut from 0.3 up separates them equally well, so the chosen one is no
+    # interior peak. Such a choice could be lumping sub-groups the silhouette cannot see (families of
+    # similar groups), so the strict start's patterns are left to the merge rule.
+    cfg = PatternConfig(match_threshold=None, calibration_clear=1.0)
+    x, labels = groups_stream(6, 400, 64, 0.8, seed=21)
+    m = SpaceMemory("s", cfg)
+    out = [m.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
+    assert m.threshold < cfg.calibration_start and not out[255].merged
 
 
 def test_before_its_sample_is_full_a_space_does_not_choose_on_a_handful_of_records():
