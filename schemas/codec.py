@@ -7,7 +7,7 @@ record on a topic that its own readers would reject.
 
 from __future__ import annotations
 
-import base64
+import pybase64
 import dataclasses
 import json
 import math
@@ -185,7 +185,7 @@ def dead_letter(
         offset=offset,
         errors=_bounded_issues(result.errors),
         warnings=_bounded_issues(result.warnings),
-        raw=base64.b64encode(data).decode("ascii"),
+        raw=pybase64.b64encode_as_string(data),
         ts=float(ts),
     )
 

@@ -13,7 +13,7 @@ Rules shared by all records:
 
 from __future__ import annotations
 
-import base64
+import pybase64
 import functools
 import math
 from collections.abc import Mapping
@@ -367,7 +367,7 @@ class Audio(Record):
             "sample_rate": self.sample_rate,
             "channels": self.channels,
             "encoding": self.encoding,
-            "data": base64.b64encode(self.data).decode("ascii"),
+            "data": pybase64.b64encode_as_string(self.data),
             "ts": self.ts,
         }
         return _with_optional(out, meta=self.meta)
@@ -891,7 +891,7 @@ class DeadLetter(Record):
 
     @property
     def raw_bytes(self) -> bytes:
-        return base64.b64decode(self.raw)
+        return pybase64.b64decode(self.raw)
 
     def to_dict(self, vector_form: str = "b64") -> dict[str, Any]:
         return {

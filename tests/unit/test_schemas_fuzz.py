@@ -114,3 +114,30 @@ def test_audio_feature_records_round_trip(values: list[float], space: str, ts: f
     d = decode("audio-features", orjson.dumps(obj))
     assert d.ok, d.result.errors
     assert d.record.to_dict() == obj
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n!", max_size=40)
+       | st.binary(max_size=30).map(lambda b: __import__("base64").b64encode(b).decode("ascii")))
+def test_b64_decoding_is_exactly_the_standard_librarys_strict_base64(text):
+    # pybase64 (SIMD) in front of base64.b64decode(validate=True): same bytes, same refusals.
+    import base64
+    import binascii
+
+    from schemas.vectors import decode_base64
+
+    try:
+        expected = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        expected = None
+    assert decode_base64(text) == expected
+
+
+@given(values=st.lists(finite_f32, min_size=1, max_size=64))
+def test_b64_encoding_is_the_standard_librarys(values):
+    import base64
+
+    from schemas.vectors import encode_vector
+
+    data = np.asarray(values, dtype="<f4").tobytes()
+    assert encode_vector(np.asarray(values, dtype=np.float32))["b64"] == base64.b64encode(data).decode("ascii")
