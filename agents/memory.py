@@ -168,6 +168,7 @@ class MemoryProcessor:
         self.buffer_max = max(2, settings.buffer_max)
         self._paused: set = set()  # input partitions paused by the buffer bound
         self._peak = 0
+        self._released_counted = 0  # sequencer.released already added to fms_sequence_idle_released
         self.stream = None
         self._wake = asyncio.Event()
         self._starts: dict = {}
@@ -478,7 +479,10 @@ class MemoryProcessor:
             self._peak = max(self._peak, self.sequencer.held + len(ready))
             self.runtime.metrics.sequence_held.set(self.sequencer.held)
             self.runtime.metrics.sequence_held_peak.set(self._peak)
-            self.runtime.metrics.sequence_released.set(self.sequencer.released)
+            released = self.sequencer.released  # cumulative; a counter takes what is new since the last look
+            if released > self._released_counted:
+                self.runtime.metrics.sequence_released.inc(released - self._released_counted)
+            self._released_counted = released
             if ready:
                 await self.apply(ready)
             if self._paused:

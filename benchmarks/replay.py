@@ -18,7 +18,7 @@ spaces) are published first; then
 
 Both runs are checked: every feature has exactly one recognition on its topic, the replay's
 recognitions equal the live ones (but for ts), no dead letters; each worker's
-fms_sequence_idle_released (records taken out of timestamp order) is read from its /metrics, and
+fms_sequence_idle_released_total (records taken out of timestamp order) is read from its /metrics, and
 the workers' logs are scanned for warnings. The ratio reported is replay / live.
 
     python benchmarks/replay.py [--records 10000] [--dim 128] [--spaces 8] [--patterns 200] [--interactions 200]
@@ -117,7 +117,7 @@ def idle_released(url: str) -> float | None:
             text = resp.read().decode()
     except OSError:
         return None
-    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith("fms_sequence_idle_released"))
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith("fms_sequence_idle_released_total "))
 
 
 async def follow_released(url: str, seen: list) -> None:

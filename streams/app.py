@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 
 from schemas.records import BreakerState, ValidationLimits
 from streams.core.breaker import wire_state
@@ -19,7 +18,7 @@ from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig
 from streams.emit import Emitter
 from streams.guard import FaultInjector, Guard
-from streams.metrics import Metrics
+from streams.metrics import Metrics, faust_sensor
 from streams.settings import Settings
 from streams.changelog import Changelog
 from streams.journal import Journal
@@ -174,7 +173,7 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.fetch_min_bytes = settings.fetch_min_bytes
     if settings.faust_sensor:
-        setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="fms_faust")
+        faust_sensor(app, metrics, "/metrics")
     else:
         metrics.serve(app, "/metrics")
     return app

@@ -51,9 +51,6 @@ class ResourceSampler:
         # Shedding judges the worker's share of the machine: a single-threaded worker at 100% of
         # one core out of several is busy, not overloading the host.
         self.shed = shed_load(cpu / self._cores, memory_percent, error_rate, rt.health.cfg, rt.guard.shedding)
-        m.rss_bytes.set(rss)
-        m.cpu_percent.set(cpu)
-        m.open_files.set(open_files)
         m.memory_estimate_bytes.set(estimate)
         m.patterns.set(patterns)
         # Spaces move between workers: show the ones held now, none that left.

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +37,26 @@ def query(base: str, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
+PROMTOOL = shutil.which("promtool")
+DASHBOARD = Path(__file__).resolve().parents[2] / "infra" / "grafana" / "feature-memory.json"
+
+
+def dashboard_series() -> set[str]:
+    """The series names the Grafana dashboard's queries use (histograms by their _bucket series)."""
+    exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p.get("targets", [])]
+    names = set()
+    for expr in exprs:
+        names |= {m for m in re.findall(r"\b((?:fms|process)_[a-z0-9_]+)", expr)}
+    return names
+
+
+def assert_promtool_clean(text: str) -> None:
+    if PROMTOOL is None:
+        return
+    done = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+
+
 @pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus binary (infra/dev.sh installs Debian's package when it can)")
 def test_prometheus_scrapes_the_worker(memory_env, workers, tmp_path):
     env = memory_env(FMS_RESOURCE_INTERVAL_S="0.5")
@@ -45,6 +67,14 @@ def test_prometheus_scrapes_the_worker(memory_env, workers, tmp_path):
         "scrape_configs:\n"
         f"  - job_name: feature-memory\n    static_configs: [{{targets: ['127.0.0.1:{worker.web_port}']}}]\n"
     )
+    # Before the first record: the text passes promtool, and every series the dashboard queries exists.
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=5) as resp:
+        startup = resp.read().decode()
+    assert_promtool_clean(startup)
+    present = {line.split("{")[0].split(" ")[0] for line in startup.splitlines() if line and not line.startswith("#")}
+    missing = {name for name in dashboard_series() if name not in present}
+    assert not missing, f"series the dashboard queries that a new worker does not expose: {sorted(missing)}"
+
     port = free_port()
     prom = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{port}"],
@@ -76,7 +106,7 @@ def test_prometheus_scrapes_the_worker(memory_env, workers, tmp_path):
             time.sleep(0.5)
         assert query(base, "fms_recognition_latency_seconds_count")[0]["value"][1] == str(len(feats))
         assert query(base, 'fms_health_status{status="unhealthy"}')[0]["value"][1] == "0"
-        assert float(query(base, "fms_process_resident_memory_bytes")[0]["value"][1]) > 0
+        assert float(query(base, "process_resident_memory_bytes")[0]["value"][1]) > 0
         assert query(base, "fms_faust_messages_received_total"), "faust's own sensor is scraped too"
         # Every collection of the worker is timed; start-up alone makes several.
         assert float(query(base, 'fms_gc_pause_seconds_count{generation="0"}')[0]["value"][1]) >= 1

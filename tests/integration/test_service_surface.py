@@ -101,8 +101,10 @@ def test_health_and_metrics_endpoints(memory_env, workers, tmp_path):
     assert latest.worker == f"127.0.0.1:{worker.web_port}"
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    rss = [line for line in text.splitlines() if line.startswith("fms_process_resident_memory_bytes ")]
-    assert rss and float(rss[0].split()[1]) > 0, "the sampler's gauges are set"
+    rss = [line for line in text.splitlines() if line.startswith("process_resident_memory_bytes ")]
+    assert rss and float(rss[0].split()[1]) > 0, "the process collector's series are served"
+    estimate = [line for line in text.splitlines() if line.startswith("fms_state_memory_estimate_bytes ")]
+    assert estimate and float(estimate[0].split()[1]) > 0, "the sampler's gauges are set"
 
     # Raw table contents are not served.
     for path in ("/table/patterns/", "/router/"):
