@@ -44,11 +44,25 @@ class PatternChange:
 
 
 class MemoryClient:
-    def __init__(self, bootstrap_servers: str | None = None, *, settings: Settings | None = None) -> None:
+    """Publishes inputs and follows the memory's outputs.
+
+    ``kafka_options`` go to every aiokafka client it makes (``security_protocol``,
+    ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``, ``ssl_context``, ...), over
+    the ones the settings give (the worker's KAFKA_* environment); ``producer_options`` and
+    ``consumer_options`` go to the producer or the consumers only (``linger_ms``,
+    ``fetch_max_wait_ms``, ...).
+    """
+
+    def __init__(self, bootstrap_servers: str | None = None, *, settings: Settings | None = None,
+                 producer_options: dict | None = None, consumer_options: dict | None = None,
+                 **kafka_options) -> None:
         settings = settings or Settings.from_env()
         if bootstrap_servers is not None:
             settings = dataclasses.replace(settings, bootstrap_servers=bootstrap_servers)
         self.settings = settings
+        self._common = {**kafka_client_options(settings), **kafka_options}
+        self._producer_options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **(producer_options or {})}
+        self._consumer_options = dict(consumer_options or {})
         self._producer = None
 
     async def __aenter__(self) -> "MemoryClient":
@@ -59,11 +73,16 @@ class MemoryClient:
         await self.stop()
 
     async def start(self) -> None:
+        """Connect the producer; on any failure (a bad bootstrap, refused credentials) nothing is left open."""
         from aiokafka import AIOKafkaProducer
 
-        self._producer = AIOKafkaProducer(**kafka_client_options(self.settings), acks="all",
-                                          enable_idempotence=True, linger_ms=5)
-        await self._producer.start()
+        producer = AIOKafkaProducer(**self._common, **self._producer_options)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -71,10 +90,11 @@ class MemoryClient:
             self._producer = None
 
     # -- publishing
-    async def publish(self, record: Audio | AudioFeature | Interaction) -> None:
-        """Validate and send one input record to its topic, keyed by its space; returns once the
-        broker has it."""
-        await (await self._send(record))
+    async def publish(self, record: Audio | AudioFeature | Interaction):
+        """Validate and send one input record to its topic, keyed by its space; returns the broker's
+        RecordMetadata (topic, partition, offset) once the broker has it, as aiokafka's
+        ``send_and_wait`` does."""
+        return await (await self._send(record))
 
     async def publish_many(self, records: Iterable[Audio | AudioFeature | Interaction]) -> int:
         """Validate and send records in order (each is validated before any later one is sent)."""
@@ -135,14 +155,20 @@ class MemoryClient:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         topic = self.settings.topic(name)
-        consumer = AIOKafkaConsumer(**kafka_client_options(self.settings), group_id=None,
-                                    enable_auto_commit=False)
-        await consumer.start()
+        consumer = AIOKafkaConsumer(**self._common, group_id=None, enable_auto_commit=False,
+                                    **self._consumer_options)
         try:
-            partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            if not tps:
-                return
+            await consumer.start()
+            # A topic that does not exist yet (no worker has run) is empty: with follow, wait for it.
+            while topic not in await consumer.topics():
+                if not follow:
+                    return
+                await asyncio.sleep(1.0)
+            if self._producer is None:
+                raise RuntimeError("the client is not started: use `async with MemoryClient(...)`")
+            # The producer's public metadata call (the consumer's partitions_for_topic only knows
+            # topics it has already fetched metadata for).
+            tps = [TopicPartition(topic, p) for p in sorted(await self._producer.partitions_for(topic))]
             consumer.assign(tps)
             if from_beginning:
                 await consumer.seek_to_beginning(*tps)

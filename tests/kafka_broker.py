@@ -347,11 +347,19 @@ async def consume_all(
 class PrivateBroker:
     """A local broker of one test's own, which the test may restart (same port, same data)."""
 
-    def __init__(self, tmp_root: Path) -> None:
+    def __init__(self, tmp_root: Path, sasl_users: dict[str, str] | None = None) -> None:
         self.kafka_dir = tmp_root / "kafka"
         self.port = free_port_pair()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._env = dict(os.environ, KAFKA_DIR=str(self.kafka_dir), KAFKA_PORT=str(self.port))
+        self.sasl_bootstrap = None  # a SASL_PLAINTEXT (PLAIN) listener for these users, when given
+        if sasl_users:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                sasl_port = s.getsockname()[1]
+            self.sasl_bootstrap = f"127.0.0.1:{sasl_port}"
+            self._env.update(KAFKA_SASL_PORT=str(sasl_port),
+                             KAFKA_SASL_USERS=",".join(f"{u}:{p}" for u, p in sasl_users.items()))
         self._env.setdefault("FMS_HOME", str(Path.home() / ".cache" / "feature-memory"))
 
     def _run(self, action: str) -> None:

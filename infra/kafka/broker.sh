@@ -8,6 +8,8 @@
 #   KAFKA_PORT           9092                         client port on 127.0.0.1; the controller uses KAFKA_PORT+1
 #   KAFKA_HEAP_OPTS      -Xms256m -Xmx512m
 #   KAFKA_START_TIMEOUT  90                           seconds to wait until the broker accepts clients
+#   KAFKA_SASL_PORT      (unset)                      also a SASL_PLAINTEXT listener (mechanism PLAIN) on this port,
+#   KAFKA_SASL_USERS     (unset)                      for these users: user:password[,user:password...]
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,15 +43,28 @@ accepts_clients() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
 
 write_config() {
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT"
+  local advertised="PLAINTEXT://127.0.0.1:$KAFKA_PORT" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" sasl=""
+  if [ -n "${KAFKA_SASL_PORT:-}" ]; then
+    # Clients that must authenticate (tests of secured clients); brokers and controller stay on PLAINTEXT.
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    protocols="$protocols,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    local users="" pair
+    for pair in ${KAFKA_SASL_USERS//,/ }; do users="$users user_${pair%%:*}=\"${pair#*:}\""; done
+    sasl="sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$users;"
+  fi
   cat > "$KAFKA_DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
+$sasl
 log.dirs=$KAFKA_DIR/data
 # One node: every internal topic has a single replica.
 offsets.topic.replication.factor=1
