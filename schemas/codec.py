@@ -7,7 +7,6 @@ record on a topic that its own readers would reject.
 
 from __future__ import annotations
 
-import pybase64
 import dataclasses
 import json
 import math
@@ -16,8 +15,10 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+import pybase64
 
 from .records import (
+    CONTRACT_LIMITS,
     DEFAULT_LIMITS,
     Audio,
     AudioFeature,
@@ -54,8 +55,8 @@ MAX_ISSUE_MESSAGE = 500
 MAX_ISSUE_FIELD = 200
 
 # What encode() checks: the contract's shapes, but not this worker's size policies, which a
-# reader configured differently may not share.
-ENCODE_LIMITS = ValidationLimits(max_dim=None, max_audio_seconds=math.inf)
+# reader configured differently may not share (the limits input records are checked with when made).
+ENCODE_LIMITS = CONTRACT_LIMITS
 
 _NON_FINITE_SEEN = "non_finite_tokens"
 

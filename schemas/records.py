@@ -13,7 +13,7 @@ Rules shared by all records:
 
 from __future__ import annotations
 
-import pybase64
+import contextvars
 import functools
 import math
 from collections.abc import Mapping
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
+import pybase64
 
 from .validation import (
     AMBIGUOUS_CONTEXT,
@@ -70,6 +71,26 @@ class ValidationLimits:
 
 
 DEFAULT_LIMITS = ValidationLimits()
+# What construction and encode() check: the contract's shapes, but not a worker's size policies,
+# which a reader configured differently may not share.
+CONTRACT_LIMITS = ValidationLimits(max_dim=None, max_audio_seconds=math.inf)
+# True while from_dict builds a record out of values it has just validated.
+_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("record_values_checked", default=False)
+
+
+def _validate_input(record: Any) -> None:
+    """An input record made in code is checked as the worker will check it (ValidationError, with the
+    dead letters' codes), so a service learns of a bad record where it makes it."""
+    if _CHECKED.get():
+        return
+    result = ValidationResult()
+    try:
+        obj = record.to_dict()
+    except (TypeError, ValueError, AttributeError) as exc:  # a field of a type no record can hold
+        result.error(WRONG_TYPE, f"{type(record).__name__} cannot be written as a record: {exc}")
+    else:
+        type(record).from_dict(obj, result, CONTRACT_LIMITS)
+    result.raise_if_invalid()
 
 
 class _Fields:
@@ -255,7 +276,13 @@ class _Fields:
         return data
 
     def build(self, cls: type[_R], **values: Any) -> _R | None:
-        return None if self.failed else cls(**values)
+        if self.failed:
+            return None
+        token = _CHECKED.set(True)  # these values were just validated: no second check at construction
+        try:
+            return cls(**values)
+        finally:
+            _CHECKED.reset(token)
 
 
 def _finite_float(value: int | float) -> float | None:
@@ -344,6 +371,7 @@ class Audio(Record):
     def __post_init__(self) -> None:
         Record.__post_init__(self)
         object.__setattr__(self, "data", bytes(self.data))
+        _validate_input(self)
 
     @property
     def frames(self) -> int:
@@ -466,6 +494,7 @@ class AudioFeature(Record):
     def __post_init__(self) -> None:
         Record.__post_init__(self)
         object.__setattr__(self, "vector", as_vector(self.vector))
+        _validate_input(self)
 
     def to_dict(self, vector_form: str = "b64") -> dict[str, Any]:
         out = {"v": VERSION, "id": self.id, "space": self.space, "vector": encode_vector(self.vector, vector_form)}
@@ -534,6 +563,7 @@ class Interaction(Record):
         Record.__post_init__(self)
         if self.vector is not None:
             object.__setattr__(self, "vector", as_vector(self.vector))
+        _validate_input(self)
 
     def to_dict(self, vector_form: str = "b64") -> dict[str, Any]:
         out: dict[str, Any] = {"v": VERSION, "id": self.id, "space": self.space, "model_id": self.model_id}

@@ -818,3 +818,25 @@ def test_a_merged_pattern_record_names_what_it_absorbed_and_bad_ids_are_named_by
     bad = decode("patterns", orjson.dumps({**d, "absorbed": ["p-2", 7, ""]}))
     assert not bad.result.is_valid
     assert [e.field for e in bad.result.errors] == ["absorbed[1]", "absorbed[2]"]
+
+
+def test_input_records_are_checked_when_made_with_the_dead_letters_codes() -> None:
+    # A service learns of a bad record where it makes it, with the codes a dead letter would carry.
+    with pytest.raises(ValidationError) as exc:
+        AudioFeature(id="", space="s", vector=np.ones(3, dtype=np.float32), ts=1.0)
+    assert exc.value.result.error_codes == [codes.MISSING_FIELD]  # an empty id is no id
+    with pytest.raises(ValidationError) as exc:
+        AudioFeature(id="f", space="s", vector=np.array([1.0, math.nan], dtype=np.float32), ts=1.0)
+    assert exc.value.result.error_codes == [codes.VECTOR_NAN]
+    with pytest.raises(ValidationError) as exc:
+        Interaction(id="i", space="s", model_id="m", config={"beam": [1, 2]}, outcome=Outcome(True), ts=1.0,
+                    pattern_id="p")
+    assert codes.WRONG_TYPE in exc.value.result.error_codes
+    with pytest.raises(ValidationError) as exc:
+        Audio(id="a", space="s", sample_rate=16_000, channels=1, encoding="pcm_s16le", data=b"\x00", ts=1.0)
+    assert exc.value.result.error_codes == [codes.AUDIO_LENGTH_MISMATCH]
+    # Decoding builds records from values it has just checked, and checks them once.
+    good = AudioFeature(id="f", space="s", vector=np.ones(3, dtype=np.float32), ts=1.0)
+    assert decode("audio-features", encode(good)).record == good
+    # A worker's size policies are not the writer's: a wide vector is a valid record to make.
+    AudioFeature(id="w", space="s", vector=np.ones(4096, dtype=np.float32), ts=1.0)
