@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from dataclasses import dataclass, field
 
 from agents import interactions as interaction_steps
@@ -33,6 +32,7 @@ from schemas.codec import decode
 from schemas.validation import ValidationResult
 from schemas.vectors import check_dimension
 from streams.core.sequence import Held, Sequencer
+from streams.kafka.internals import committed_offset, forget_unacked, set_current_event
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,7 @@ def _in_partition_of(event) -> None:
     and written only while one of its own records is current: a read in another partition's
     database finds nothing (seen: records of two spaces delivered again in one batch, and the
     first space's recognitions not emitted again)."""
-    from faust.streams import _current_event
-
-    _current_event.set(weakref.ref(event))
+    set_current_event(event)
 
 
 class MemoryProcessor:
@@ -176,7 +174,7 @@ class MemoryProcessor:
         self._arrived: dict = {}  # (topic, partition) -> when a record of it last arrived
         self._stalled: set = set()
         # Offsets being acknowledged after they were applied: the only acknowledgements the
-        # consumer honours for the inputs (streams.transport).
+        # consumer honours for the inputs (streams.kafka.transport).
         self._applied: set = set()
         metrics = runtime.metrics
         self._records_in = {name: metrics.records_in.labels(topic=name) for name in INPUTS}
@@ -378,7 +376,7 @@ class MemoryProcessor:
 
     def _forget(self, event) -> None:
         # Not acknowledged, so not committed: it comes again from the committed offset.
-        self.runtime.app.consumer._unacked_messages.discard(event.message)
+        forget_unacked(self.runtime.app.consumer, event.message)
 
     # -- the sequence
     def _caught_up(self, topic: str, partition: int, next_offset: int | None) -> bool:
@@ -398,7 +396,7 @@ class MemoryProcessor:
     def _start(self, tp):
         """Where an input partition that delivered nothing yet starts: its committed offset, or
         its log start for a group without one (filled in by `_fetch_starts`)."""
-        committed = self.runtime.app.consumer._committed_offset.get(tp)
+        committed = committed_offset(self.runtime.app.consumer, tp)
         return committed if committed is not None else self._starts.get(tp)
 
     async def _start_of(self, tp) -> int | None:
@@ -418,7 +416,7 @@ class MemoryProcessor:
             for topic in self.topics:
                 tp = TP(topic, partition)
                 if (self.sequencer.next_offset(topic, partition) is None and tp not in self._starts
-                        and consumer._committed_offset.get(tp) is None):
+                        and committed_offset(consumer, tp) is None):
                     missing.append(tp)
         if missing:
             await self._fetch_starts(missing)

@@ -18,6 +18,7 @@ from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig
 from streams.emit import Emitter
 from streams.guard import FaultInjector, Guard
+from streams.kafka.transport import TunedTransport
 from streams.metrics import Metrics, faust_sensor
 from streams.settings import Settings
 from streams.changelog import Changelog
@@ -83,15 +84,10 @@ def _ssl_context(settings: Settings):
     )
 
 
-class MemoryApp(faust.App):
+class MemoryApp(TunedTransport, faust.App):
     # Set before the first topic is declared: faust creates its transport lazily, on first use.
     fetch_max_wait_ms: int = Settings.fetch_max_wait_ms
     fetch_min_bytes: int = Settings.fetch_min_bytes
-
-    def _new_transport(self):
-        from streams.transport import transport_class
-
-        return transport_class(self.fetch_max_wait_ms, self.fetch_min_bytes)(self.conf.broker_consumer, self)
 
 
 # The pattern-memory worker's guarded operations; the extraction role adds "inference".
@@ -133,7 +129,7 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
     Every worker role builds its app here; a role other than the pattern memory passes its own
     `app_id`, so that it is a consumer group of its own.
     """
-    from streams.transport import KeyPartitioner
+    from streams.kafka.transport import KeyPartitioner
 
     app = MemoryApp(
         settings.memory_app_id if app_id is None else app_id,

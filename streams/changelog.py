@@ -28,6 +28,8 @@ from faust.streams import current_event  # the shell: this module writes a faust
 from faust.types import TP
 from rocksdict import WriteOptions
 
+from streams.kafka.internals import partition_db
+
 
 def _write_options():
     options = WriteOptions()
@@ -64,10 +66,9 @@ class Changelog(MutableMapping):
 
     def _current_db(self):
         event = current_event()
-        open_db = getattr(self._table.data, "_db_for_partition", None)
-        if event is None or open_db is None:  # not a RocksDB store: the unit tests' stand-in
+        if event is None:
             return None
-        return open_db(event.message.partition)
+        return partition_db(self._table, event.message.partition)  # None: not RocksDB (unit tests' stand-in)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._table)
@@ -85,10 +86,9 @@ class Changelog(MutableMapping):
         """The current event's partition, whose database is then sure to skip its WAL."""
         partition = current_event().message.partition
         # faust opens a partition's database when it is first used, and again after a rebalance.
-        open_db = getattr(self._table.data, "_db_for_partition", None)
-        if open_db is None:  # not a RocksDB store (the unit tests' stand-in)
+        db = partition_db(self._table, partition)
+        if db is None:  # not a RocksDB store (the unit tests' stand-in)
             return partition
-        db = open_db(partition)
         if self._unlogged.get(partition) != id(db):
             db.set_write_options(_write_options())
             self._unlogged[partition] = id(db)

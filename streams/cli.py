@@ -18,8 +18,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from streams.extraction_settings import ROLES, default_role
 from streams.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-BROKER_SCRIPT = REPO / "infra" / "kafka" / "broker.sh"
 
 
 class UsageError(Exception):
@@ -126,6 +124,8 @@ def freeze_start_up_heap() -> None:
 
 
 def cmd_broker(args) -> int:
+    from streams.demo import BROKER_SCRIPT
+
     if not BROKER_SCRIPT.exists():
         print(f"fms broker needs the repository's infra/ ({BROKER_SCRIPT} not found)", file=sys.stderr)
         return 2

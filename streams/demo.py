@@ -29,6 +29,9 @@ from streams.topics import ensure_topics, kafka_client_options, topic_specs
 from streams.worker_process import WorkerProcess
 
 
+# The local broker of infra/ (`fms broker`, and the demo when none answers).
+BROKER_SCRIPT = Path(__file__).resolve().parent.parent / "infra" / "kafka" / "broker.sh"
+
 def grouped_stream(records: int, groups: int, dim: int = 64, spread: float = 0.05, seed: int = 7,
                    space: str = "demo") -> tuple[list[AudioFeature], list[int]]:
     """Unit-norm group centres plus Gaussian noise, shuffled; returns the records and their true groups."""
@@ -166,8 +169,6 @@ async def demo_optimizations(settings: Settings, feats, by_event) -> dict[tuple[
 
 
 async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> int:
-    from streams.cli import BROKER_SCRIPT
-
     started_broker = False
     if not _reachable(base.bootstrap_servers):
         print(f"starting the local broker ({BROKER_SCRIPT})", flush=True)

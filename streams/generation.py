@@ -29,6 +29,7 @@ from streams.core.generations import (
     generation_of_shadow,
     shadow_name,
 )
+from streams.kafka.internals import delete_group
 from streams.settings import Settings
 from streams.topics import TopicSpec, ensure_topics, kafka_client_options, topic_specs
 
@@ -229,7 +230,6 @@ async def list_generations(settings: Settings) -> list[GenerationInfo]:
 async def drop_generation(settings: Settings, generation: int) -> GenerationInfo:
     """Delete generation `generation`'s app topics (changelogs), shadow topics and consumer group."""
     from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.protocol.admin import DeleteGroupsRequest
 
     control = await read_control(settings)
     if generation == current_of(control):
@@ -245,8 +245,7 @@ async def drop_generation(settings: Settings, generation: int) -> GenerationInfo
         if target.app_topics or target.shadow_topics:
             await admin.delete_topics(target.app_topics + target.shadow_topics)
         if target.group:
-            coordinator = await admin.find_coordinator(target.app_id)
-            await admin._send_request(DeleteGroupsRequest([target.app_id]), coordinator)
+            await delete_group(admin, target.app_id)
     finally:
         await admin.close()
     return target

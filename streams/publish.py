@@ -16,6 +16,7 @@ import numpy as np
 from schemas.codec import decode, decode_json, encode, encode_json
 from schemas.records import AudioFeature
 from schemas.vectors import encode_vector
+from streams.kafka.metadata import partitions_of
 from streams.settings import Settings
 from streams.topics import INPUTS, OUTPUTS, ensure_topics, kafka_client_options
 
@@ -184,8 +185,7 @@ async def read_topic(settings: Settings, topic: str, *, count: int | None = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            # All-topics metadata: a per-topic request could auto-create the topic.
-            partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
+            partitions = (await partitions_of(kafka_client_options(settings), [topic])).get(topic)
             if partitions:
                 break
             if loop.time() > deadline:

@@ -27,6 +27,7 @@ from pathlib import Path
 from schemas.codec import decode, encode
 from streams.core.generations import REPLAYED_INPUTS, Progress, caught_up, compacted_state, reconcile, rewinds, shadow_name
 from streams.generation import current_of, list_generations, read_control, shadow_specs, write_control
+from streams.kafka.metadata import partitions_of
 from streams.settings import Settings
 from streams.topics import ensure_topics, kafka_client_options
 from streams.worker_process import WorkerProcess
@@ -106,9 +107,9 @@ async def replay(settings: Settings, *, from_ts: float | None = None, data_dir: 
     await admin.start()
     switching = False
     try:
-        metadata = await consumer._client.fetch_all_metadata()
+        partitions = await partitions_of(kafka_client_options(settings), [settings.topic(n) for n in REPLAYED_INPUTS])
         tps = [TopicPartition(settings.topic(name), p) for name in REPLAYED_INPUTS
-               for p in sorted(metadata.partitions_for_topic(settings.topic(name)) or ())]
+               for p in sorted(partitions.get(settings.topic(name), ()))]
         end = await consumer.end_offsets(tps)
         start = await consumer.beginning_offsets(tps)
         if from_ts is not None:

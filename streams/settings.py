@@ -105,7 +105,7 @@ class Settings:
     # How long the group waits for a silent worker before its partitions move: a killed worker's
     # spaces are down that long. Kafka's brokers accept 6 s and up by default.
     session_timeout_s: float = 10.0
-    # The consumer's fetch long-poll; see streams/transport.py for why it is short.
+    # The consumer's fetch long-poll; see streams/kafka/transport.py for why it is short.
     fetch_max_wait_ms: int = 20
     # How much the broker gathers before it answers a fetch (at most fetch_max_wait_ms).
     fetch_min_bytes: int = 1

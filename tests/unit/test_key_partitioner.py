@@ -5,7 +5,7 @@ import random
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.transport import KeyPartitioner
+from streams.kafka.transport import KeyPartitioner
 
 
 def test_a_key_goes_to_the_partition_kafkas_default_partitioner_gives_it():

@@ -12,7 +12,7 @@ from collections import defaultdict
 from faust.types import TP
 from intervaltree import Interval, IntervalTree
 
-from streams.transport import transport_class
+from streams.kafka.transport import transport_class
 
 
 def consumer(own: set[str]):

@@ -73,6 +73,22 @@ def transport_class(fetch_max_wait_ms: int, fetch_min_bytes: int = 1):
     return Transport
 
 
+class TunedTransport:
+    """A faust.App mixin (put it first) whose transport is :func:`transport_class`'s, built with the
+    app's ``fetch_max_wait_ms`` and ``fetch_min_bytes``.
+
+    faust builds its transport in ``App._new_transport()`` (faust-streaming 0.15.3), lazily, on first
+    use, and takes no transport class by setting (``broker`` picks a driver by URL scheme): the hook
+    is overridden here.
+    """
+
+    fetch_max_wait_ms: int
+    fetch_min_bytes: int
+
+    def _new_transport(self):
+        return transport_class(self.fetch_max_wait_ms, self.fetch_min_bytes)(self.conf.broker_consumer, self)
+
+
 async def _committed(consumer, partitions) -> dict:
     return {tp: await consumer.committed(tp) for tp in partitions}
 

@@ -1,0 +1,64 @@
+"""faust's and aiokafka's private attributes, one function each (see streams/kafka/__init__.py).
+
+Checked against faust-streaming 0.15.3 and aiokafka 0.14.0; tests/unit/test_kafka_internals.py
+states what each function assumes.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+
+def set_current_event(event: Any) -> None:
+    """Make ``event`` faust's current event.
+
+    Why: a faust table reads and writes the RocksDB database and changelog partition of the current
+    event's partition. The memory applies records of several partitions in one batch, outside
+    faust's own iteration, so it says whose turn it is. faust keeps the current event in the context
+    variable ``faust.streams._current_event`` (a weak reference) and offers no setter.
+    """
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
+def forget_unacked(consumer: Any, message: Any) -> None:
+    """Drop ``message`` from the faust consumer's unacknowledged set, so that it is not waited for.
+
+    Why: the memory drops a record it will fetch again (after a gap); faust tracks delivered,
+    unacknowledged messages in ``Consumer._unacked_messages`` (a WeakSet) and has no public way to
+    forget one. Not acknowledged, it is not committed: it comes again from the committed offset.
+    """
+    consumer._unacked_messages.discard(message)
+
+
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """faust's copy of the group's committed offset of ``tp`` (None before its seek after an assignment).
+
+    Why: the memory needs it on every turn of its sequencer, where asking the broker would cost a
+    round trip; faust keeps it in ``Consumer._committed_offset`` (a dict by TP).
+    """
+    return consumer._committed_offset.get(tp)
+
+
+def partition_db(table: Any, partition: int) -> Any | None:
+    """The RocksDB database of one partition of a faust table, or None for a store that is not RocksDB.
+
+    Why: the memory reads its state straight from RocksDB (faust's read path cost four times the
+    read) and turns off the WAL of the partition it writes (the changelog is its log). faust's
+    RocksDB store opens a partition's database with ``Store._db_for_partition(partition)``.
+    """
+    open_db = getattr(table.data, "_db_for_partition", None)
+    return None if open_db is None else open_db(partition)
+
+
+async def delete_group(admin: Any, group_id: str) -> None:
+    """Delete a consumer group with aiokafka's admin client.
+
+    Why: aiokafka 0.14's AIOKafkaAdminClient has no ``delete_consumer_groups``; its
+    ``_send_request(request, node)`` sends a DeleteGroups request to the group's coordinator.
+    """
+    from aiokafka.protocol.admin import DeleteGroupsRequest
+
+    coordinator = await admin.find_coordinator(group_id)
+    await admin._send_request(DeleteGroupsRequest([group_id]), coordinator)
