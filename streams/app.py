@@ -144,6 +144,7 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
         processing_guarantee="at_least_once",
+        broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
         # Outputs and changelog writes of a burst share produce requests instead of one each.
         producer_linger_ms=settings.producer_linger_ms,

@@ -105,6 +105,11 @@ class Settings:
     # How long the group waits for a silent worker before its partitions move: a killed worker's
     # spaces are down that long. Kafka's brokers accept 6 s and up by default.
     session_timeout_s: float = 10.0
+    # How often the consumer group's offsets are committed. After a crash the records since the last
+    # commit are delivered again: the memory applies each once (its journal), but their
+    # recognitions are emitted again, so this bounds the duplicates a kill -9 leaves (about this
+    # many seconds of input). Each commit is one request to the group coordinator.
+    commit_interval_s: float = 1.0
     # The consumer's fetch long-poll; see streams/kafka/transport.py for why it is short.
     fetch_max_wait_ms: int = 20
     # How much the broker gathers before it answers a fetch (at most fetch_max_wait_ms).
@@ -205,6 +210,7 @@ class Settings:
             ssl_certfile=_env("KAFKA_SSL_CERTFILE", d.ssl_certfile),
             ssl_keyfile=_env("KAFKA_SSL_KEYFILE", d.ssl_keyfile),
             session_timeout_s=_float("FMS_SESSION_TIMEOUT_S", d.session_timeout_s),
+            commit_interval_s=_float("FMS_COMMIT_INTERVAL_S", d.commit_interval_s),
             fetch_max_wait_ms=_int("FMS_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
             fetch_min_bytes=_int("FMS_FETCH_MIN_BYTES", d.fetch_min_bytes),
             data_dir=Path(_env("FMS_DATA_DIR", str(d.data_dir))),
