@@ -154,6 +154,7 @@ def cmd_publish(args) -> int:
         raise UsageError(str(exc)) from None
     if not records:
         raise UsageError(f"{path}: no records in the file")
+    _check_dimensions(settings, path, records)
     topic = settings.topic("audio-features")
     try:
         sent = _loop().run_until_complete(publish_records(settings, topic, records, rate=args.rate))
@@ -162,6 +163,26 @@ def cmd_publish(args) -> int:
         return 1
     print(f"published {len(sent)} records to {topic}: {describe_offsets(sent)}")
     return 0
+
+
+def _check_dimensions(settings: Settings, path: Path, records) -> None:
+    """A space's records must share one dimension, and the one its patterns already have: a running
+    memory would dead-letter the others as dimension_mismatch after they were sent."""
+    from streams.publish import space_dimensions
+
+    first: dict[str, tuple[int, int]] = {}
+    for n, record in enumerate(records):
+        dim = len(record.vector)
+        seen = first.setdefault(record.space, (dim, n))
+        if seen[0] != dim:
+            raise UsageError(f"{path}: record {n + 1} of space {record.space!r} has dimension {dim}, "
+                             f"record {seen[1] + 1} has {seen[0]}; a space has one dimension")
+    known = _loop().run_until_complete(space_dimensions(settings, set(first)))
+    for space, (dim, n) in first.items():
+        if space in known and known[space] != dim:
+            raise UsageError(f"{path}: space {space!r} holds {known[space]}-dimensional patterns, these records "
+                             f"are {dim}-dimensional (the memory would dead-letter them as dimension_mismatch); "
+                             "publish them to another space")
 
 
 def cmd_watch(args) -> int:

@@ -123,6 +123,24 @@ async def publish_file(settings: Settings, path: Path, *, space: str, model_id: 
     return await publish(settings, settings.topic("audio-features"), records, rate=rate)
 
 
+async def space_dimensions(settings: Settings, spaces: set[str], timeout: float = 15.0) -> dict[str, int]:
+    """The vector dimension of each of ``spaces`` that has a live pattern on ``fms.patterns`` (its
+    centroid's): what a running memory will hold the space's records to. Spaces with none are left out."""
+    topic = settings.topic("patterns")
+    if not await topic_exists(settings, topic):
+        return {}
+    latest: dict[str, bytes | None] = {}
+    for key, value in await read_topic(settings, topic, timeout=timeout):
+        if key.split("/", 1)[0] in spaces:
+            latest[key] = value
+    dims: dict[str, int] = {}
+    for key, value in latest.items():
+        record = None if value is None else decode("patterns", value).record
+        if record is not None:
+            dims.setdefault(record.space, len(record.centroid))
+    return dims
+
+
 async def topic_exists(settings: Settings, topic: str) -> bool:
     """Whether the cluster has ``topic``, from a metadata request that creates nothing."""
     from aiokafka import AIOKafkaConsumer

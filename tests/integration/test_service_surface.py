@@ -146,6 +146,23 @@ def test_fms_publish_jsonl_and_watch(memory_env, workers, tmp_path):
     features = asyncio.run(read_topic(settings_of(env), settings_of(env).topic("audio-features")))
     assert len(features) == 6, "nothing of the bad file was sent"
 
+    # The worker holds space "cli" at 3 dimensions: a 4-dimensional file for it is refused before
+    # anything is sent, as is a file whose records of one space disagree.
+    wide = tmp_path / "wide.jsonl"
+    wide.write_bytes(encode_json({"id": "w", "space": "cli", "vector": [1.0, 0.0, 0.5, 0.2]}) + b"\n")
+    refused = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(wide)],
+                             env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "holds 3-dimensional patterns" in refused.stderr and "4-dimensional" in refused.stderr
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"\n".join(encode_json({"id": f"m{i}", "space": "new", "vector": [1.0] * (3 + i)})
+                                 for i in range(2)) + b"\n")
+    refused = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(mixed)],
+                             env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "record 2 of space 'new' has dimension 4, record 1 has 3" in refused.stderr
+    features = asyncio.run(read_topic(settings_of(env), settings_of(env).topic("audio-features")))
+    assert len(features) == 6, "nothing of the refused files was sent"
+
     # A mistyped topic is refused in one line, and not created; --wait waits for it instead.
     typo = subprocess.run([sys.executable, "-m", "streams.cli", "watch", "recognitoins"],
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
