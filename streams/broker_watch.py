@@ -5,7 +5,7 @@ and wait for a broker before the worker starts.
   `AIOKafkaAdminClient` of its own, up to three tries (each goes to a random known broker), each
   bounded by a timeout. A worker probes every `PROBE_INTERVAL_S` (a faust task, `register`), and
   /health reads the tracker (streams.web).
-- `ConnectionNoiseFilter` is a logging.Filter on the aiokafka, faust and mode loggers: a line that
+- `ConnectionNoiseFilter` is a logging.Filter on the aiokafka, faust, mode and agents loggers: a line that
   `streams.core.outage.classify` calls connection noise is written or held back as the tracker
   says; every other line passes untouched.
 - `wait_for_broker` is what `fms worker` does first: probe with backoff until a broker answers or
@@ -35,7 +35,7 @@ PROBE_TRIES = 3
 # been imported yet, so that the filter is on them from their first line).
 _KNOWN_NOISY = ("aiokafka", "aiokafka.client", "aiokafka.conn", "aiokafka.consumer.fetcher",
                 "aiokafka.consumer.group_coordinator", "aiokafka.producer.sender", "aiokafka.producer.producer",
-                "aiokafka.admin.client", "faust.transport.drivers.aiokafka")
+                "aiokafka.admin.client", "faust.transport.drivers.aiokafka", "agents.memory")
 
 
 def describe_error(exc: BaseException) -> str:

@@ -52,8 +52,9 @@ CONNECTION_TEMPLATES = frozenset({
     "Heartbeat failed for group %s: coordinator (node %s) is either not started or not valid",
 })
 
-# Loggers whose lines may be connection noise: the Kafka client and the stream processor.
-NOISY_LOGGERS = ("aiokafka", "faust", "mode")
+# Loggers whose lines may be connection noise: the Kafka client, the stream processor, and the
+# worker's own agents (agents.memory warns every 5 s that it cannot ask for committed offsets).
+NOISY_LOGGERS = ("aiokafka", "faust", "mode", "agents")
 
 
 def classify(logger: str, template: str, error_types: Iterable[str]) -> str | None:

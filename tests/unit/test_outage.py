@@ -116,7 +116,9 @@ def test_classify_connection_noise_and_real_errors():
     # A real error on the same template is not noise, nor is anything outside the Kafka clients.
     assert classify("aiokafka.consumer.fetcher", FETCH, ["CorruptRecordException", "KafkaError"]) is None
     assert classify("aiokafka.consumer.fetcher", "Unexpected error in fetcher routine", []) is None
-    assert classify("agents.memory", FETCH, ["NodeNotReadyError"]) is None
+    assert classify("agents.memory", "start offsets of %s: %r", ["TimeoutError", "OSError"]) is not None
+    assert classify("agents.memory", "start offsets of %s: %r", ["KeyError", "LookupError"]) is None
+    assert classify("streams.emit", FETCH, ["NodeNotReadyError"]) is None
     assert classify("aiokafkaish", "Unable to update metadata from %s", []) is None
 
 
