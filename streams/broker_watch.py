@@ -172,7 +172,9 @@ def register(runtime, watch: BrokerWatch) -> None:
         try:
             while True:
                 started = time.monotonic()
-                watch.observe(await watch.probe())
+                error = await watch.probe()
+                watch.observe(error)
+                runtime.metrics.kafka_reachable.set(1 if watch.health()["reachable"] else 0)
                 await asyncio.sleep(max(0.05, PROBE_INTERVAL_S - (time.monotonic() - started)))
         finally:
             await watch.close()

@@ -34,6 +34,18 @@ def get_health(url: str) -> tuple[int, dict] | None:
         return None
 
 
+def get_metrics(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def metric(text: str, series: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def log_lines(worker: WorkerProcess) -> list[str]:
     """The worker's log records (a record's continuation lines, e.g. faust's tables, are its own lines)."""
     return worker.log_path.read_text(errors="replace").splitlines()
@@ -64,6 +76,9 @@ def test_health_follows_the_broker_and_a_60_s_outage_stays_within_100_log_lines(
                 seen.append((time.time(), *answer))
             time.sleep(0.5)
         outage_lines = log_lines(worker)[before:]
+        metrics = get_metrics(worker.url)
+        assert metric(metrics, "fms_kafka_reachable") == 0.0
+        assert metric(metrics, 'fms_health_status{status="unhealthy"}') == 1.0, "the sampler's status too"
 
         # Degraded (200) or unhealthy (503) within 10 s, with the reason and since when.
         bad = [(t, code, h) for t, code, h in seen if h["status"] != "healthy"]
@@ -101,6 +116,7 @@ def test_health_follows_the_broker_and_a_60_s_outage_stays_within_100_log_lines(
         kafka = health["components"]["kafka"]
         assert kafka["reachable"] is True and kafka["since"] >= restarted and health["status"] != "unhealthy"
         assert code == 200
+        assert metric(get_metrics(worker.url), "fms_kafka_reachable") == 1.0
         back = [line for line in log_lines(worker) if "kafka: broker reachable again at" in line]
         assert len(back) == 1, back
         down = float(re.search(r"after ([0-9.]+) s unreachable", back[0]).group(1))
