@@ -113,3 +113,30 @@ def test_waiting_for_nobody_gives_up_after_the_limit_with_the_error(capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("fms worker: kafka: no broker answers at 127.0.0.1:9")
     assert "FMS_BROKER_WAIT_S=1 s" in err[0]
+
+
+def test_health_view_takes_the_worst_of_the_broker_and_the_rest():
+    from types import SimpleNamespace
+
+    from streams import web
+    from streams.core.health import HealthTracker
+
+    clock = Clock()
+    watch = BrokerWatch(Settings(bootstrap_servers="b:9092", session_timeout_s=10.0), clock=clock)
+    runtime = SimpleNamespace(app=SimpleNamespace(rebalancing=False), store=SimpleNamespace(counts=dict),
+                              health=HealthTracker(), settings=Settings(), started=clock.now, broker=watch)
+    watch.observe(None)
+    status, components = web.health(runtime)
+    assert status == "healthy" and components["kafka"]["reachable"] is True
+    for _ in range(2):
+        clock.now += 1
+        watch.observe("KafkaConnectionError: refused")
+    status, components = web.health(runtime)
+    assert status == "degraded" and components["kafka"]["since"] == clock.now - 1
+    assert "refused" in components["kafka"]["reason"]
+    clock.now += 10
+    assert web.health(runtime)[0] == "unhealthy"  # and so 503
+    watch.observe(None)
+    runtime.app.rebalancing = True
+    status, components = web.health(runtime)
+    assert status == "degraded" and components["kafka"]["reason"] == "partitions are being assigned or restored"
