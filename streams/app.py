@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 
@@ -45,6 +46,7 @@ class Runtime:
     guard: Guard
     health: HealthTracker = field(default_factory=HealthTracker)
     started: float = field(default_factory=time.time)
+    broker: Any = None  # streams.broker_watch.BrokerWatch: is a broker reachable, since when
 
 
 def rocksdb_options(settings: Settings) -> dict:
@@ -247,9 +249,11 @@ def create_runtime(settings: Settings) -> Runtime:
         memory.forget()
 
     from agents import memory as memory_agent
-    from streams import resources, web
+    from streams import broker_watch, resources, web
 
     memory_agent.register(runtime)
     resources.register(runtime)
     web.register(runtime)
+    runtime.broker = broker_watch.install(settings)
+    broker_watch.register(runtime, runtime.broker)
     return runtime

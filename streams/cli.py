@@ -75,6 +75,8 @@ def cmd_worker(args) -> int:
         except ModelUnavailable as exc:
             print(f"fms worker --role extraction: {exc}", file=sys.stderr)
             return 2
+    if not wait_for_broker(loop, settings):
+        return 1
     loop.run_until_complete(ensure_topics(settings))
     if args.role != "extraction":
         from streams import generation
@@ -108,6 +110,20 @@ def cmd_worker(args) -> int:
               file=sys.stderr, flush=True)
         generation.run_as(asyncio.run(generation.wait_for_switch(settings, watcher.switch_to, own)))
     return 0
+
+
+def wait_for_broker(loop, settings: Settings) -> bool:
+    """Wait for a broker to answer, with backoff and a line saying so, at most FMS_BROKER_WAIT_S
+    (default: forever); False, after one line saying why, when none answered in time."""
+    from streams import broker_watch
+
+    watch = broker_watch.install(settings)
+    error = loop.run_until_complete(broker_watch.wait_for_broker(watch, settings.broker_wait_s))
+    if error is None:
+        return True
+    print(f"fms worker: no broker answered at {settings.bootstrap_servers} within "
+          f"FMS_BROKER_WAIT_S={settings.broker_wait_s:g} s ({error}); giving up", file=sys.stderr, flush=True)
+    return False
 
 
 def freeze_start_up_heap() -> None:

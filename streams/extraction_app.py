@@ -78,6 +78,7 @@ class ExtractionRuntime:
     optimizations: NoPatterns = field(default_factory=NoPatterns)
     health: HealthTracker = field(default_factory=HealthTracker)
     started: float = field(default_factory=time.time)
+    broker: Any = None  # streams.broker_watch.BrokerWatch
 
 
 def create_extraction_runtime(settings: Settings, extraction: ExtractionSettings,
@@ -103,11 +104,13 @@ def create_extraction_runtime(settings: Settings, extraction: ExtractionSettings
     )
 
     from agents import extraction as extraction_agent
-    from streams import resources
+    from streams import broker_watch, resources
 
     extraction_agent.register(runtime)
     resources.register(runtime)
     register_health(runtime)
+    runtime.broker = broker_watch.install(settings)
+    broker_watch.register(runtime, runtime.broker)
     return runtime
 
 

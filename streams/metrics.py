@@ -39,6 +39,7 @@ class Metrics:
     space_threshold: Gauge
     memory_estimate_bytes: Gauge
     health: Gauge
+    kafka_reachable: Gauge
     breaker_state: Gauge
     breaker_transitions: Counter
     sequence_held: Gauge
@@ -91,6 +92,8 @@ class Metrics:
             sequence_held_peak=Gauge("fms_sequence_held_peak_records", "The most input records held at once "
                                      "since the worker started", registry=r),
             health=Gauge("fms_health_status", "1 for the worker's current health status", ["status"], registry=r),
+            kafka_reachable=Gauge("fms_kafka_reachable", "1 while a broker answers the worker's probe, 0 during "
+                                  "an outage (streams.broker_watch)", registry=r),
             gc_pause_seconds=Histogram("fms_gc_pause_seconds", "Time of one cyclic garbage collection, by the "
                                        "oldest generation it collected (2: a full collection)", ["generation"],
                                        buckets=_LATENCY_BUCKETS, registry=r),
@@ -113,6 +116,7 @@ class Metrics:
             metrics.optimization_events.labels(event=event)
         for operation in ("write", "optimization"):
             metrics.storage_seconds.labels(operation=operation)
+        metrics.kafka_reachable.set(1)  # the worker reached a broker before it started
         return metrics
 
     def watch_gc(self) -> Callable[[], None]:

@@ -48,6 +48,9 @@ class ResourceSampler:
 
         memory_percent = 100.0 * estimate / rt.settings.max_memory_bytes
         status = rt.health.observe(Sample(cpu_percent=cpu, memory_percent=memory_percent, error_rate=error_rate))
+        broker = getattr(rt, "broker", None)
+        if broker is not None:  # the gauge and the record say what /health says about the broker too
+            status = max(status, broker.health()["status"], key=LEVELS.index)
         # Shedding judges the worker's share of the machine: a single-threaded worker at 100% of
         # one core out of several is busy, not overloading the host.
         self.shed = shed_load(cpu / self._cores, memory_percent, error_rate, rt.health.cfg, rt.guard.shedding)

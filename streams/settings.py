@@ -57,6 +57,21 @@ def _bool(name: str, default: bool) -> bool:
     return word in _TRUE
 
 
+def _seconds_or_forever(name: str) -> float | None:
+    """A duration in seconds (>= 0), or None for no limit: unset, empty, "forever" or "inf"."""
+    raw = _env(name, "")
+    word = raw.strip().lower()
+    if word in {"", "forever", "inf", "infinity", "none"}:
+        return None
+    try:
+        value = float(word)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # NaN too
+        raise SettingsError(f"{name}={raw!r}: expected seconds (a number >= 0) or 'forever', e.g. {name}=60")
+    return None if math.isinf(value) else value
+
+
 def threshold_value(name: str, text: str) -> float | None:
     """A match threshold setting: a number in [-1, 1], or "auto" (None: calibrated per space)."""
     text = text.strip()
@@ -114,6 +129,8 @@ class Settings:
     fetch_max_wait_ms: int = 20
     # How much the broker gathers before it answers a fetch (at most fetch_max_wait_ms).
     fetch_min_bytes: int = 1
+    # How long `fms worker` waits for a broker to answer before it gives up (exit 1); None: forever.
+    broker_wait_s: float | None = None
     # State
     data_dir: Path = field(default_factory=lambda: Path("data"))
     rocksdb_block_cache_bytes: int = 8 * 1024 * 1024
@@ -213,6 +230,7 @@ class Settings:
             commit_interval_s=_float("FMS_COMMIT_INTERVAL_S", d.commit_interval_s),
             fetch_max_wait_ms=_int("FMS_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
             fetch_min_bytes=_int("FMS_FETCH_MIN_BYTES", d.fetch_min_bytes),
+            broker_wait_s=_seconds_or_forever("FMS_BROKER_WAIT_S"),
             data_dir=Path(_env("FMS_DATA_DIR", str(d.data_dir))),
             rocksdb_block_cache_bytes=_int("FMS_ROCKSDB_BLOCK_CACHE_BYTES", d.rocksdb_block_cache_bytes),
             rocksdb_write_buffer_bytes=_int("FMS_ROCKSDB_WRITE_BUFFER_BYTES", d.rocksdb_write_buffer_bytes),

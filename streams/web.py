@@ -23,17 +23,28 @@ def health(runtime) -> tuple[str, dict]:
         assigned = 0
     rebalancing = bool(getattr(app, "rebalancing", False))
     counts = runtime.store.counts()
+    kafka = {"status": "degraded" if rebalancing else "healthy", "assigned_partitions": assigned,
+             "rebalancing": rebalancing}
+    broker = getattr(runtime, "broker", None)
+    if broker is not None:
+        # Reachability (streams.core.outage): reachable, since, last_ok, failed_probes, reason.
+        reach = broker.health()
+        kafka["status"] = _worst(kafka["status"], reach.pop("status"))
+        if rebalancing and reach["reachable"]:
+            reach["reason"] = "partitions are being assigned or restored"
+        kafka.update(reach)
     components = {
-        "kafka": {"status": "degraded" if rebalancing else "healthy", "assigned_partitions": assigned,
-                  "rebalancing": rebalancing},
+        "kafka": kafka,
         "patterns": {"status": "healthy", "spaces": len(counts), "patterns": sum(counts.values())},
         "worker": {"status": "healthy", "uptime_s": round(time.time() - runtime.started, 3),
                    "name": runtime.settings.worker},
         "resources": {"status": runtime.health.status, "reason": runtime.health.reason},
     }
-    order = ["healthy", "degraded", "unhealthy"]
-    status = max((c["status"] for c in components.values()), key=order.index)
-    return status, components
+    return _worst(*(c["status"] for c in components.values())), components
+
+
+def _worst(*statuses: str) -> str:
+    return max(statuses, key=["healthy", "degraded", "unhealthy"].index)
 
 
 def pattern_view(memory, pattern) -> dict:

@@ -29,12 +29,17 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self, timeout: float = 120.0) -> "WorkerProcess":
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> "WorkerProcess":
+        """Start the process without waiting for it to serve (e.g. before its broker is up)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
-        self.wait_ready(timeout)
         return self
 
     def health(self) -> dict | None:
