@@ -35,3 +35,14 @@ def test_faust_and_aiokafka_internals_stay_in_streams_kafka():
             if PRIVATE.search(code) and not re.search(r"\bself\._(client|producer)\b", code):
                 offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert not offenders, "private faust/aiokafka use outside streams/kafka:\n" + "\n".join(offenders)
+
+
+def test_the_pure_core_contract_names_every_shell_module_of_streams():
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    core = next(c for c in config["contracts"] if c.get("source_modules") == ["streams.core"])
+    shell = {f"streams.{p.stem}" for p in (REPO / "streams").glob("*.py") if p.stem != "__init__"}
+    shell |= {f"streams.{p.name}" for p in (REPO / "streams").iterdir() if (p / "__init__.py").exists() and p.name != "core"}
+    missing = shell - set(core["forbidden_modules"])
+    assert not missing, f"add to the core contract in pyproject.toml: {sorted(missing)}"
