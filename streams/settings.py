@@ -1,7 +1,10 @@
 """Worker settings, read once from the environment.
 
-Every setting has a default that works on a developer machine with the local broker from infra/.
-README.md lists them; keep the two in step.
+Each setting is declared once, as a field of :class:`Settings` (its name, type, default, and a
+comment where the name does not say it all); its variable is FMS_<NAME> (the Kafka client's keep
+Kafka's KAFKA_* names) and :meth:`Settings.from_env` parses it by its type. Every default works on a
+developer machine with the local broker from infra/. README.md's settings table documents each one:
+tests/unit/test_settings_errors.py checks the table against these declarations.
 """
 from __future__ import annotations
 
@@ -210,74 +213,17 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        d = cls()
-        return cls(
-            bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
-            topic_prefix=_env("FMS_TOPIC_PREFIX", d.topic_prefix),
-            app_id=_env("FMS_APP_ID", d.app_id),
-            generation=_int("FMS_GENERATION", 0) if os.environ.get("FMS_GENERATION", "").strip() else None,
-            partitions=_int("FMS_PARTITIONS", d.partitions),
-            replication_factor=_int("FMS_REPLICATION_FACTOR", d.replication_factor),
-            input_retention_ms=_int("FMS_INPUT_RETENTION_MS", d.input_retention_ms),
-            security_protocol=_env("KAFKA_SECURITY_PROTOCOL", d.security_protocol),
-            sasl_mechanism=_env("KAFKA_SASL_MECHANISM", d.sasl_mechanism),
-            sasl_username=_env("KAFKA_SASL_USERNAME", d.sasl_username),
-            sasl_password=_env("KAFKA_SASL_PASSWORD", d.sasl_password),
-            ssl_cafile=_env("KAFKA_SSL_CAFILE", d.ssl_cafile),
-            ssl_certfile=_env("KAFKA_SSL_CERTFILE", d.ssl_certfile),
-            ssl_keyfile=_env("KAFKA_SSL_KEYFILE", d.ssl_keyfile),
-            session_timeout_s=_float("FMS_SESSION_TIMEOUT_S", d.session_timeout_s),
-            commit_interval_s=_float("FMS_COMMIT_INTERVAL_S", d.commit_interval_s),
-            fetch_max_wait_ms=_int("FMS_FETCH_MAX_WAIT_MS", d.fetch_max_wait_ms),
-            fetch_min_bytes=_int("FMS_FETCH_MIN_BYTES", d.fetch_min_bytes),
-            broker_wait_s=_seconds_or_forever("FMS_BROKER_WAIT_S"),
-            data_dir=Path(_env("FMS_DATA_DIR", str(d.data_dir))),
-            rocksdb_block_cache_bytes=_int("FMS_ROCKSDB_BLOCK_CACHE_BYTES", d.rocksdb_block_cache_bytes),
-            rocksdb_write_buffer_bytes=_int("FMS_ROCKSDB_WRITE_BUFFER_BYTES", d.rocksdb_write_buffer_bytes),
-            standby_replicas=_int("FMS_STANDBY_REPLICAS", d.standby_replicas),
-            web_host=_env("FMS_WEB_HOST", d.web_host),
-            web_port=_int("FMS_WEB_PORT", d.web_port),
-            canonical_url=_env("FMS_CANONICAL_URL", d.canonical_url),
-            max_request_bytes=_int("FMS_MAX_REQUEST_BYTES", d.max_request_bytes),
-            faust_sensor=_bool("FMS_FAUST_SENSOR", d.faust_sensor),
-            match_threshold=threshold_value("FMS_MATCH_THRESHOLD", _env("FMS_MATCH_THRESHOLD", str(d.match_threshold))),
-            space_thresholds=_env("FMS_SPACE_THRESHOLDS", d.space_thresholds),
-            max_patterns=_int("FMS_MAX_PATTERNS", d.max_patterns),
-            max_dim=_int("FMS_MAX_DIM", d.max_dim),
-            confidence_threshold=_float("FMS_CONFIDENCE_THRESHOLD", d.confidence_threshold),
-            max_memory_bytes=_int("FMS_MAX_MEMORY_BYTES", d.max_memory_bytes),
-            cleanup_patterns=_int("FMS_CLEANUP_PATTERNS", d.cleanup_patterns),
-            cleanup_memory_bytes=_int("FMS_CLEANUP_MEMORY_BYTES", d.cleanup_memory_bytes),
-            cleanup_interval_s=_float("FMS_CLEANUP_INTERVAL_S", d.cleanup_interval_s),
-            effectiveness_threshold=_float("FMS_EFFECTIVENESS_THRESHOLD", d.effectiveness_threshold),
-            min_support=_int("FMS_MIN_SUPPORT", d.min_support),
-            max_optimizations=_int("FMS_MAX_OPTIMIZATIONS", d.max_optimizations),
-            cleanup_optimizations=_int("FMS_CLEANUP_OPTIMIZATIONS", d.cleanup_optimizations),
-            optimization_retention_s=_float("FMS_OPTIMIZATION_RETENTION_S", d.optimization_retention_s),
-            transfer_discount=_float("FMS_TRANSFER_DISCOUNT", d.transfer_discount),
-            own_evidence_threshold=_int("FMS_OWN_EVIDENCE_THRESHOLD", d.own_evidence_threshold),
-            reannounce_tolerance=_float("FMS_REANNOUNCE_TOLERANCE", d.reannounce_tolerance),
-            reannounce_support_factor=_float("FMS_REANNOUNCE_SUPPORT_FACTOR", d.reannounce_support_factor),
-            recent_recognitions=_int("FMS_RECENT_RECOGNITIONS", d.recent_recognitions),
-            batch_max=_int("FMS_BATCH_MAX", d.batch_max),
-            apply_linger_ms=_float("FMS_APPLY_LINGER_MS", d.apply_linger_ms),
-            producer_linger_ms=_int("FMS_PRODUCER_LINGER_MS", d.producer_linger_ms),
-            max_idle_ms=_int("FMS_MAX_IDLE_MS", d.max_idle_ms),
-            buffer_max=_int("FMS_BUFFER_MAX", d.buffer_max),
-            breaker_window=_int("FMS_BREAKER_WINDOW", d.breaker_window),
-            breaker_min_calls=_int("FMS_BREAKER_MIN_CALLS", d.breaker_min_calls),
-            breaker_failure_rate=_float("FMS_BREAKER_FAILURE_RATE", d.breaker_failure_rate),
-            breaker_slow_call_s=_float("FMS_BREAKER_SLOW_CALL_S", d.breaker_slow_call_s),
-            breaker_slow_call_rate=_float("FMS_BREAKER_SLOW_CALL_RATE", d.breaker_slow_call_rate),
-            breaker_wait_s=_float("FMS_BREAKER_WAIT_S", d.breaker_wait_s),
-            breaker_half_open_calls=_int("FMS_BREAKER_HALF_OPEN_CALLS", d.breaker_half_open_calls),
-            breaker_max_attempts=_int("FMS_BREAKER_MAX_ATTEMPTS", d.breaker_max_attempts),
-            shed_load=_bool("FMS_SHED_LOAD", d.shed_load),
-            fault_inject=_env("FMS_FAULT_INJECT", d.fault_inject),
-            resource_interval_s=_float("FMS_RESOURCE_INTERVAL_S", d.resource_interval_s),
-            worker_name=_env("FMS_WORKER_NAME", d.worker_name),
-            log_level=_env("FMS_LOG_LEVEL", d.log_level),
-        )
+        """Every field from its environment variable (:func:`env_name`), parsed by its type; an unset
+        variable leaves the field's default. Each setting is declared once, as a field above."""
+        values, defaults = {}, cls()
+        for f in fields(cls):
+            name, default = env_name(f.name), getattr(defaults, f.name)
+            special = _PARSERS.get(f.name)
+            if special is not None:
+                values[f.name] = special(name, default)
+            else:
+                values[f.name] = _BY_TYPE[f.type](name, default)
+        return cls(**values)
 
     def thresholds(self) -> dict[str, float | None]:
         """FMS_SPACE_THRESHOLDS as a map: space -> pinned threshold, or None (calibrated)."""
@@ -343,3 +289,38 @@ class Settings:
             value = getattr(self, f.name)
             out[f.name] = "***" if f.name == "sasl_password" and value else str(value)
         return out
+
+
+# The Kafka client's settings keep the variable names Kafka's own tools use; every other field
+# `name` is read from FMS_<NAME>.
+_KAFKA_NAMES = {
+    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl_username": "KAFKA_SASL_USERNAME",
+    "sasl_password": "KAFKA_SASL_PASSWORD",
+    "ssl_cafile": "KAFKA_SSL_CAFILE",
+    "ssl_certfile": "KAFKA_SSL_CERTFILE",
+    "ssl_keyfile": "KAFKA_SSL_KEYFILE",
+}
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a Settings field."""
+    return _KAFKA_NAMES.get(field_name, f"FMS_{field_name.upper()}")
+
+
+# Parsers by declared type (the annotations are strings: `from __future__ import annotations`).
+_BY_TYPE = {
+    "str": _env,
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "Path": lambda name, default: Path(_env(name, str(default))),
+}
+# Fields whose values are more than their type says.
+_PARSERS = {
+    "generation": lambda name, default: _int(name, 0) if os.environ.get(name, "").strip() else default,
+    "broker_wait_s": lambda name, default: _seconds_or_forever(name),
+    "match_threshold": lambda name, default: threshold_value(name, _env(name, str(default))),
+}

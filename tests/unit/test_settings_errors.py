@@ -41,3 +41,33 @@ def test_the_cli_says_it_in_one_line_and_exits_2():
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         "fms: FMS_PARTITIONS='four': expected a whole number, e.g. FMS_PARTITIONS=4"]
+
+
+def test_readme_documents_every_setting_as_declared():
+    # Each setting is declared once (a Settings field); README's table must name each one with its
+    # default, and name nothing that is not a setting.
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from streams.settings import Settings, env_name
+
+    repo = Path(__file__).resolve().parents[2]
+    rows = {}
+    for line in (repo / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`") and re.match(r"`(FMS|KAFKA)_", cells[0]):
+            for var in re.findall(r"`((?:FMS|KAFKA)_[A-Z0-9_]+)`", cells[0]):
+                rows[var] = cells[1]
+    declared = {env_name(f.name): getattr(Settings(), f.name) for f in dataclasses.fields(Settings)}
+    others = set(re.findall(r'"((?:FMS|KAFKA)_[A-Z0-9_]+)"', (repo / "streams" / "extraction_settings.py").read_text()))
+    assert not set(declared) - set(rows), f"settings README does not document: {sorted(set(declared) - set(rows))}"
+    assert not set(rows) - set(declared) - others, f"README documents what is no setting: {sorted(set(rows) - set(declared) - others)}"
+    for var, default in declared.items():
+        shown = rows[var].strip("`")
+        if isinstance(default, bool):
+            assert shown == ("1" if default else "0"), (var, shown, default)
+        elif isinstance(default, (int, float)):
+            assert float(shown) == float(default), (var, shown, default)
+        elif isinstance(default, str) and default and not default.startswith("<"):
+            assert shown == default, (var, shown, default)
