@@ -32,7 +32,8 @@ from schemas.codec import decode
 from schemas.validation import ValidationResult
 from schemas.vectors import check_dimension
 from streams.core.sequence import Held, Sequencer
-from streams.kafka.internals import committed_offset, forget_unacked, set_current_event
+from streams.kafka.internals import (committed_offset, forget_unacked, rewind_read_offset, set_current_event,
+                                     wake_ack_waiters)
 
 log = logging.getLogger(__name__)
 
@@ -360,9 +361,7 @@ class MemoryProcessor:
         before a seek (faust's to the committed offset, or ours to a missing record) would hide the
         records that seek fetches again.
         """
-        read_offset = self.runtime.app.consumer._read_offset
-        if (read_offset.get(tp) or 0) > offset:
-            read_offset[tp] = offset
+        rewind_read_offset(self.runtime.app.consumer, tp, offset)
 
     async def _seek_gap(self, key: tuple[str, int], missing: int) -> None:
         from faust.types import TP
@@ -501,8 +500,6 @@ class MemoryProcessor:
             held = self.sequencer.held
 
     async def _abandon(self) -> None:
-        from mode.utils.futures import notify
-
         dropped = self.sequencer.abandon()
         self._starts.clear()
         self._refetching.clear()
@@ -513,7 +510,7 @@ class MemoryProcessor:
         if dropped:
             for held in dropped:
                 self._forget(held.item)
-            notify(self.runtime.app.consumer._waiting_for_ack)
+            wake_ack_waiters(self.runtime.app.consumer)
             log.info("rebalance: %d records not yet in sequence will be delivered again", len(dropped))
 
     # -- a batch

@@ -11,7 +11,8 @@ assumption, so an upgrade that breaks one fails a test instead of a worker.
   group's committed offsets asked of the broker (``_ensure_consumer``, ``call_thread``), and the app
   hook that builds it (``App._new_transport``). Also the producer's partitioner (public API).
 - internals.py: faust's current event (``faust.streams._current_event``), its consumer's
-  unacknowledged messages and committed offsets (``_unacked_messages``, ``_committed_offset``), a
+  unacknowledged messages, committed offsets, read offsets and acknowledgement waiters
+  (``_unacked_messages``, ``_committed_offset``, ``_read_offset``, ``_waiting_for_ack``), a
   RocksDB table's per-partition database (``_db_for_partition``), and deleting a consumer group
   (aiokafka's admin ``_send_request``: 0.14 has no ``delete_consumer_groups``).
 - metadata.py: topic partitions from aiokafka's public admin API (no private use; it replaced

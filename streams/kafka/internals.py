@@ -41,6 +41,31 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
     return consumer._committed_offset.get(tp)
 
 
+def rewind_read_offset(consumer: Any, tp: Any, offset: int) -> None:
+    """Let faust hand over ``offset`` of ``tp`` and what follows when they are fetched again.
+
+    Why: faust moves a partition's read offset past every record it hands to an agent and drops a
+    fetched record below it unseen; after the memory drops records (a gap) and seeks back, those
+    records would never reach it. faust keeps it in ``Consumer._read_offset`` (a defaultdict by TP,
+    None when unknown) and has no public way to move it back.
+    """
+    read_offset = consumer._read_offset
+    if (read_offset.get(tp) or 0) > offset:
+        read_offset[tp] = offset
+
+
+def wake_ack_waiters(consumer: Any) -> None:
+    """Wake whatever in faust waits for acknowledgements (its commit, a rebalance).
+
+    Why: after a rebalance the memory forgets the records it held but had not applied; faust waits
+    on ``Consumer._waiting_for_ack`` (a future, None when nobody waits) for unacknowledged ones, and
+    mode's ``notify`` is how faust itself wakes it when an acknowledgement arrives.
+    """
+    from mode.utils.futures import notify
+
+    notify(consumer._waiting_for_ack)
+
+
 def partition_db(table: Any, partition: int) -> Any | None:
     """The RocksDB database of one partition of a faust table, or None for a store that is not RocksDB.
 

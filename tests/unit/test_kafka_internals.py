@@ -54,6 +54,17 @@ def test_the_consumer_keeps_unacked_messages_and_committed_offsets_as_the_memory
         assert internals.committed_offset(consumer, tp) is None
         consumer._committed_offset[tp] = 41
         assert internals.committed_offset(consumer, tp) == 41
+        # The read offset faust moves past what it hands over, and the acknowledgement waiter.
+        consumer._read_offset[tp] = 50
+        internals.rewind_read_offset(consumer, tp, 45)
+        assert consumer._read_offset[tp] == 45
+        internals.rewind_read_offset(consumer, tp, 48)  # never forward
+        assert consumer._read_offset[tp] == 45
+        assert consumer._waiting_for_ack is None
+        waiter = asyncio.get_running_loop().create_future()
+        consumer._waiting_for_ack = waiter
+        internals.wake_ack_waiters(consumer)
+        assert waiter.done()
 
     asyncio.run(go())
 

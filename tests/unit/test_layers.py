@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 # The private faust and aiokafka names the project needs (streams/kafka/__init__.py says why).
 PRIVATE = re.compile(r"\._(current_event|unacked_messages|committed_offset|db_for_partition|new_transport|add_gap|"
                      r"send_request|client|fetch_max_wait_ms|fetch_min_bytes|create_worker_consumer|ensure_consumer|"
-                     r"new_consumer_thread)\b|\b_current_event\b|\"_db_for_partition\"")
+                     r"new_consumer_thread|read_offset|waiting_for_ack)\b|\b_current_event\b|\"_db_for_partition\"")
 
 
 def test_import_contracts_are_kept():
