@@ -16,7 +16,8 @@ a bad record is dead-lettered.
 
 Offsets are acknowledged only after a record's outputs are sent. During a rebalance faust suspends
 the flow and waits for unacknowledged records; the sequencer then forgets what it holds, and those
-records are delivered again from the committed offsets.
+records are delivered again from the committed offsets. Reading each input partition completely and
+in order (where it starts, gaps, stalls, the bounded buffer) is agents.input_partitions'.
 """
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ from dataclasses import dataclass, field
 from agents import interactions as interaction_steps
 from agents import recognition as recognition_steps
 from agents.dead_letter import send_dead_letter, send_failure
+from agents.input_partitions import GapRepair, InputBuffer, PartitionStarts
 from schemas.codec import decode
 from schemas.validation import ValidationResult
 from schemas.vectors import check_dimension
 from streams.core.sequence import Held, Sequencer
-from streams.kafka.internals import (committed_offset, forget_unacked, rewind_read_offset, set_current_event,
-                                     wake_ack_waiters)
+from streams.kafka.internals import set_current_event, wake_ack_waiters
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ FEATURES, INTERACTIONS = "audio-features", "interactions"
 INPUTS = (FEATURES, INTERACTIONS)
 
 APPLIED, DUPLICATE, REJECTED, FAILED = "applied", "duplicate", "rejected", "failed"
-# How long records after a gap in offsets are dropped while waiting for the missing one.
-REFETCH_S = 2.0
-# How long a start offset is asked for before the next round asks again.
-START_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -165,15 +162,13 @@ class MemoryProcessor:
         self.batch_max = settings.batch_max
         self.linger_s = settings.apply_linger_ms / 1000.0
         self.buffer_max = max(2, settings.buffer_max)
-        self._paused: set = set()  # input partitions paused by the buffer bound
         self._peak = 0
         self._released_counted = 0  # sequencer.released already added to fms_sequence_idle_released
         self.stream = None
         self._wake = asyncio.Event()
-        self._starts: dict = {}
-        self._refetching: dict = {}  # (topic, partition) -> (first offset missing, since)
-        self._arrived: dict = {}  # (topic, partition) -> when a record of it last arrived
-        self._stalled: set = set()
+        self.starts = PartitionStarts(runtime, self.sequencer, self.topics)
+        self.buffer = InputBuffer(runtime, self.sequencer, self.buffer_max)
+        self.gaps = GapRepair(runtime, self.sequencer, self.topics, self.starts, self.buffer)
         # Offsets being acknowledged after they were applied: the only acknowledgements the
         # consumer honours for the inputs (streams.kafka.transport).
         self._applied: set = set()
@@ -199,245 +194,28 @@ class MemoryProcessor:
         # gaps of offsets when the agent waited here), so the sequencer takes whatever is delivered.
         async for event in stream.events():
             message = event.message
-            self._arrived[(message.topic, message.partition)] = time.monotonic()
-            self._stalled.discard((message.topic, message.partition))
+            self.gaps.arrived(message)
             expected = self.sequencer.next_offset(message.topic, message.partition)
             if expected is None:
                 # The partition's first record since its assignment (or since the sequence let go
                 # of it): faust does not always begin where the partition starts (seen after a
                 # restart: the first 352 records never reached the agent, which began 352 records
                 # past the committed offset). Without this, nothing would look missing.
-                expected = await self._start_of(message.tp)
+                expected = await self.starts.start_of(message.tp)
             if expected is not None and message.offset < expected:
                 # Delivered again (the partition was sought back) while its first delivery is
                 # held or applied, or from before the committed offset: that one is acknowledged.
-                self._forget(event)
+                self.gaps.forget(event)
                 continue
-            if expected is not None and message.offset > expected and await self._refetch(message, expected):
-                self._forget(event)
-                self._read_again_from(message.tp, expected)
+            if expected is not None and message.offset > expected and await self.gaps.check(message, expected):
+                self.gaps.forget(event)
+                self.gaps.read_again_from(message.tp, expected)
                 continue
-            self._refetching.pop((message.topic, message.partition), None)
+            self.gaps.refetching.pop((message.topic, message.partition), None)
             self.sequencer.push(message.topic, message.partition, message.offset, message.timestamp, event)
             if self.sequencer.held_in(message.topic, message.partition) >= self.buffer_max:
-                self._pause(message.topic, message.partition)
+                self.buffer.pause(message.topic, message.partition)
             self._wake.set()
-
-    # -- a bounded buffer: the consumer pauses an input partition with buffer_max records held
-    def _pause(self, topic: str, partition: int) -> None:
-        from faust.types import TP
-
-        tp = TP(topic, partition)  # faust's own type: its resume_partitions keeps what it is given
-        if tp not in self._paused:
-            self._paused.add(tp)
-            self.runtime.metrics.sequence_paused.inc()
-        # Each time: the end of a recovery resumes every partition faust paused.
-        self.runtime.app.consumer.pause_partitions([tp])
-
-    async def _resume_drained(self) -> None:
-        """Resume the paused input partitions that have half their held records applied.
-
-        A partition resumes from the record after the last one held: faust drops what it had
-        already fetched for a partition it pauses (its getmany delivers only records of the
-        partitions active at that moment), so that is fetched again.
-        """
-        app = self.runtime.app
-        if app.in_recovery:
-            return
-        drained = [tp for tp in self._paused
-                   if self.sequencer.held_in(tp.topic, tp.partition) <= self.buffer_max // 2]
-        for tp in drained:
-            self._paused.discard(tp)
-            after = self.sequencer.next_offset(tp.topic, tp.partition)
-            if after is not None:
-                await self._seek(tp, after)
-            app.consumer.resume_partitions([tp])
-
-    async def _refetch(self, message, expected: int) -> bool:
-        """True when the record is to be dropped: it came after a gap in its partition's offsets.
-
-        faust drops a record now and then around a rebalance or its seek to the committed offsets
-        (seen: the one record in flight at that seek), and then usually delivers the partition
-        again from the committed offset. So records after a gap are dropped (not acknowledged, so
-        they come again) while waiting REFETCH_S for the missing one; a record from before it (the
-        partition delivered again) ends the wait. If it does not come, the consumer is told to
-        fetch again from it (again while nothing comes at all: `_resolve_gaps`); a gap that later
-        records still arrive after is real (transaction markers) and is accepted. Applying a record
-        after a gap first would make the journal count the missing ones as applied, and they would
-        be lost.
-        """
-        key = (message.topic, message.partition)
-        now = time.monotonic()
-        gap = self._refetching.get(key)
-        if gap is None or gap[0] != expected:
-            self._refetching[key] = (expected, now, False)
-            log.warning("%s[%d]: offset %d arrived after %d; waiting for %d", message.topic, message.partition,
-                        message.offset, expected - 1, expected)
-            return True
-        missing, since, sought = gap
-        if now - since < REFETCH_S:
-            return True
-        if sought:
-            self._refetching.pop(key, None)
-            log.warning("%s[%d]: offset %d never came; going on from %d", message.topic, message.partition,
-                        missing, message.offset)
-            await self.runtime.app.consumer.accept_gap(message.tp, missing, message.offset - 1)
-            return False
-        await self._seek_gap(key, missing)
-        return True
-
-    async def _resolve_gaps(self) -> None:
-        """A gap whose missing record did not come in REFETCH_S, with nothing after it either:
-        fetch again from it, and again every REFETCH_S while nothing comes (seen: a worker that
-        sought once after a restart and then got nothing for two minutes)."""
-        from faust.types import TP
-
-        now = time.monotonic()
-        for key, (missing, since, _) in list(self._refetching.items()):
-            if now - since < REFETCH_S:
-                continue
-            if self.sequencer.next_offset(*key) is None:
-                # A gap at the partition's start: records can arrive while faust is still seeking
-                # to the committed offsets (seen after a generation switch), with the start taken
-                # from the log start then. It is known by now.
-                missing = await self._start_of(TP(*key))
-                if missing is None:
-                    continue
-            await self._seek_gap(key, missing)
-
-    async def _resolve_stalls(self) -> None:
-        """Fetch an assigned input partition again from the record it is waiting for when it is
-        behind its high-water mark and nothing of it has arrived for REFETCH_S.
-
-        A gap is seen when a record after it arrives; when faust drops the tail of what is there
-        and nothing follows, nothing would (seen: 199 feature records dropped at a restart, and the
-        interactions then released one per FMS_MAX_IDLE_MS while the memory waited for them). The
-        partition is not paused meanwhile: a transactional input's high-water mark stays past its
-        last record, and there such a seek finds nothing, as it should.
-        """
-        from faust.types import TP
-
-        app = self.runtime.app
-        if app.in_recovery or app.rebalancing or not app.flow_control.is_active():
-            return
-        consumer, now = app.consumer, time.monotonic()
-        for tp in consumer.assignment():
-            key = (tp.topic, tp.partition)
-            if tp.topic not in self.topics or key in self._refetching or TP(*key) in self._paused:
-                continue
-            if now - self._arrived.setdefault(key, now) < REFETCH_S:
-                continue
-            self._arrived[key] = now  # looked at once every REFETCH_S
-            missing = self.sequencer.next_offset(*key)
-            if missing is None:
-                missing = await self._start_of(TP(*key))
-            if missing is None or self._caught_up(tp.topic, tp.partition, missing):
-                continue
-            if key not in self._stalled:
-                self._stalled.add(key)
-                log.warning("%s[%d]: nothing from offset %d on has come; fetching again from it", tp.topic,
-                            tp.partition, missing)
-            await self._seek(TP(*key), missing)
-
-    async def _seek(self, tp, offset: int) -> bool:
-        """The consumer told to fetch `tp` again from `offset`, unless a rebalance has begun or
-        taken the partition away meanwhile (seen: a seek to a partition just revoked raised
-        IllegalStateError and stopped the worker). The rebalance delivers it again anyway."""
-        app = self.runtime.app
-        if app.rebalancing or not app.flow_control.is_active() or tp not in app.consumer.assignment():
-            return False
-        try:
-            await app.consumer.seek(tp, offset)
-        except Exception as exc:  # the assignment changed under the seek
-            log.warning("no seek of %s to %d: %r", tp, offset, exc)
-            return False
-        return True
-
-    def _read_again_from(self, tp, offset: int) -> None:
-        """Let faust hand over `offset` and what follows when they are fetched again.
-
-        faust moves a partition's read offset on past every record it hands to the agent, the ones
-        dropped here after a gap too, and drops a fetched record below it unseen: records fetched
-        before a seek (faust's to the committed offset, or ours to a missing record) would hide the
-        records that seek fetches again.
-        """
-        rewind_read_offset(self.runtime.app.consumer, tp, offset)
-
-    async def _seek_gap(self, key: tuple[str, int], missing: int) -> None:
-        from faust.types import TP
-
-        topic, partition = key
-        self._refetching[key] = (missing, time.monotonic(), True)
-        log.warning("%s[%d]: offset %d did not come again; fetching again from it", topic, partition, missing)
-        for held in self.sequencer.abandon_from(topic, partition, missing):
-            self._forget(held.item)
-        await self._seek(TP(topic, partition), missing)
-
-    def _forget(self, event) -> None:
-        # Not acknowledged, so not committed: it comes again from the committed offset.
-        forget_unacked(self.runtime.app.consumer, event.message)
-
-    # -- the sequence
-    def _caught_up(self, topic: str, partition: int, next_offset: int | None) -> bool:
-        from faust.types import TP
-
-        tp = TP(topic, partition)
-        consumer = self.runtime.app.consumer
-        try:
-            high = consumer.highwater(tp)
-        except (AssertionError, KeyError, AttributeError):  # not assigned here
-            return False
-        if high is None:
-            return False
-        start = next_offset if next_offset is not None else self._start(tp)
-        return start is not None and start >= high
-
-    def _start(self, tp):
-        """Where an input partition that delivered nothing yet starts: its committed offset, or
-        its log start for a group without one (filled in by `_fetch_starts`)."""
-        committed = committed_offset(self.runtime.app.consumer, tp)
-        return committed if committed is not None else self._starts.get(tp)
-
-    async def _start_of(self, tp) -> int | None:
-        """`_start`, asking the broker when it is not known yet."""
-        start = self._start(tp)
-        if start is None:
-            await self._fetch_starts([tp])
-            start = self._starts.get(tp)
-        return start
-
-    async def _fill_starts(self) -> None:
-        from faust.types import TP
-
-        consumer = self.runtime.app.consumer
-        missing = []
-        for partition in self.sequencer.partitions():
-            for topic in self.topics:
-                tp = TP(topic, partition)
-                if (self.sequencer.next_offset(topic, partition) is None and tp not in self._starts
-                        and committed_offset(consumer, tp) is None):
-                    missing.append(tp)
-        if missing:
-            await self._fetch_starts(missing)
-
-    async def _fetch_starts(self, tps) -> None:
-        """The group's committed offsets of `tps`, and the log start of those it has none for.
-
-        The broker is asked for the committed offsets, because faust's own copy is filled in only
-        by its seek after an assignment, and records can be delivered before that. Seen after a
-        generation switch: the first record, at the rewound offset, taken as coming after a gap
-        from the log start, and both input partitions stalled for REFETCH_S.
-        """
-        consumer = self.runtime.app.consumer
-        try:
-            # aiokafka asks again until the coordinator answers: not forever while the broker is down.
-            committed = await asyncio.wait_for(consumer.committed_offsets(*tps), START_TIMEOUT_S)
-            self._starts.update({tp: offset for tp, offset in committed.items() if offset is not None})
-            without = [tp for tp in tps if committed.get(tp) is None]
-            if without:
-                self._starts.update(await consumer.earliest_offsets(*without))
-        except Exception as exc:  # not known then: asked again on the next round, or the first record is the start
-            log.warning("start offsets of %s: %r", list(tps), exc)
 
     async def run(self) -> None:
         try:
@@ -459,9 +237,9 @@ class MemoryProcessor:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            if self._refetching:
-                await self._resolve_gaps()
-            await self._resolve_stalls()
+            if self.gaps.refetching:
+                await self.gaps.resolve_gaps()
+            await self.gaps.resolve_stalls()
             if not self.sequencer.held:
                 continue
             await self._gather()
@@ -470,9 +248,9 @@ class MemoryProcessor:
                 if not app.flow_control.is_active():  # a rebalance began meanwhile: nothing is applied
                     continue
                 await self._gather()
-            await self._fill_starts()
-            paused = frozenset(partition for _, partition in self._refetching)
-            ready = self.sequencer.pop_ready(self._caught_up, time.monotonic(), self.batch_max, paused)
+            await self.starts.fill()
+            paused = frozenset(partition for _, partition in self.gaps.refetching)
+            ready = self.sequencer.pop_ready(self.starts.caught_up, time.monotonic(), self.batch_max, paused)
             self._peak = max(self._peak, self.sequencer.held + len(ready))
             self.runtime.metrics.sequence_held.set(self.sequencer.held)
             self.runtime.metrics.sequence_held_peak.set(self._peak)
@@ -482,8 +260,8 @@ class MemoryProcessor:
             self._released_counted = released
             if ready:
                 await self.apply(ready)
-            if self._paused:
-                await self._resume_drained()
+            if self.buffer.paused:
+                await self.buffer.resume_drained()
 
     async def _gather(self) -> None:
         """Let the agent hand over what faust has fetched before a batch is taken.
@@ -501,15 +279,12 @@ class MemoryProcessor:
 
     async def _abandon(self) -> None:
         dropped = self.sequencer.abandon()
-        self._starts.clear()
-        self._refetching.clear()
-        self._arrived.clear()
-        self._stalled.clear()
-        # faust paused every assigned partition for the rebalance, and resumes them after it.
-        self._paused.clear()
+        self.starts.clear()
+        self.gaps.clear()
+        self.buffer.clear()
         if dropped:
             for held in dropped:
-                self._forget(held.item)
+                self.gaps.forget(held.item)
             wake_ack_waiters(self.runtime.app.consumer)
             log.info("rebalance: %d records not yet in sequence will be delivered again", len(dropped))
 

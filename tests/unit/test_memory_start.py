@@ -12,6 +12,7 @@ from unittest.mock import MagicMock
 
 from faust.types import TP
 
+from agents.input_partitions import seek
 from agents.memory import FEATURES, MemoryProcessor
 
 TOPIC = "t." + FEATURES
@@ -83,16 +84,16 @@ def test_a_first_record_past_the_committed_offset_waits_for_the_missing_ones():
     proc = processor(committed={TP(TOPIC, 0): 148})
     consume(proc, [500, 501])
     assert proc.sequencer.held == 0, "nothing applied ahead of the records before it"
-    assert proc._refetching[(TOPIC, 0)][0] == 148
+    assert proc.gaps.refetching[(TOPIC, 0)][0] == 148
     consume(proc, [148, 149])
     assert proc.sequencer.held == 2 and proc.sequencer.next_offset(TOPIC, 0) == 150
-    assert not proc._refetching
+    assert not proc.gaps.refetching
 
 
 def test_without_a_committed_offset_the_log_start_is_where_a_partition_starts():
     proc = processor(earliest={TP(TOPIC, 0): 0})
     consume(proc, [3])
-    assert proc.sequencer.held == 0 and proc._refetching[(TOPIC, 0)][0] == 0
+    assert proc.sequencer.held == 0 and proc.gaps.refetching[(TOPIC, 0)][0] == 0
     consume(proc, [0])
     assert proc.sequencer.held == 1
     assert proc.runtime.app.consumer.asked == [TP(TOPIC, 0)], "asked once, then known"
@@ -103,7 +104,7 @@ def test_a_first_record_before_faust_knows_the_committed_offset_starts_at_the_gr
     # seek; with the log start taken for the start, both inputs stalled REFETCH_S.
     proc = processor(earliest={TP(TOPIC, 0): 0}, group={TP(TOPIC, 0): 1236})
     consume(proc, [1236, 1237])
-    assert proc.sequencer.held == 2 and not proc._refetching
+    assert proc.sequencer.held == 2 and not proc.gaps.refetching
     assert proc.runtime.app.consumer.asked == [], "the log start is not asked for a group with a commit"
 
 
@@ -133,10 +134,10 @@ def test_a_gap_nothing_comes_after_is_sought_again_until_it_comes(monkeypatch):
     sought = proc.runtime.app.consumer.sought
     for t in (1.0, 2.5, 3.0, 5.0):
         now[0] = t
-        asyncio.run(proc._resolve_gaps())
+        asyncio.run(proc.gaps.resolve_gaps())
     assert sought == [(TP(TOPIC, 0), 148), (TP(TOPIC, 0), 148)], "every REFETCH_S while nothing comes"
     consume(proc, [148])
-    assert not proc._refetching and proc.sequencer.held == 1
+    assert not proc.gaps.refetching and proc.sequencer.held == 1
 
 
 def test_a_gap_whose_records_never_come_is_accepted_and_only_then_passed_to_the_commit(monkeypatch):
@@ -169,11 +170,11 @@ def test_a_partition_behind_its_high_water_mark_that_gets_nothing_is_fetched_aga
     consume(proc, [0])
     for t in (1.0, 2.5, 3.0, 5.0):
         now[0] = t
-        asyncio.run(proc._resolve_stalls())
+        asyncio.run(proc.gaps.resolve_stalls())
     assert consumer.sought == [(TP(TOPIC, 0), 1), (TP(TOPIC, 0), 1)], "from the record awaited, every REFETCH_S"
     consumer.highwaters[TP(TOPIC, 0)] = 1  # caught up: nothing is missing
     now[0] = 10.0
-    asyncio.run(proc._resolve_stalls())
+    asyncio.run(proc.gaps.resolve_stalls())
     assert len(consumer.sought) == 2
 
 
@@ -186,10 +187,10 @@ def test_a_gap_at_the_start_is_sought_from_the_committed_offset_known_by_then(mo
     monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
     proc = processor(earliest={TP(TOPIC, 0): 0})
     consume(proc, [1216])
-    assert proc._refetching[(TOPIC, 0)][0] == 0
+    assert proc.gaps.refetching[(TOPIC, 0)][0] == 0
     proc.runtime.app.consumer._committed_offset[TP(TOPIC, 0)] = 1216
     now[0] = 2.5
-    asyncio.run(proc._resolve_gaps())
+    asyncio.run(proc.gaps.resolve_gaps())
     assert proc.runtime.app.consumer.sought == [(TP(TOPIC, 0), 1216)]
 
 
@@ -199,19 +200,19 @@ def test_no_seek_during_a_rebalance_or_of_a_partition_no_longer_assigned():
     proc = processor(committed={tp: 0})
     consumer = proc.runtime.app.consumer
     proc.runtime.app.rebalancing = True
-    assert asyncio.run(proc._seek(tp, 0)) is False
+    assert asyncio.run(seek(proc.runtime, tp, 0)) is False
     proc.runtime.app.rebalancing = False
-    assert asyncio.run(proc._seek(TP("t.audio-features", 1), 0)) is False  # not assigned here
+    assert asyncio.run(seek(proc.runtime, TP("t.audio-features", 1), 0)) is False  # not assigned here
     assert consumer.sought == []
-    assert asyncio.run(proc._seek(tp, 0)) is True and consumer.sought == [(tp, 0)]
+    assert asyncio.run(seek(proc.runtime, tp, 0)) is True and consumer.sought == [(tp, 0)]
 
 
 def test_a_start_offset_the_broker_does_not_answer_for_is_asked_again_later(monkeypatch):
     # aiokafka asks the coordinator until it answers; with the broker down the memory's loop
     # must not wait with it (a rebalance waits for that loop to let go of its records).
-    import agents.memory as memory
+    import agents.input_partitions as input_partitions
 
-    monkeypatch.setattr(memory, "START_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(input_partitions, "START_TIMEOUT_S", 0.05)
     proc = processor(earliest={TP(TOPIC, 0): 0}, group={TP(TOPIC, 0): 7})
     consumer = proc.runtime.app.consumer
     answered = consumer.committed_offsets
@@ -220,6 +221,6 @@ def test_a_start_offset_the_broker_does_not_answer_for_is_asked_again_later(monk
         await asyncio.sleep(3600)
 
     consumer.committed_offsets = no_answer
-    assert asyncio.run(asyncio.wait_for(proc._start_of(TP(TOPIC, 0)), 2.0)) is None
+    assert asyncio.run(asyncio.wait_for(proc.starts.start_of(TP(TOPIC, 0)), 2.0)) is None
     consumer.committed_offsets = answered
-    assert asyncio.run(proc._start_of(TP(TOPIC, 0))) == 7
+    assert asyncio.run(proc.starts.start_of(TP(TOPIC, 0))) == 7
