@@ -1,14 +1,16 @@
 """Settings of the extraction role and of `fms ingest`, read from the environment like Settings.
 
 Kept apart from streams.settings so that reading them never needs torch, and so that a
-pattern-memory worker carries none of them. README.md lists them; keep the two in step.
+pattern-memory worker carries none of them. Declared once, like Settings: each field is read from
+FMS_EXTRACT_<NAME> (max_audio_s, shared with `fms ingest`: FMS_MAX_AUDIO_S) by its type; README's
+table is checked against them (tests/unit/test_settings_errors.py).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from streams.settings import _bool, _env, _float, _int
+from streams.settings import _bool, _env, fields_from_env
 
 ROLES = ("pattern-memory", "extraction")
 # What huggingface_hub and transformers themselves read; honoured here too, so that one switch works.
@@ -17,6 +19,11 @@ HUB_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 def default_role() -> str:
     return _env("FMS_WORKER_ROLE", ROLES[0])
+
+
+def extraction_env_name(field_name: str) -> str:
+    """The environment variable of an ExtractionSettings field."""
+    return "FMS_MAX_AUDIO_S" if field_name == "max_audio_s" else f"FMS_EXTRACT_{field_name.upper()}"
 
 
 @dataclass(frozen=True)
@@ -44,19 +51,10 @@ class ExtractionSettings:
 
     @classmethod
     def from_env(cls) -> ExtractionSettings:
-        d = cls()
-        return cls(
-            model=_env("FMS_EXTRACT_MODEL", d.model),
-            layer=_int("FMS_EXTRACT_LAYER", d.layer),
-            pooling=_env("FMS_EXTRACT_POOLING", d.pooling),
-            batch_size=_int("FMS_EXTRACT_BATCH_SIZE", d.batch_size),
-            threads=_int("FMS_EXTRACT_THREADS", d.threads),
-            offline=_bool("FMS_EXTRACT_OFFLINE", d.offline) or any(_bool(v, False) for v in HUB_OFFLINE_VARIABLES),
-            quantize=_env("FMS_EXTRACT_QUANTIZE", d.quantize),
-            window_s=_float("FMS_EXTRACT_WINDOW_S", d.window_s),
-            hop_s=_float("FMS_EXTRACT_HOP_S", d.hop_s),
-            max_audio_s=_float("FMS_MAX_AUDIO_S", d.max_audio_s),
-        )
+        return fields_from_env(cls, extraction_env_name, {
+            # The hub's own switches count too, so that one switch works.
+            "offline": lambda name, default: _bool(name, default) or any(_bool(v, False) for v in HUB_OFFLINE_VARIABLES),
+        })
 
     @property
     def torch_threads(self) -> int:

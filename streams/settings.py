@@ -215,15 +215,7 @@ class Settings:
     def from_env(cls) -> "Settings":
         """Every field from its environment variable (:func:`env_name`), parsed by its type; an unset
         variable leaves the field's default. Each setting is declared once, as a field above."""
-        values, defaults = {}, cls()
-        for f in fields(cls):
-            name, default = env_name(f.name), getattr(defaults, f.name)
-            special = _PARSERS.get(f.name)
-            if special is not None:
-                values[f.name] = special(name, default)
-            else:
-                values[f.name] = _BY_TYPE[f.type](name, default)
-        return cls(**values)
+        return fields_from_env(cls, env_name, _PARSERS)
 
     def thresholds(self) -> dict[str, float | None]:
         """FMS_SPACE_THRESHOLDS as a map: space -> pinned threshold, or None (calibrated)."""
@@ -318,6 +310,17 @@ _BY_TYPE = {
     "bool": _bool,
     "Path": lambda name, default: Path(_env(name, str(default))),
 }
+def fields_from_env(cls, name_of, parsers: dict | None = None):
+    """An instance of the settings dataclass ``cls`` with every field read from its variable
+    (``name_of(field name)``): by ``parsers[field name]`` when given, else by the field's declared
+    type; an unset variable leaves the field's default."""
+    values, defaults = {}, cls()
+    for f in fields(cls):
+        parse = (parsers or {}).get(f.name) or _BY_TYPE[f.type]
+        values[f.name] = parse(name_of(f.name), getattr(defaults, f.name))
+    return cls(**values)
+
+
 # Fields whose values are more than their type says.
 _PARSERS = {
     "generation": lambda name, default: _int(name, 0) if os.environ.get(name, "").strip() else default,
