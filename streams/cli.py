@@ -285,7 +285,7 @@ def _kafka_options() -> argparse.ArgumentParser:
     """Options of every command that talks to Kafka; each overrides its environment variable."""
     k = argparse.ArgumentParser(add_help=False)
     k.add_argument("--bootstrap-server", metavar="HOST:PORT[,...]",
-                   help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS, else localhost:9092)")
+                   help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092)")
     k.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error", "critical"],
                    help="log level (default: FMS_LOG_LEVEL, else info)")
     return k
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("generation", nargs="?", type=int)
     g.set_defaults(func=cmd_generations)
 
-    d = sub.add_parser("demo", help="broker + worker + a generated stream of known groups, end to end")
+    d = sub.add_parser("demo", parents=[kafka], help="broker + worker + a generated stream of known groups, end to end")
     d.add_argument("--records", type=int, default=2000)
     d.add_argument("--groups", type=int, default=6)
     d.set_defaults(func=cmd_demo)

@@ -10,7 +10,7 @@ import pytest
 
 from streams.cli import build_parser
 
-KAFKA_COMMANDS = ("worker", "topics", "publish", "watch", "ingest", "replay", "generations")
+KAFKA_COMMANDS = ("worker", "topics", "publish", "watch", "ingest", "replay", "generations", "demo")
 
 
 def fms(*args: str, **env: str) -> subprocess.CompletedProcess:
