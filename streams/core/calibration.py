@@ -63,7 +63,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["GRID", "Selection", "gram", "leader", "select", "silhouette"]
+__all__ = ["GRID", "Selection", "gram", "leader", "leaders", "select", "silhouette"]
 
 GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 _SHIFT = 20  # fixed-point Gram entries: integers in steps of 2^-20
@@ -126,10 +126,55 @@ def leader(g: np.ndarray, threshold: float) -> np.ndarray:
     return labels
 
 
-def silhouette(g: np.ndarray, labels: np.ndarray) -> float:
+def leaders(g: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
+    """:func:`leader` at every one of ``thresholds`` at once: row ``i`` is ``leader(g, thresholds[i])``.
+
+    One pass over the records runs all the thresholds' leader rules side by side, so that the
+    per-record numpy calls are shared (a 256-record sample at 14 thresholds: ~10 ms instead of
+    ~25-40, which a space's choice otherwise spends in its 14 separate loops). The arithmetic is
+    :func:`leader`'s: the Gram sums are integers held exactly in float64, and each similarity is
+    the same correctly rounded ``a / (sqrt(max(q, 1)) * 2^10)``, so the labels are identical
+    (tests/unit/test_calibration.py holds them equal).
+    """
+    m, count = g.shape[0], len(thresholds)
+    gf = g.astype(np.float64)  # integers below 2^53: exact
+    limit = np.asarray(thresholds, dtype=np.float64)
+    acc = np.full((count, m, m), -np.inf)  # acc[t, c, :]: Gram sums with cluster c's members; -inf: no c yet
+    q = np.zeros((count, m))
+    den = np.ones((count, m))
+    k = np.zeros(count, dtype=np.int64)
+    labels = np.empty((count, m), dtype=np.int64)
+    rows = np.arange(count)
+    for x in range(m):
+        kmax = int(k.max())
+        if kmax:
+            sims = acc[:, :kmax, x] / den[:, :kmax]
+            c = np.argmax(sims, axis=1)  # the first on ties, as leader's
+            join = sims[rows, c] >= limit
+        else:
+            c, join = np.zeros(count, dtype=np.int64), np.zeros(count, dtype=bool)
+        jt, jc = rows[join], c[join]
+        if len(jt):
+            q[jt, jc] += 2.0 * acc[jt, jc, x] + gf[x, x]
+            den[jt, jc] = np.sqrt(np.maximum(q[jt, jc], 1.0)) * _ROOT_SCALE
+            acc[jt, jc] += gf[x]
+            labels[jt, x] = jc
+        nt = rows[~join]
+        if len(nt):
+            nk = k[nt]
+            acc[nt, nk] = gf[x]
+            q[nt, nk] = gf[x, x]
+            den[nt, nk] = np.sqrt(np.maximum(q[nt, nk], 1.0)) * _ROOT_SCALE
+            labels[nt, x] = nk
+            k[nt] += 1
+    return labels
+
+
+def silhouette(g: np.ndarray, labels: np.ndarray, gf: np.ndarray | None = None) -> float:
     """Mean silhouette of a clustering of the sample, cosine distance; a lone record scores 0.
 
-    Undefined for one cluster or for every record alone: -1 and 0 then.
+    Undefined for one cluster or for every record alone: -1 and 0 then. ``gf`` is ``g`` as float64,
+    when the caller already has it (it scores many cuts of one sample).
     """
     m = len(labels)
     k = int(labels.max()) + 1 if m else 0
@@ -142,7 +187,7 @@ def silhouette(g: np.ndarray, labels: np.ndarray) -> float:
     # Each record's similarity sums per cluster. The entries are integers below 2^21 and a sum has
     # at most m of them, so every partial sum is an integer float64 holds exactly: the BLAS product
     # is exact whatever its order, and much faster than numpy's integer product.
-    sums = g.astype(np.float64) @ onehot
+    sums = (g.astype(np.float64) if gf is None else gf) @ onehot
     size = onehot.sum(axis=0)
     idx = np.arange(m)
     own = size[labels]
@@ -160,6 +205,7 @@ class Selection(NamedTuple):
     clarity: float  # the best silhouette of the curve
     plateau: int  # neighbouring grid thresholds that cut the sample as the chosen one does
     rise: float  # the chosen cut's silhouette above the coarsest cut's: > 0 for an interior peak
+    labels: np.ndarray | None  # the chosen cut: leader(g, threshold)
 
 
 def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> Selection:
@@ -170,10 +216,12 @@ def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> 
     docstring, step 3); None when no candidate shows any
     structure (no cut scores ``MIN_STRUCTURE``: one blob, noise, or every record alone).
     """
-    curve = [silhouette(g, leader(g, t)) for t in grid]
+    cuts = leaders(g, grid)
+    gf = g.astype(np.float64)
+    curve = [silhouette(g, labels, gf) for labels in cuts]
     best = max(curve)
     if not best >= MIN_STRUCTURE:
-        return Selection(None, best, 0, 0.0)
+        return Selection(None, best, 0, 0.0, None)
     peaks = [
         i
         for i in range(len(grid))
@@ -188,7 +236,8 @@ def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID) -> 
     low = top
     while low > 0 and curve[low - 1] == curve[top]:
         low -= 1
-    return Selection(grid[(low + top + 1) // 2], best, top - low + 1, curve[top] - curve[0])
+    chosen = (low + top + 1) // 2
+    return Selection(grid[chosen], best, top - low + 1, curve[top] - curve[0], cuts[chosen])
 
 
 def derived_merge(threshold: float, ratio: float) -> float:

@@ -243,7 +243,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from streams.core.calibration import SAME_SCORE, derived_band, derived_merge, gram, leader, select
+from streams.core.calibration import SAME_SCORE, derived_band, derived_merge, gram, select
 
 __all__ = [
     "DimensionMismatch",
@@ -1520,7 +1520,7 @@ class SpaceMemory:
         # handful of tight groups often show a finer peak that only splits off a group's first few.
         # It also needs a clear structure, and a cut that two neighbouring thresholds agree on: a
         # lone sharp peak in a small sample is often one group against the rest.
-        threshold, clarity, plateau, rise = select(g, cfg.calibration_peak_share if final else 1.0)
+        threshold, clarity, plateau, rise, cut = select(g, cfg.calibration_peak_share if final else 1.0)
         if threshold is None or not (final or (clarity >= cfg.calibration_clear and plateau >= 2)):
             return False
         # Settling is space state too (it ends the early choices), even when the threshold stays.
@@ -1528,8 +1528,7 @@ class SpaceMemory:
         self._settled = True
         if threshold != self._t:
             self._set_threshold(threshold)
-        if self._n == len(self._sample) and rise >= SAME_SCORE and self._consolidate(
-                leader(g, threshold).tolist(), events, merged):
+        if self._n == len(self._sample) and rise >= SAME_SCORE and self._consolidate(cut.tolist(), events, merged):
             changed = True
         if changed:
             self._now_floor = self._now

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from streams.core.calibration import GRID, derived_band, derived_merge, gram, leader, select, silhouette
+from streams.core.calibration import GRID, derived_band, derived_merge, gram, leader, leaders, select, silhouette
 from streams.core.patterns import PatternConfig, SpaceMemory, pattern_id_for
 
 CAL = PatternConfig(match_threshold=None)
@@ -55,6 +55,19 @@ def test_leader_joins_at_the_threshold_and_not_below():
     assert len(set(leader(g, 0.5).tolist())) == 3
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 30), st.floats(0.2, 3.0), st.integers(4, 120))
+def test_all_thresholds_at_once_give_exactly_the_labels_of_each_alone(seed, k, spread, m):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, 24))
+    x = centres[rng.integers(k, size=m)] + rng.normal(scale=spread, size=(m, 24))
+    for rows in (x, np.repeat(x, 2, axis=0)):  # and with exact duplicates: ties go to the first cluster
+        g = gram(centred_unit(rows))
+        together = leaders(g, GRID)
+        for i, t in enumerate(GRID):
+            assert (together[i] == leader(g, t)).all(), t
+
+
 def test_silhouette_of_clear_groups_is_high_and_edge_cases_are_defined():
     x, labels = groups_stream(3, 90, 32, 0.95, seed=9)
     g = gram(centred_unit(x))
@@ -65,11 +78,12 @@ def test_silhouette_of_clear_groups_is_high_and_edge_cases_are_defined():
 
 def test_select_finds_clear_groups_and_declines_without_structure():
     x, _ = groups_stream(5, 200, 48, 0.9, seed=10)
-    threshold, clarity, _, _ = select(gram(centred_unit(x)), 0.85)
+    threshold, clarity, _, _, cut = select(gram(centred_unit(x)), 0.85)
     assert threshold in GRID and clarity > 0.5
+    assert (cut == leader(gram(centred_unit(x)), threshold)).all()  # the chosen cut comes with it
     z = centred_unit(groups_stream(5, 200, 48, 0.9, seed=10)[0])
     same = np.repeat(z[:1], 50, axis=0)  # one point: no candidate separates anything
-    assert select(gram(same), 0.85) == (None, -1.0, 0, 0.0)
+    assert select(gram(same), 0.85) == (None, -1.0, 0, 0.0, None)
 
 
 def test_derived_band_and_merge_match_the_pinned_defaults_at_0_6():
