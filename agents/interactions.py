@@ -20,7 +20,7 @@ from schemas.validation import (
 )
 from schemas.vectors import check_dimension
 from streams.core.optimizations import pattern_feedback
-from streams.state import Change
+from streams.state.patterns import Change
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ inputs into one timestamp-ordered sequence, the same live and in a replay.
 
 The agent only hands what it consumes to the sequencer; `process` applies what is ready. Records
 that are waiting are applied in batches, held open for FMS_APPLY_LINGER_MS after the first record:
-each space's records of a batch are one journal transaction (streams.journal), so a pattern that
+each space's records of a batch are one journal transaction (streams.state.journal), so a pattern that
 many of them touch is written to the table and its changelog once per batch instead of once per
 record. Each record is still applied, and gets its outputs, exactly as it would alone: batching
 changes no output (tests/unit/test_memory_batches).

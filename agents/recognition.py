@@ -11,7 +11,7 @@ import time
 
 from schemas.records import PatternEvent, Recognition, Related
 from schemas.state import RecentRecognition
-from streams.state import pattern_key
+from streams.state.patterns import pattern_key
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ import psutil
 from common import percentiles, save  # noqa: E402  (sets sys.path)
 from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig, SpaceMemory
-from streams.state import PatternStore
+from streams.state.patterns import PatternStore
 
 MB = 1024 * 1024
 GOAL_MB = 100.0  # the original design: < 100 MB RSS growth at 10,000 patterns x 768

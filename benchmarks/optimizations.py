@@ -50,8 +50,8 @@ from streams.core.optimizations import (
     recommend,
     transfer_priors,
 )
-from streams.optimization_state import OptimizationStore
-from streams.state import Prefixed
+from streams.state.optimizations import OptimizationStore
+from streams.state.patterns import Prefixed
 
 CONFIGS = [
     {"temperature": t, "top_p": p, "batch": b} for t in (0.2, 0.7) for p in (0.8, 0.95) for b in (1, 8)

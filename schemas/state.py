@@ -145,7 +145,7 @@ class OptimizationState:
 class OptimizationIndex:
     """The optimization memories of one space: (pattern_id, model_id) -> newest evidence ts.
 
-    The ts is refreshed lazily (see streams.optimization_state), so it is a lower bound."""
+    The ts is refreshed lazily (see streams.state.optimizations), so it is a lower bound."""
 
     entries: dict[tuple[str, str], float]
 
@@ -224,7 +224,7 @@ class RecentInteraction:
 @dataclass(frozen=True)
 class JournalEntry:
     """The last input record applied to a space: every table write it made (None: a delete), and
-    the offset it and the space's other inputs reached (input kind -> offset). See streams.journal."""
+    the offset it and the space's other inputs reached (input kind -> offset). See streams.state.journal."""
 
     applied: dict[str, int]
     writes: tuple[tuple[str, bytes | None], ...]

@@ -22,10 +22,10 @@ from streams.guard import FaultInjector, Guard
 from streams.kafka.transport import TunedTransport
 from streams.metrics import Metrics, faust_sensor
 from streams.settings import Settings
-from streams.changelog import Changelog
-from streams.journal import Journal
-from streams.optimization_state import OptimizationStore
-from streams.state import PatternStore, Prefixed, RecentInteractions, RecentRecognitions
+from streams.state.changelog import Changelog
+from streams.state.journal import Journal
+from streams.state.optimizations import OptimizationStore
+from streams.state.patterns import PatternStore, Prefixed, RecentInteractions, RecentRecognitions
 
 
 @dataclass

@@ -55,7 +55,7 @@ def cmd_worker(args) -> int:
     import faust
 
     from streams.app import create_runtime
-    from streams.local_state import DataDirInUse, close_local_state, lock_data_dir, open_local_state
+    from streams.state.local_state import DataDirInUse, close_local_state, lock_data_dir, open_local_state
     from streams.topics import ensure_topics
 
     try:

@@ -68,7 +68,7 @@ class Emitter:
             await self._send(name, topic, raw_key, value)
 
     async def send_encoded(self, topic: str, key: bytes, value: bytes | None, partition: int):
-        """An already encoded message to a given partition (streams.changelog); the delivery."""
+        """An already encoded message to a given partition (streams.state.changelog); the delivery."""
         delivery = await self._app.producer.send(topic, key, value, partition, None, None)
         delivery.add_done_callback(self._delivered)
         return delivery

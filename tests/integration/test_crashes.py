@@ -89,8 +89,8 @@ def test_kill_9_during_interactions_applies_each_once_and_emits_its_optimization
     import threading
 
     from schemas.records import Interaction, Outcome
-    from streams.optimization_state import OptimizationStore
-    from streams.state import Prefixed
+    from streams.state.optimizations import OptimizationStore
+    from streams.state.patterns import Prefixed
 
     env = memory_env(FMS_PARTITIONS="1", FMS_SESSION_TIMEOUT_S="6")
     settings = settings_of(env)

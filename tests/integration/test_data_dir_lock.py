@@ -1,7 +1,7 @@
 """One worker per data directory: a second `fms worker` on the same FMS_DATA_DIR refuses to start.
 
 Without the lock, the second worker took the first's running marker for a crash and deleted the
-first's live RocksDB state (streams.local_state)."""
+first's live RocksDB state (streams.state.local_state)."""
 from __future__ import annotations
 
 import os

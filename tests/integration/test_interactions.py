@@ -15,9 +15,9 @@ from schemas.records import AudioFeature, Interaction, Outcome
 from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.demo import demo_optimizations, grouped_stream, transfer_violations
-from streams.optimization_state import OptimizationStore
+from streams.state.optimizations import OptimizationStore
 from streams.publish import publish, read_topic
-from streams.state import Prefixed
+from streams.state.patterns import Prefixed
 from streams.topics import ensure_topics
 from tests.integration.test_recognition import settings_of
 from tests.kafka_broker import produce

@@ -209,7 +209,7 @@ def stored_pattern_keys(data_dir: str) -> set[str]:
 
 
 def test_a_clean_stop_keeps_the_local_state_and_a_restart_goes_on_from_it(memory_env, workers):
-    # The store is written without RocksDB's write-ahead log (streams.changelog): what a clean stop
+    # The store is written without RocksDB's write-ahead log (streams.state.changelog): what a clean stop
     # leaves must still be the whole state, and the next worker on the same directory goes on from it.
     env, settings, feats, first, second = first_half_then_stop(memory_env, workers)
     live = {f"p/{space}/{p.pattern_id}" for space, m in expected_memory(first).items() for p in m.patterns()}

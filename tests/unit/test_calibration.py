@@ -239,7 +239,7 @@ def test_property_groups_far_apart_give_one_pattern_each_and_replays_agree(k, se
 
 @pytest.mark.parametrize("cut", [200, 300])
 def test_a_store_persists_the_sample_and_a_reloaded_space_carries_on_identically(cut):
-    from streams.state import PatternStore
+    from streams.state.patterns import PatternStore
 
     cfg = PatternConfig(match_threshold=None)
     x, _ = groups_stream(6, 600, 32, 0.85, seed=12)
@@ -281,7 +281,7 @@ def test_threshold_settings_parse_numbers_and_auto_and_name_mistakes():
 
 
 def test_the_store_pins_or_calibrates_each_space_as_configured():
-    from streams.state import PatternStore
+    from streams.state.patterns import PatternStore
 
     store = PatternStore({}, {}, PatternConfig(), thresholds={"voice": 0.9, "room": None})
     assert store.config_of("voice").match_threshold == 0.9

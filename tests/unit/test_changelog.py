@@ -1,4 +1,4 @@
-"""streams.changelog over a stand-in table: writes reach the store at once and the changelog in
+"""streams.state.changelog over a stand-in table: writes reach the store at once and the changelog in
 order at `flush`, to the current event's partition; a store with writes that never reached the
 broker is behind its changelog (its stop is not clean)."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from faust.streams import _current_event
 
-from streams.changelog import Changelog
+from streams.state.changelog import Changelog
 
 
 class Store(dict):

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from schemas.state import RecentRecognition
 from streams.core.patterns import PatternConfig
-from streams.journal import Journal
-from streams.state import PatternStore, Prefixed, RecentRecognitions
+from streams.state.journal import Journal
+from streams.state.patterns import PatternStore, Prefixed, RecentRecognitions
 
 
 class LoggedTable(dict):

@@ -1,4 +1,4 @@
-"""The data directory's lock and running marker (streams.local_state), without a broker."""
+"""The data directory's lock and running marker (streams.state.local_state), without a broker."""
 from __future__ import annotations
 
 import subprocess
@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from streams.local_state import LOCK, MARKER, DataDirInUse, lock_data_dir, open_local_state
+from streams.state.local_state import LOCK, MARKER, DataDirInUse, lock_data_dir, open_local_state
 
 
 def test_a_data_dir_locked_by_another_process_is_refused_with_its_pid(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from streams.local_state import lock_data_dir; "
+        "import sys, time; from pathlib import Path; from streams.state.local_state import lock_data_dir; "
         f"lock_data_dir(Path({str(tmp_path)!r})); print('locked', flush=True); time.sleep(30)")],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -15,9 +15,9 @@ from schemas.validation import ValidationResult
 from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig
 from streams.core.sequence import Held
-from streams.journal import Journal
-from streams.optimization_state import OptimizationStore
-from streams.state import PatternStore, Prefixed, RecentInteractions, RecentRecognitions
+from streams.state.journal import Journal
+from streams.state.optimizations import OptimizationStore
+from streams.state.patterns import PatternStore, Prefixed, RecentInteractions, RecentRecognitions
 
 
 def runtime():

@@ -11,8 +11,8 @@ from schemas.state import RecentRecognition
 from schemas.validation import NO_MATCHING_PATTERN, UNKNOWN_EVENT, UNKNOWN_PATTERN, UNKNOWN_SPACE, ValidationResult
 from streams.core.optimizations import DAY, OptimizationConfig
 from streams.core.patterns import PatternConfig, SpaceMemory
-from streams.optimization_state import OptimizationStore, memory_key
-from streams.state import RING_PAGE, Prefixed, RecentRecognitions
+from streams.state.optimizations import OptimizationStore, memory_key
+from streams.state.patterns import RING_PAGE, Prefixed, RecentRecognitions
 
 OK = {"success": True, "quality": 1.0, "latency_ms": 10.0}
 FAIL = {"success": False, "latency_ms": 10.0}

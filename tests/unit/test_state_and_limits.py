@@ -7,7 +7,7 @@ import pytest
 from streams.core.limits import Limits, crossed_interval, evictions_needed
 from streams.core.patterns import PatternConfig
 from schemas.state import PatternPage, SpaceState
-from streams.state import PatternStore, page_key, pattern_key, sample_key
+from streams.state.patterns import PatternStore, page_key, pattern_key, sample_key
 
 MB = 1024 * 1024
 
@@ -126,7 +126,7 @@ def test_constraints_the_cleanup_cannot_restore_raise_before_anything_is_written
 
 
 def test_a_new_pattern_rewrites_one_page_not_every_id_of_the_space():
-    from streams.state import PAGE_SIZE
+    from streams.state.patterns import PAGE_SIZE
 
     class Sizes(dict):
         def __init__(self):
@@ -151,7 +151,7 @@ def test_a_new_pattern_rewrites_one_page_not_every_id_of_the_space():
 
 
 def test_a_change_names_what_each_survivor_absorbed_through_chains():
-    from streams.state import Change
+    from streams.state.patterns import Change
 
     change = Change(merged=(("a", "b"), ("c", "a"), ("d", "e")))
     assert change.absorbed_by("c") == ("b", "a")

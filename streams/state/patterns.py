@@ -15,7 +15,7 @@ partition's order, so a restored table always holds a prefix of what the worker 
   s/<space>\x1f<n>         -> PatternPage: up to PAGE_SIZE of the space's pattern ids. A new
                              pattern rewrites one page, not a list of every id: the changelog
                              grows linearly with the patterns a space creates, not quadratically
-  (streams.optimization_state adds the optimization and recent-recognition views)
+  (streams.state.optimizations adds the optimization and recent-recognition views)
 """
 from __future__ import annotations
 
@@ -308,7 +308,7 @@ class Recent:
             if old is not None:
                 self._recent.pop(f"{space}\x1f{old}", None)
             ids[slot % RING_PAGE] = key
-            self._ring[page] = encode_json(ids)  # every table value is JSON (streams.journal)
+            self._ring[page] = encode_json(ids)  # every table value is JSON (streams.state.journal)
         self._recent[f"{space}\x1f{key}"] = value
 
     def get(self, space: str, key: str):

@@ -1,7 +1,7 @@
 """One input record's state writes, applied all or nothing, and which records were applied.
 
 Faust writes every table change to the table's changelog partition of the record being processed,
-and Kafka keeps a partition's order. The worker keeps all of its state in one table (streams.state),
+and Kafka keeps a partition's order. The worker keeps all of its state in one table (streams.state.patterns),
 so the changelog is one ordered log of every write. A crash can cut that log anywhere, also in the
 middle of one record's writes, and a record whose offset was not committed is delivered again.
 

@@ -15,7 +15,7 @@ Reads go through the faust table. Writes must happen while the current event is 
 partition (agents.memory sets it): RocksDB keeps a database per partition.
 
 The store's RocksDB databases are written without their write-ahead log: the changelog is the log.
-A crash deletes the local state anyway (streams.local_state), and what survives of a database
+A crash deletes the local state anyway (streams.state.local_state), and what survives of a database
 without its WAL is what it had flushed, in write order, with its persisted offsets: a prefix that
 faust completes from the changelog. The WAL cost more per write than the rest of the write.
 """
@@ -115,7 +115,7 @@ class Changelog(MutableMapping):
     @property
     def behind(self) -> bool:
         """Whether the store holds writes whose changelog messages did not reach the broker: the
-        store is then no prefix of the changelog, and a stop is not clean (streams.local_state)."""
+        store is then no prefix of the changelog, and a stop is not clean (streams.state.local_state)."""
         return bool(self._queued) or self._failed
 
     async def flush(self, send) -> None:

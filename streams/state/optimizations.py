@@ -1,6 +1,6 @@
 """Optimization state in the `memory` table, and the shell around the optimization core.
 
-Views (see streams.state for why they share one table):
+Views (see streams.state.patterns for why they share one table):
 
   o/<space>\\x1f<pattern_id>\\x1f<model_id>  -> OptimizationState: the core's ModelPatternMemory and
                                              the recommendation last published for it

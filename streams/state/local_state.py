@@ -1,7 +1,7 @@
 """The worker's local RocksDB state across restarts: kept after a clean stop, rebuilt after a crash.
 
 Local state may be ahead of the changelog after an unclean stop (RocksDB has writes whose changelog
-messages never left the producer), and exactly-once application (streams.journal) relies on the
+messages never left the producer), and exactly-once application (streams.state.journal) relies on the
 local state being a prefix of the changelog. A marker file tells the two apart: it exists while a
 worker runs and is removed when it stops cleanly; if a worker finds it at start, the previous one
 was killed, and the local state is deleted so that faust restores it from the changelog.

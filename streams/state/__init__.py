@@ -1,0 +1,10 @@
+"""The worker's state: one faust table in RocksDB, its changelog, and what writes it.
+
+- patterns.py: the pattern memory's tables (spaces, pattern pages, patterns, the calibration
+  sample, recent recognitions and interactions) over streams.core.patterns.
+- optimizations.py: the optimization memories' table over streams.core.optimizations.
+- journal.py: a record's writes applied all or nothing, and which records were applied.
+- changelog.py: the table written straight to RocksDB and its changelog topic.
+- local_state.py: the data directory: its lock, and what a worker does with local state left by an
+  unclean stop.
+"""
