@@ -1,7 +1,7 @@
 """fms.audio -> wav2vec2 -> fms.audio-features, in the extraction role only.
 
 Decode (schemas validates the audio and dead-letters bad records with their codes), run the model
-through the "inference" circuit breaker (streams.guard: while it is open the stream waits; a record
+through the "inference" circuit breaker (streams.service.guard: while it is open the stream waits; a record
 whose inference keeps failing goes to the dead-letter topic as processing_failed with the reason,
 never acked and dropped), and emit one feature per window. A record is all or nothing: every feature
 is built and checked before the first one is sent.

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 if TYPE_CHECKING:
     from schemas.records import AudioFeature
-    from streams.settings import Settings
+    from streams.service.settings import Settings
 
 
 @contextlib.contextmanager
@@ -131,7 +131,7 @@ async def watch_outputs(settings: Settings, topic: str, n: int, started: asyncio
     """Consume `topic` from the start until `n` records came; when (perf_counter) the first and the last arrived."""
     from aiokafka import AIOKafkaConsumer
 
-    from streams.topics import kafka_client_options
+    from streams.service.topics import kafka_client_options
 
     consumer = AIOKafkaConsumer(topic, **kafka_client_options(settings), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)

@@ -5,7 +5,7 @@ aiokafka consume-and-produce loop from throughput.py, and the faust loop (faust_
 work as an agent in the worker's own app. All three read the same stream (768-dim vectors, 1,000
 patterns over 8 spaces, common.stream) on their own topics, and are measured the same way:
 
-- a producer publishes at a fixed offered rate (streams.publish.publish with `rate`, which paces
+- a producer publishes at a fixed offered rate (streams.ops.publish.publish with `rate`, which paces
   each send to its slot: a token bucket holding one token); each record's send time (time.time())
   is noted by event id and also carried in the record's `meta` as {"sent": ...};
 - a consumer on the output topic (fms.recognitions for the worker, the baseline's own output topic)
@@ -37,10 +37,10 @@ import orjson
 from common import CpuSampler, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
 import faust_loop  # noqa: E402
 from throughput import baseline_loop, free_port, worker_env
-from streams.publish import publish
-from streams.settings import Settings
-from streams.topics import ensure_topics, kafka_client_options
-from streams.worker_process import WorkerProcess
+from streams.ops.publish import publish
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics, kafka_client_options
+from streams.ops.worker_process import WorkerProcess
 
 GOAL = {"p99_ms": 50.0, "at_records_per_s": 1000}
 # Kept up: when the last record of a rate was sent, less than this much input was still waiting.
@@ -323,7 +323,7 @@ def main() -> int:
         "kept_up_rule": f"all outputs arrived and, when the last record was sent, at most {KEPT_UP_BACKLOG_S}s "
                         "of input (offered rate x that) was still without an output",
         "latency": "time.time() at arrival on the output topic minus time.time() just before producer.send; "
-                   "producer acks=all linger 5 ms (streams.publish.publish), watcher fetch_max_wait_ms as the worker's",
+                   "producer acks=all linger 5 ms (streams.ops.publish.publish), watcher fetch_max_wait_ms as the worker's",
         "baseline": "throughput.baseline_loop: plain aiokafka consume, orjson.loads, produce one small record per "
                     "input (acks=all, linger 5 ms), in the benchmark's process",
         "faust_loop": "the baseline's work as a faust agent in the worker's own app, its own process "

@@ -38,12 +38,12 @@ from common import broker, save  # noqa: E402  (sets sys.path)
 from schemas.codec import encode
 from schemas.records import Audio
 from streams.core.audio import MODEL_RATE
-from streams.extraction import load_extractor
-from streams.extraction_settings import ExtractionSettings
-from streams.publish import publish, read_topic
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
+from streams.extraction.model import load_extractor
+from streams.extraction.settings import ExtractionSettings
+from streams.ops.publish import publish, read_topic
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics
+from streams.ops.worker_process import WorkerProcess
 
 BATCH_SIZES = (1, 4, 16)
 BASELINE = "baseline: one model call per clip"

@@ -1,7 +1,7 @@
 """The framework's own cost per record: a faust agent that does what the plain aiokafka loop does.
 
 throughput.py and e2e_latency.py run it beside that loop and the worker (`start`). The app is the
-worker's own (`streams.app.create_app`: its transport with the short fetch long-poll, its producer
+worker's own (`streams.service.app.create_app`: its transport with the short fetch long-poll, its producer
 settings, and faust's Prometheus sensor as FMS_FAUST_SENSOR says), with one agent instead of the
 memory: it reads fms.audio-features as the memory does (`stream.events()`), decodes each record
 with orjson and sends one small record per input through the producer, as the worker's outputs
@@ -22,9 +22,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streams.app import create_app  # noqa: E402
-from streams.metrics import Metrics  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from streams.service.app import create_app  # noqa: E402
+from streams.service.metrics import Metrics  # noqa: E402
+from streams.service.settings import Settings  # noqa: E402
 
 
 def start(env: dict[str, str], out_topic: str, log_path: Path) -> subprocess.Popen:
@@ -48,7 +48,7 @@ def main() -> int:
             await app.producer.send(out_topic, event.message.key, value, None, None, None)
 
     worker = faust.Worker(app, loglevel="warning")
-    worker.spinner = None  # as `fms worker` (streams/cli.py): it leaves the root logger at DEBUG
+    worker.spinner = None  # as `fms worker` (streams/ops/cli.py): it leaves the root logger at DEBUG
     worker.execute_from_commandline()
     return 0
 

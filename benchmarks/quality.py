@@ -199,8 +199,8 @@ def generated_audio(n: int, dim: int, seed: int = 17) -> Stream:
     from extraction import base_size_model
     from sounds import KINDS, sound
     from streams.core.audio import MODEL_RATE, prepare
-    from streams.extraction import load_extractor
-    from streams.extraction_settings import ExtractionSettings
+    from streams.extraction.model import load_extractor
+    from streams.extraction.settings import ExtractionSettings
 
     rng = np.random.default_rng(seed)
     labels = _balanced_order(rng, n, np.ones(len(KINDS)))

@@ -1,6 +1,6 @@
 """Recovery: restarting a worker that holds 10,000 patterns, and takeover when one of two workers is killed.
 
-Real `fms worker` processes (streams.worker_process.WorkerProcess) on a real broker, each part with its
+Real `fms worker` processes (streams.ops.worker_process.WorkerProcess) on a real broker, each part with its
 own topic prefix, app id (consumer group) and data directories, as tests/conftest.py's memory_env.
 
 1. Restart from the changelog, 10,000 patterns x 768 dims in ONE space (so on one changelog partition).
@@ -69,10 +69,10 @@ import orjson
 from common import broker, floats, free_port, save  # noqa: E402  (sets sys.path)
 from e2e_latency import Arrivals, delete_run_topics
 from schemas.records import AudioFeature
-from streams.publish import publish
-from streams.settings import Settings
-from streams.topics import ensure_topics, kafka_client_options
-from streams.worker_process import WorkerProcess
+from streams.ops.publish import publish
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics, kafka_client_options
+from streams.ops.worker_process import WorkerProcess
 
 # This benchmark's own targets (the design documents give none for recovery): a takeover adds at
 # most this much to the session timeout, and restored state answers exactly as before.

@@ -8,7 +8,7 @@ spaces) are published first; then
    and the last of the N recognitions arrive; rate = (N - 1) / (last - first).
 2. interactions naming earlier events by `event_id` are published after their recognitions
    appeared, and the live worker applies them (not timed: they give no recognitions).
-3. replay: `streams.replay.replay()` rebuilds the same logs into generation 1 while the
+3. replay: `streams.ops.replay.replay()` rebuilds the same logs into generation 1 while the
    generation-0 worker keeps running (idle), then switches. Its rate is measured twice:
    - the same way as live: first to last recognition on the shadow topic fms.recognitions.g1;
    - as `replay()` reports it (`ReplayResult.rate`): input records consumed (features and
@@ -39,12 +39,12 @@ from pathlib import Path
 from common import broker, free_port, rate, save, stream, watch_outputs  # noqa: E402  (sets sys.path)
 from schemas.codec import decode
 from schemas.records import Interaction, Outcome
-from streams.generation import shadow_specs
-from streams.publish import publish, read_topic
-from streams.replay import replay
-from streams.settings import Settings
-from streams.topics import ensure_topics, kafka_client_options
-from streams.worker_process import WorkerProcess
+from streams.ops.generation import shadow_specs
+from streams.ops.publish import publish, read_topic
+from streams.ops.replay import replay
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics, kafka_client_options
+from streams.ops.worker_process import WorkerProcess
 
 # Log lines worth reporting; each is counted in both workers' logs.
 WATCHED = {
@@ -291,7 +291,7 @@ async def run(bootstrap: str, args, tmp: Path, logs: Path) -> dict:
         "how": {
             "live": "a generation-0 `fms worker` started on the published backlog; (N - 1) / (last - first) "
                     "recognition seen on fms.recognitions by a watcher consumer",
-            "replay": "streams.replay.replay(lag_threshold=0) into generation 1 while the generation-0 worker "
+            "replay": "streams.ops.replay.replay(lag_threshold=0) into generation 1 while the generation-0 worker "
                       "keeps running idle; the same watcher on fms.recognitions.g1",
             "replay_result_rate": "ReplayResult.rate: input records consumed (features + interactions) / "
                                   "time from the replay worker ready until its committed offsets reached the "

@@ -69,11 +69,11 @@ from common import REPO, broker, floats, free_port, save, stream  # noqa: E402  
 from e2e_latency import Arrivals, delete_run_topics, send_paced
 from schemas.codec import decode
 from streams.core.breaker import CircuitBreaker
-from streams.guard import Guard
-from streams.publish import publish, read_topic
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
+from streams.service.guard import Guard
+from streams.ops.publish import publish, read_topic
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics
+from streams.ops.worker_process import WorkerProcess
 
 CORES = psutil.cpu_count() or 1
 GOALS = {"recovery_s": 1.0, "cpu_percent": 10.0, "at_records_per_s": 1000}
@@ -415,7 +415,7 @@ def fmt_steady(r: dict) -> str:
 def start_baseline(s: Settings, n: int, log_path: Path) -> subprocess.Popen:
     """throughput.baseline_loop in its own process, so that psutil sees it alone."""
     code = ("import asyncio, sys; sys.path.insert(0, {bench!r}); import common; from throughput import baseline_loop; "
-            "from streams.settings import Settings; "
+            "from streams.service.settings import Settings; "
             "s = Settings(bootstrap_servers={bs!r}, topic_prefix={prefix!r}, app_id={app!r}, partitions={p}); "
             "asyncio.run(baseline_loop(s, {n}, {out!r}))").format(
         bench=str(REPO / "benchmarks"), bs=s.bootstrap_servers, prefix=s.topic_prefix, app=s.app_id,

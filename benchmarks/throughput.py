@@ -27,10 +27,10 @@ import orjson
 
 from common import CpuSampler, broker, rate, save, stream, watch_outputs  # noqa: E402  (sets sys.path)
 import faust_loop  # noqa: E402
-from streams.publish import publish
-from streams.settings import Settings
-from streams.topics import ensure_topics, kafka_client_options
-from streams.worker_process import WorkerProcess
+from streams.ops.publish import publish
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics, kafka_client_options
+from streams.ops.worker_process import WorkerProcess
 
 
 async def baseline_loop(settings: Settings, n: int, out_topic: str) -> None:

@@ -71,7 +71,7 @@ class RecordKind(StrEnum):
     BREAKER_STATE = "breaker-state"
     RESOURCE_METRICS = "resource-metrics"
     DEAD_LETTER = "dead-letter"
-    CONTROL = "control"  # fms.control: the generations of the memory's state (streams.generation)
+    CONTROL = "control"  # fms.control: the generations of the memory's state (streams.ops.generation)
     RECOGNIZE_REQUEST = "recognize-request"  # the POST /recognize body; no topic, no "v"
 
     def topic(self, prefix: str = DEFAULT_TOPIC_PREFIX) -> str:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from schemas.codec import decode, encode
 from schemas.records import Audio, AudioFeature, Interaction, Optimization, PatternEvent
-from streams.settings import Settings
-from streams.topics import kafka_client_options
+from streams.service.settings import Settings
+from streams.service.topics import kafka_client_options
 
 INPUTS = {Audio: "audio", AudioFeature: "audio-features", Interaction: "interactions"}
 
@@ -114,12 +114,12 @@ class MemoryClient:
     # -- generations
     async def start_replay(self, from_ts: float | None = None, **options):
         """Rebuild the memory from the kept inputs as a new generation and switch to it: `fms replay`
-        (streams.replay.replay, whose keyword `options` it passes on: data_dir, web_port, lag_threshold,
+        (streams.ops.replay.replay, whose keyword `options` it passes on: data_dir, web_port, lag_threshold,
         progress...). Returns the ReplayResult once the new generation is current.
 
-        It runs the replay worker as a child process (`python -m streams.cli worker`), so unlike the rest
+        It runs the replay worker as a child process (`python -m streams.ops.cli worker`), so unlike the rest
         of the client it needs the whole project installed (faust, RocksDB), not only aiokafka."""
-        from streams.replay import replay
+        from streams.ops.replay import replay
 
         options.setdefault("progress", False)
         return await replay(self.settings, from_ts=from_ts, **options)

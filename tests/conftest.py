@@ -58,7 +58,7 @@ def workers(tmp_path: Path):
     """Starts real `fms worker` processes; every one is stopped at the end of the test."""
     import socket
 
-    from streams.worker_process import WorkerProcess
+    from streams.ops.worker_process import WorkerProcess
 
     started: list[WorkerProcess] = []
 

@@ -8,7 +8,7 @@ The extraction worker (agents/extraction.py) runs, per fms.audio record:
 4. :func:`window_starts` / :func:`frame_windows` cut fixed-length windows;
 5. :func:`normalize_windows` gives each window zero mean and unit variance, as the model's
    feature extractor does when its ``do_normalize`` is set;
-6. the model runs (streams/extraction.py), and :func:`pool` + :func:`l2_normalize` turn each
+6. the model runs (streams/extraction/model.py), and :func:`pool` + :func:`l2_normalize` turn each
    window's hidden states into one vector.
 
 Windows. Every window has the full configured length, so a batch of windows needs no padding and no
@@ -20,7 +20,7 @@ length; one shorter than the model's receptive field (``min_samples``) is zero-p
 the model cannot look at less.
 
 Names. A feature's id is ``<audio id>#w<window>``; its space is ``<audio space>|<model space>``,
-where the model space names the model, the layer and the pooling (streams/extraction.py), so
+where the model space names the model, the layer and the pooling (streams/extraction/model.py), so
 vectors of different models or layers never meet in one pattern space. Both are bounded to the
 contract's 128 characters by :func:`bounded_ident`.
 """

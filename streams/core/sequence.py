@@ -20,7 +20,7 @@ synchronization of a task's partitions, each partition's records are merged into
   input it waits for delivers, so a record that was held long behind a backlog of the other input
   (a replay) is not released the moment that backlog's buffer briefly runs dry.
 
-The input topics take their timestamps at append (`LogAppendTime`, streams.topics), so a record
+The input topics take their timestamps at append (`LogAppendTime`, streams.service.topics), so a record
 appended later never carries an earlier timestamp than one already taken, and live processing and
 any later replay of the same logs see the same sequence. The one race left is a record of the other
 input appended in the same millisecond after a high-water mark was read; the tie rule decides it

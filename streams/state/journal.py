@@ -20,7 +20,7 @@ record at or below the entry's offset is recognized by `is_applied` and not appl
 
 This needs local state that is never ahead of the changelog, which a worker killed without a clean
 shutdown cannot promise (RocksDB keeps writes whose changelog messages were still in the producer's
-buffer). `streams.cli` therefore deletes the local state after an unclean stop and lets faust restore
+buffer). `streams.ops.cli` therefore deletes the local state after an unclean stop and lets faust restore
 it from the changelog (Kafka Streams does the same under exactly-once).
 """
 from __future__ import annotations

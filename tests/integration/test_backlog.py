@@ -7,14 +7,14 @@ import dataclasses
 import re
 import urllib.request
 
-from streams.demo import grouped_stream
-from streams.publish import publish
-from streams.topics import ensure_topics
+from streams.ops.demo import grouped_stream
+from streams.ops.publish import publish
+from streams.service.topics import ensure_topics
 from streams.core.patterns import PatternConfig, SpaceMemory
 from tests.integration.test_recognition import recognitions_of, settings_of
 
 BUFFER_MAX = 40
-MAX_POLL = 500  # streams.app: broker_max_poll_records
+MAX_POLL = 500  # streams.service.app: broker_max_poll_records
 
 
 def metric(url: str, name: str) -> float:

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from schemas.codec import decode_json
-from streams.worker_process import WorkerProcess
+from streams.ops.worker_process import WorkerProcess
 from tests.kafka_broker import PrivateBroker, free_port_pair, unique_name
 
 OUTAGE_S = 60.0
@@ -154,7 +154,7 @@ def test_with_no_broker_and_a_one_second_wait_the_worker_exits_1_with_one_line(t
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "FMS_BROKER_WAIT_S": "1",
            "FMS_DATA_DIR": str(tmp_path / "state")}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "streams.ops.cli", "worker"], env=env, capture_output=True,
                           text=True, timeout=60)
     took = time.monotonic() - started
     assert done.returncode == 1, done.stderr

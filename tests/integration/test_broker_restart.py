@@ -10,10 +10,10 @@ import pytest
 
 from schemas.codec import decode
 from streams.core.patterns import PatternConfig, SpaceMemory
-from streams.demo import grouped_stream
-from streams.publish import publish, read_topic
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.ops.demo import grouped_stream
+from streams.ops.publish import publish, read_topic
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics
 from tests.kafka_broker import PrivateBroker, unique_name
 
 N = 1500

@@ -12,8 +12,8 @@ import pytest
 from schemas.codec import ValidationError
 from schemas.records import Interaction, Outcome
 from streams.client import MemoryClient
-from streams.demo import grouped_stream
-from streams.topics import ensure_topics
+from streams.ops.demo import grouped_stream
+from streams.service.topics import ensure_topics
 from tests.integration.test_recognition import settings_of
 
 
@@ -117,7 +117,7 @@ def test_a_client_that_cannot_connect_raises_and_leaves_nothing_open():
 def test_options_pass_through_to_aiokafka_and_a_sasl_plain_cluster_works(tmp_path):
     from aiokafka.errors import KafkaError
 
-    from streams.settings import Settings
+    from streams.service.settings import Settings
     from tests.kafka_broker import PrivateBroker, consume_all, unique_name
 
     broker = PrivateBroker(tmp_path, sasl_users={"alice": "alice-secret"}).start()

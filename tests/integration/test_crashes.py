@@ -11,10 +11,10 @@ import urllib.request
 import numpy as np
 
 from streams.core.patterns import PatternConfig, SpaceMemory
-from streams.demo import grouped_stream
+from streams.ops.demo import grouped_stream
 from schemas.codec import decode
-from streams.publish import publish, read_topic
-from streams.topics import ensure_topics
+from streams.ops.publish import publish, read_topic
+from streams.service.topics import ensure_topics
 from tests.integration.test_recognition import recognitions_of, settings_of
 
 N = 3000

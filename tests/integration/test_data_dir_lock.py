@@ -30,7 +30,7 @@ def test_a_second_worker_on_the_same_data_dir_refuses_and_the_first_keeps_its_st
     before = dirs_under(data_dir)
 
     started = time.monotonic()
-    second = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--web-port", "0"],
+    second = subprocess.run([sys.executable, "-m", "streams.ops.cli", "worker", "--web-port", "0"],
                             env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     assert time.monotonic() - started < 30

@@ -10,8 +10,8 @@ import numpy as np
 
 from schemas.codec import decode, encode
 from schemas.records import AudioFeature
-from streams.publish import read_topic
-from streams.topics import ensure_topics
+from streams.ops.publish import read_topic
+from streams.service.topics import ensure_topics
 from tests.integration.test_recognition import settings_of
 from tests.kafka_broker import produce
 

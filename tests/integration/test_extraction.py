@@ -16,10 +16,10 @@ pytest.importorskip("torch", reason="the audio extra (torch, transformers) is no
 
 from schemas.codec import decode, encode  # noqa: E402
 from schemas.records import Audio  # noqa: E402
-from streams.publish import read_topic  # noqa: E402
-from streams.settings import Settings  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
-from streams.worker_process import WorkerProcess  # noqa: E402
+from streams.ops.publish import read_topic  # noqa: E402
+from streams.service.settings import Settings  # noqa: E402
+from streams.service.topics import ensure_topics  # noqa: E402
+from streams.ops.worker_process import WorkerProcess  # noqa: E402
 from tests.kafka_broker import produce, unique_name  # noqa: E402
 from tests.tiny_wav2vec2 import save_tiny_wav2vec2  # noqa: E402
 
@@ -274,7 +274,7 @@ def test_a_missing_model_stops_the_extraction_worker_with_one_clear_error(stage,
 
     env = {**stage.env(), "FMS_WORKER_ROLE": "extraction", "FMS_EXTRACT_MODEL": str(tmp_path / "no-model"),
            "FMS_DATA_DIR": str(tmp_path / "data")}
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env={**__import__("os").environ, **env},
+    done = subprocess.run([sys.executable, "-m", "streams.ops.cli", "worker"], env={**__import__("os").environ, **env},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
@@ -296,7 +296,7 @@ def test_fms_ingest_publishes_files_and_folders_reports_unreadable_ones_and_feat
     soundfile.write(folder / "day-2" / "long.ogg", np.concatenate([sound("hiss", 1)] * 6), RATE)  # 3 s: two records
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav file")
 
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "ingest", str(folder), "--space", "room-5"],
+    done = subprocess.run([sys.executable, "-m", "streams.ops.cli", "ingest", str(folder), "--space", "room-5"],
                           env={**os.environ, **env, "FMS_MAX_AUDIO_S": str(MAX_AUDIO_S)},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, "a file failed: the command failed, though it sent the others"

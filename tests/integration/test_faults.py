@@ -7,9 +7,9 @@ import time
 import urllib.request
 
 from schemas.codec import decode
-from streams.demo import grouped_stream
-from streams.publish import publish, read_topic
-from streams.topics import ensure_topics
+from streams.ops.demo import grouped_stream
+from streams.ops.publish import publish, read_topic
+from streams.service.topics import ensure_topics
 from tests.integration.test_recognition import settings_of
 
 FAULT_S = 4.0

@@ -11,9 +11,9 @@ import numpy as np
 
 from schemas.codec import decode, decode_json, encode_json
 from schemas.records import AudioFeature
-from streams.publish import publish, read_topic
-from streams.topics import ensure_topics
-from streams.demo import grouped_stream
+from streams.ops.publish import publish, read_topic
+from streams.service.topics import ensure_topics
+from streams.ops.demo import grouped_stream
 from tests.integration.test_recognition import recognitions_of, settings_of
 
 SPACES = [f"space-{i}" for i in range(6)]
@@ -98,7 +98,7 @@ def test_no_answer_comes_from_a_half_restored_memory(memory_env, workers, tmp_pa
     import threading
 
     from streams.core.patterns import PatternConfig, SpaceMemory
-    from streams.worker_process import WorkerProcess
+    from streams.ops.worker_process import WorkerProcess
 
     env = memory_env(FMS_PARTITIONS="1")
     settings = settings_of(env)

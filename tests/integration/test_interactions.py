@@ -14,11 +14,11 @@ from schemas.codec import decode, decode_json, encode
 from schemas.records import AudioFeature, Interaction, Outcome
 from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig, SpaceMemory
-from streams.demo import demo_optimizations, grouped_stream, transfer_violations
+from streams.ops.demo import demo_optimizations, grouped_stream, transfer_violations
 from streams.state.optimizations import OptimizationStore
-from streams.publish import publish, read_topic
+from streams.ops.publish import publish, read_topic
 from streams.state.patterns import Prefixed
-from streams.topics import ensure_topics
+from streams.service.topics import ensure_topics
 from tests.integration.test_recognition import settings_of
 from tests.kafka_broker import produce
 

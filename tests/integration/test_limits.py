@@ -11,9 +11,9 @@ from schemas.records import AudioFeature
 from streams.core.generations import compacted_state
 from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig
-from streams.publish import publish, read_topic
+from streams.ops.publish import publish, read_topic
 from streams.state.patterns import PatternStore
-from streams.topics import ensure_topics
+from streams.service.topics import ensure_topics
 from tests.integration.test_recognition import settings_of, settled
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from schemas.records import AudioFeature
-from streams.publish import publish, read_topic
-from streams.topics import ensure_topics
+from streams.ops.publish import publish, read_topic
+from streams.service.topics import ensure_topics
 from tests.integration.test_recognition import settings_of
 
 PROMETHEUS = shutil.which("prometheus")

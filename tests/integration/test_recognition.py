@@ -13,10 +13,10 @@ from schemas.records import AudioFeature
 from streams.core.generations import compacted_state
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.core.quality import adjusted_rand_index
-from streams.demo import grouped_stream
-from streams.publish import publish, read_topic
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.ops.demo import grouped_stream
+from streams.ops.publish import publish, read_topic
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics
 
 
 def settings_of(env: dict[str, str]) -> Settings:
@@ -66,7 +66,7 @@ async def settled(settings: Settings, timeout: float = 60.0) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from streams.topics import kafka_client_options
+    from streams.service.topics import kafka_client_options
 
     tps = [TopicPartition(settings.topic(name), p) for name in ("audio-features", "interactions")
            for p in range(settings.partitions)]
@@ -244,7 +244,7 @@ def test_records_delivered_again_emit_their_outputs_again_as_they_were(memory_en
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from schemas.records import Interaction, Outcome
-    from streams.topics import kafka_client_options
+    from streams.service.topics import kafka_client_options
 
     env = memory_env()
     settings = settings_of(env)

@@ -15,11 +15,11 @@ from schemas.codec import decode
 from schemas.records import AudioFeature, Interaction, Outcome
 from streams.client import MemoryClient
 from streams.core.generations import compacted_state
-from streams.demo import grouped_stream
-from streams.generation import list_generations, read_control
-from streams.publish import publish, read_topic
-from streams.replay import replay
-from streams.topics import ensure_topics, kafka_client_options
+from streams.ops.demo import grouped_stream
+from streams.ops.generation import list_generations, read_control
+from streams.ops.publish import publish, read_topic
+from streams.ops.replay import replay
+from streams.service.topics import ensure_topics, kafka_client_options
 from tests.integration.test_interactions import http_json
 from tests.integration.test_recognition import recognitions_of, settings_of
 
@@ -185,7 +185,7 @@ def test_replay_rebuilds_the_same_memory_and_the_live_worker_switches_to_it(memo
 
     listed = {g.generation: g for g in asyncio.run(list_generations(settings))}
     assert listed[1].state == "current" and listed[0].state == "old" and listed[0].app_topics
-    cli = [sys.executable, "-m", "streams.cli", "generations"]
+    cli = [sys.executable, "-m", "streams.ops.cli", "generations"]
     cli_env = {**os.environ, **env}
     assert subprocess.run([*cli, "drop", "1"], env=cli_env, capture_output=True, text=True).returncode == 1
     dropped = subprocess.run([*cli, "drop", "0"], env=cli_env, capture_output=True, text=True, check=True).stdout

@@ -13,13 +13,13 @@ import urllib.request
 import numpy as np
 
 from schemas.codec import decode, encode_json
-from streams.publish import read_topic
-from streams.topics import ensure_topics, kafka_client_options, topic_specs
+from streams.ops.publish import read_topic
+from streams.service.topics import ensure_topics, kafka_client_options, topic_specs
 from tests.integration.test_recognition import settings_of
 
 
 def fms(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "streams.ops.cli", *args], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=timeout, check=True)
 
 
@@ -139,7 +139,7 @@ def test_fms_publish_jsonl_and_watch(memory_env, workers, tmp_path):
     # A file with a bad row further down sends nothing: the whole file is validated first.
     bad.write_bytes(b"\n".join([encode_json({"id": "ok", "space": "late", "vector": [1.0, 2.0, 3.0]}),
                                 encode_json({"id": "x", "space": "late", "vector": [float("nan")]})]) + b"\n")
-    result = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(bad)],
+    result = subprocess.run([sys.executable, "-m", "streams.ops.cli", "publish", str(bad)],
                             env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("fms publish: ") and "bad.jsonl:2" in result.stderr
@@ -150,29 +150,29 @@ def test_fms_publish_jsonl_and_watch(memory_env, workers, tmp_path):
     # anything is sent, as is a file whose records of one space disagree.
     wide = tmp_path / "wide.jsonl"
     wide.write_bytes(encode_json({"id": "w", "space": "cli", "vector": [1.0, 0.0, 0.5, 0.2]}) + b"\n")
-    refused = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(wide)],
+    refused = subprocess.run([sys.executable, "-m", "streams.ops.cli", "publish", str(wide)],
                              env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "holds 3-dimensional patterns" in refused.stderr and "4-dimensional" in refused.stderr
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_bytes(b"\n".join(encode_json({"id": f"m{i}", "space": "new", "vector": [1.0] * (3 + i)})
                                  for i in range(2)) + b"\n")
-    refused = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(mixed)],
+    refused = subprocess.run([sys.executable, "-m", "streams.ops.cli", "publish", str(mixed)],
                              env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "record 2 of space 'new' has dimension 4, record 1 has 3" in refused.stderr
     features = asyncio.run(read_topic(settings_of(env), settings_of(env).topic("audio-features")))
     assert len(features) == 6, "nothing of the refused files was sent"
 
     # A mistyped topic is refused in one line, and not created; --wait waits for it instead.
-    typo = subprocess.run([sys.executable, "-m", "streams.cli", "watch", "recognitoins"],
+    typo = subprocess.run([sys.executable, "-m", "streams.ops.cli", "watch", "recognitoins"],
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1, typo.stderr
     assert "no topic" in typo.stderr and "recognitoins" in typo.stderr and "--wait" in typo.stderr
-    from streams.publish import publish, topic_exists
+    from streams.ops.publish import publish, topic_exists
 
     settings = settings_of(env)
     assert not asyncio.run(topic_exists(settings, settings.topic("recognitoins")))
-    waiting = subprocess.Popen([sys.executable, "-m", "streams.cli", "watch", "later", "--wait", "--from-beginning",
+    waiting = subprocess.Popen([sys.executable, "-m", "streams.ops.cli", "watch", "later", "--wait", "--from-beginning",
                                 "--limit", "1"], env={**os.environ, **env}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:

@@ -9,9 +9,9 @@ import time
 import urllib.request
 
 from streams.core.patterns import PatternConfig, SpaceMemory
-from streams.demo import grouped_stream
-from streams.publish import publish, read_topic
-from streams.topics import ensure_topics
+from streams.ops.demo import grouped_stream
+from streams.ops.publish import publish, read_topic
+from streams.service.topics import ensure_topics
 from tests.integration.test_recognition import recognitions_of, settings_of
 
 SPACES = [f"space-{i}" for i in range(6)]

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from streams.broker_watch import BrokerWatch, ConnectionNoiseFilter, install, wait_for_broker
+from streams.service.broker_watch import BrokerWatch, ConnectionNoiseFilter, install, wait_for_broker
 from streams.core.outage import DOWN, OutageConfig
-from streams.settings import Settings, SettingsError
+from streams.service.settings import Settings, SettingsError
 
 
 class Clock:
@@ -118,7 +118,7 @@ def test_waiting_for_nobody_gives_up_after_the_limit_with_the_error(capsys):
 def test_health_view_takes_the_worst_of_the_broker_and_the_rest():
     from types import SimpleNamespace
 
-    from streams import web
+    from streams.service import web
     from streams.core.health import HealthTracker
 
     clock = Clock()

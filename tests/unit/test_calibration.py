@@ -266,7 +266,7 @@ def test_a_store_persists_the_sample_and_a_reloaded_space_carries_on_identically
 
 
 def test_threshold_settings_parse_numbers_and_auto_and_name_mistakes():
-    from streams.settings import parse_space_thresholds, threshold_value
+    from streams.service.settings import parse_space_thresholds, threshold_value
 
     assert threshold_value("FMS_MATCH_THRESHOLD", "0.8") == 0.8
     assert threshold_value("FMS_MATCH_THRESHOLD", "auto") is None

@@ -27,7 +27,7 @@ def table() -> SimpleNamespace:
 
 
 class Producer:
-    """send() as streams.emit.Emitter.send_encoded: the message is handed over, the delivery
+    """send() as streams.service.emit.Emitter.send_encoded: the message is handed over, the delivery
     future returned; `deliver` completes the deliveries, `fail` fails them."""
 
     def __init__(self) -> None:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from streams.cli import build_parser
+from streams.ops.cli import build_parser
 
 KAFKA_COMMANDS = ("worker", "topics", "publish", "watch", "ingest", "replay", "generations", "demo")
 
@@ -16,7 +16,7 @@ KAFKA_COMMANDS = ("worker", "topics", "publish", "watch", "ingest", "replay", "g
 def fms(*args: str, **env: str) -> subprocess.CompletedProcess:
     # A closed port: anything that reached for the broker would fail differently (and slowly).
     base = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**base, **env},
+    return subprocess.run([sys.executable, "-m", "streams.ops.cli", *args], env={**base, **env},
                           capture_output=True, text=True, timeout=60)
 
 
@@ -35,8 +35,8 @@ def test_every_command_that_talks_to_kafka_takes_bootstrap_server_and_log_level(
 
 
 def test_bootstrap_server_and_log_level_override_the_environment(monkeypatch):
-    from streams import cli
-    from streams.settings import Settings
+    from streams.ops import cli
+    from streams.service.settings import Settings
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "elsewhere:9092")
     monkeypatch.setenv("FMS_LOG_LEVEL", "info")

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the audio extra (torch, transformers) is not installed")
 
 from streams.core.audio import MODEL_RATE  # noqa: E402
-from streams.extraction import (  # noqa: E402
+from streams.extraction.model import (  # noqa: E402
     InferenceFailed,
     ModelUnavailable,
     cut_to_layer,
@@ -18,7 +18,7 @@ from streams.extraction import (  # noqa: E402
     load_model,
     receptive_field,
 )
-from streams.extraction_settings import ExtractionSettings  # noqa: E402
+from streams.extraction.settings import ExtractionSettings  # noqa: E402
 from tests.tiny_wav2vec2 import save_tiny_wav2vec2  # noqa: E402
 
 

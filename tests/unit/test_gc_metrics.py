@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gc
 
-from streams.metrics import Metrics
+from streams.service.metrics import Metrics
 
 
 def test_every_collection_is_timed_by_the_oldest_generation_it_collected():
@@ -26,7 +26,7 @@ def test_every_collection_is_timed_by_the_oldest_generation_it_collected():
 def test_the_start_up_freeze_leaves_the_heap_out_and_still_collects_what_comes_after():
     import weakref
 
-    from streams.cli import freeze_start_up_heap
+    from streams.ops.cli import freeze_start_up_heap
 
     class Node:
         pass

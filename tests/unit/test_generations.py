@@ -20,7 +20,7 @@ from streams.core.generations import (
     rewinds,
     shadow_name,
 )
-from streams.settings import Settings
+from streams.service.settings import Settings
 
 
 def test_names_per_generation():

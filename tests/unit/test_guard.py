@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from streams.core.breaker import BreakerConfig, State
-from streams.guard import FaultInjector, Guard, GuardGaveUp, InjectedFault
+from streams.service.guard import FaultInjector, Guard, GuardGaveUp, InjectedFault
 
 FAST = BreakerConfig(sliding_window_size=4, minimum_number_of_calls=2, failure_rate_threshold=0.5,
                      wait_duration_in_open_s=0.05, permitted_calls_in_half_open=1)

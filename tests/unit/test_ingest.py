@@ -8,7 +8,7 @@ soundfile = pytest.importorskip("soundfile", reason="the audio extra (soundfile)
 
 from schemas.codec import decode, encode  # noqa: E402
 from schemas.records import DEFAULT_LIMITS  # noqa: E402
-from streams.ingest import audio_files, chunk_frames, file_records, read_audio  # noqa: E402
+from streams.ops.ingest import audio_files, chunk_frames, file_records, read_audio  # noqa: E402
 
 
 def tone(rate: int, seconds: float, channels: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The worker's metrics as Prometheus sees them, and what streams.metrics assumes about faust's sensor."""
+"""The worker's metrics as Prometheus sees them, and what streams.service.metrics assumes about faust's sensor."""
 from __future__ import annotations
 
 import shutil
@@ -8,12 +8,12 @@ import pytest
 from prometheus_client import generate_latest
 
 from schemas.validation import ERROR_CODES
-from streams.metrics import Metrics
-from streams.topics import INPUTS, OUTPUTS
+from streams.service.metrics import Metrics
+from streams.service.topics import INPUTS, OUTPUTS
 
 
 def test_faust_sensor_assumptions_hold():
-    # streams.metrics.faust_sensor builds faust's metric set as setup_prometheus_sensors does and
+    # streams.service.metrics.faust_sensor builds faust's metric set as setup_prometheus_sensors does and
     # swaps one histogram (faust-streaming 0.15.3). If faust renames these, this fails, not a worker.
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 

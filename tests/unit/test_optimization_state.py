@@ -186,7 +186,7 @@ def test_resolve_context_three_ways_and_every_failure_has_its_code():
 
 def test_the_demo_interactions_are_valid_and_favour_one_config_per_pattern():
     from schemas.codec import encode
-    from streams.demo import DEMO_CONFIGS, demo_interactions, grouped_stream
+    from streams.ops.demo import DEMO_CONFIGS, demo_interactions, grouped_stream
 
     feats, _ = grouped_stream(60, 3, dim=8, seed=2)
     by_event = {f.id: RecentRecognition(f.id, f"p{i % 3}", 1.0, 0.5, False, i) for i, f in enumerate(feats)}

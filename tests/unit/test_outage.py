@@ -118,7 +118,7 @@ def test_classify_connection_noise_and_real_errors():
     assert classify("aiokafka.consumer.fetcher", "Unexpected error in fetcher routine", []) is None
     assert classify("agents.memory", "start offsets of %s: %r", ["TimeoutError", "OSError"]) is not None
     assert classify("agents.memory", "start offsets of %s: %r", ["KeyError", "LookupError"]) is None
-    assert classify("streams.emit", FETCH, ["NodeNotReadyError"]) is None
+    assert classify("streams.service.emit", FETCH, ["NodeNotReadyError"]) is None
     assert classify("aiokafkaish", "Unable to update metadata from %s", []) is None
 
 

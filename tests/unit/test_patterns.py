@@ -970,7 +970,7 @@ def test_a_drifting_group_stays_one_pattern():
 
 
 def grouped(records, groups, dim, spread=0.05, seed=7, weights=None):
-    """streams.demo.grouped_stream's vectors: unit centres plus Gaussian noise per dimension."""
+    """streams.ops.demo.grouped_stream's vectors: unit centres plus Gaussian noise per dimension."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(groups, dim))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -979,7 +979,7 @@ def grouped(records, groups, dim, spread=0.05, seed=7, weights=None):
 
 
 def test_defaults_on_the_demo_streams_find_exactly_the_groups():
-    # The integration tests' two spaces (streams.demo.grouped_stream, seeds 1 and 2). Calibrated
+    # The integration tests' two spaces (streams.ops.demo.grouped_stream, seeds 1 and 2). Calibrated
     # (the default): the strict start splits the first records, merges rejoin them, and each group
     # ends as one live pattern holding all its records.
     for groups, dim, seed in ((4, 32, 1), (3, 48, 2)):

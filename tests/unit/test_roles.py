@@ -20,11 +20,11 @@ def imported_after(code: str) -> set[str]:
 
 def test_a_pattern_memory_worker_never_imports_torch():
     mods = imported_after(
-        "from streams.settings import Settings\n"
-        "from streams.app import create_runtime\n"
-        "import streams.cli, agents.recognition, streams.web, streams.resources\n"
+        "from streams.service.settings import Settings\n"
+        "from streams.service.app import create_runtime\n"
+        "import streams.ops.cli, agents.recognition, streams.service.web, streams.service.resources\n"
         "create_runtime(Settings(data_dir=__import__('pathlib').Path('/tmp/fms-role-probe')))\n"
-        "streams.cli.build_parser()\n"
+        "streams.ops.cli.build_parser()\n"
     )
     assert "faust" in mods, "the probe did build a worker"
     assert not mods & {"torch", "transformers", "soundfile"}

@@ -1,4 +1,4 @@
-"""A bad environment value names the variable and what it accepts (streams.settings), and the CLI
+"""A bad environment value names the variable and what it accepts (streams.service.settings), and the CLI
 says so in one line with exit code 2, before it talks to any broker."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from streams.settings import Settings, SettingsError
+from streams.service.settings import Settings, SettingsError
 
 
 @pytest.mark.parametrize("name, value, expected", [
@@ -35,7 +35,7 @@ def test_booleans_take_the_usual_words_and_an_empty_value_is_unset(monkeypatch):
 
 def test_the_cli_says_it_in_one_line_and_exits_2():
     env = {**os.environ, "FMS_PARTITIONS": "four", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "streams.ops.cli", "worker"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
@@ -50,7 +50,7 @@ def test_readme_documents_every_setting_as_declared():
     import re
     from pathlib import Path
 
-    from streams.settings import Settings, env_name
+    from streams.service.settings import Settings, env_name
 
     repo = Path(__file__).resolve().parents[2]
     rows = {}
@@ -59,12 +59,12 @@ def test_readme_documents_every_setting_as_declared():
         if len(cells) >= 3 and cells[0].startswith("`") and re.match(r"`(FMS|KAFKA)_", cells[0]):
             for var in re.findall(r"`((?:FMS|KAFKA)_[A-Z0-9_]+)`", cells[0]):
                 rows[var] = cells[1]
-    from streams.extraction_settings import ExtractionSettings, extraction_env_name
+    from streams.extraction.settings import ExtractionSettings, extraction_env_name
 
     declared = {env_name(f.name): getattr(Settings(), f.name) for f in dataclasses.fields(Settings)}
     declared |= {extraction_env_name(f.name): getattr(ExtractionSettings(), f.name)
                  for f in dataclasses.fields(ExtractionSettings)}
-    others = {"FMS_WORKER_ROLE"}  # which settings a worker reads at all (streams.extraction_settings.default_role)
+    others = {"FMS_WORKER_ROLE"}  # which settings a worker reads at all (streams.extraction.settings.default_role)
     assert not set(declared) - set(rows), f"settings README does not document: {sorted(set(declared) - set(rows))}"
     assert not set(rows) - set(declared) - others, f"README documents what is no setting: {sorted(set(rows) - set(declared) - others)}"
     for var, default in declared.items():

@@ -17,11 +17,11 @@ from streams.core.breaker import wire_state
 from streams.core.health import HealthTracker
 from streams.core.limits import Limits
 from streams.core.patterns import PatternConfig
-from streams.emit import Emitter
-from streams.guard import FaultInjector, Guard
+from streams.service.emit import Emitter
+from streams.service.guard import FaultInjector, Guard
 from streams.kafka.transport import TunedTransport
-from streams.metrics import Metrics, faust_sensor
-from streams.settings import Settings
+from streams.service.metrics import Metrics, faust_sensor
+from streams.service.settings import Settings
 from streams.state.changelog import Changelog
 from streams.state.journal import Journal
 from streams.state.optimizations import OptimizationStore
@@ -46,7 +46,7 @@ class Runtime:
     guard: Guard
     health: HealthTracker = field(default_factory=HealthTracker)
     started: float = field(default_factory=time.time)
-    broker: Any = None  # streams.broker_watch.BrokerWatch: is a broker reachable, since when
+    broker: Any = None  # streams.service.broker_watch.BrokerWatch: is a broker reachable, since when
 
 
 def rocksdb_options(settings: Settings) -> dict:
@@ -249,7 +249,7 @@ def create_runtime(settings: Settings) -> Runtime:
         memory.forget()
 
     from agents import memory as memory_agent
-    from streams import broker_watch, resources, web
+    from streams.service import broker_watch, resources, web
 
     memory_agent.register(runtime)
     resources.register(runtime)

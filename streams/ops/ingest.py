@@ -29,9 +29,9 @@ import numpy as np
 from schemas.codec import encode
 from schemas.records import AUDIO_ENCODINGS, Audio, DEFAULT_LIMITS, ValidationLimits
 from streams.core.audio import bounded_ident
-from streams.publish import publish
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.ops.publish import publish
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
 _INT16_SUBTYPES = {"PCM_16", "PCM_S8", "PCM_U8"}

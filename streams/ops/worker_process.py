@@ -37,7 +37,7 @@ class WorkerProcess:
         """Start the process without waiting for it to serve (e.g. before its broker is up)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.ops.cli", "worker"], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         return self

@@ -17,8 +17,8 @@ from schemas.codec import decode, decode_json, encode, encode_json
 from schemas.records import AudioFeature
 from schemas.vectors import encode_vector
 from streams.kafka.metadata import partitions_of
-from streams.settings import Settings
-from streams.topics import INPUTS, OUTPUTS, ensure_topics, kafka_client_options
+from streams.service.settings import Settings
+from streams.service.topics import INPUTS, OUTPUTS, ensure_topics, kafka_client_options
 
 
 def feature_records(path: Path, *, space: str, model_id: str | None, id_prefix: str | None,

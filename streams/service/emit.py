@@ -29,14 +29,14 @@ class Emitter:
         self._metrics = metrics
         self._names: dict[str, str] = {}
         self._counters: dict[str, object] = {}
-        # Set by streams.app once the guard exists: sends then run through the "send" breaker.
+        # Set by streams.service.app once the guard exists: sends then run through the "send" breaker.
         self.guard = None
         self._shadow: int | None = None
 
     @property
     def shadow(self) -> int | None:
         """The generation whose shadow topics the memory's outputs go to; None: the contract topics.
-        Set by streams.generation while this worker's generation is not the current one."""
+        Set by streams.ops.generation while this worker's generation is not the current one."""
         return self._shadow
 
     @shadow.setter

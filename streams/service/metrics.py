@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from schemas.records import OPTIMIZATION_EVENTS
 from schemas.validation import ERROR_CODES
-from streams.topics import INPUTS, OUTPUTS
+from streams.service.topics import INPUTS, OUTPUTS
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
                                generate_latest)
 
@@ -93,7 +93,7 @@ class Metrics:
                                      "since the worker started", registry=r),
             health=Gauge("fms_health_status", "1 for the worker's current health status", ["status"], registry=r),
             kafka_reachable=Gauge("fms_kafka_reachable", "1 while a broker answers the worker's probe, 0 during "
-                                  "an outage (streams.broker_watch)", registry=r),
+                                  "an outage (streams.service.broker_watch)", registry=r),
             gc_pause_seconds=Histogram("fms_gc_pause_seconds", "Time of one cyclic garbage collection, by the "
                                        "oldest generation it collected (2: a full collection)", ["generation"],
                                        buckets=_LATENCY_BUCKETS, registry=r),

@@ -1,6 +1,6 @@
 """Settings of the extraction role and of `fms ingest`, read from the environment like Settings.
 
-Kept apart from streams.settings so that reading them never needs torch, and so that a
+Kept apart from streams.service.settings so that reading them never needs torch, and so that a
 pattern-memory worker carries none of them. Declared once, like Settings: each field is read from
 FMS_EXTRACT_<NAME> (max_audio_s, shared with `fms ingest`: FMS_MAX_AUDIO_S) by its type; README's
 table is checked against them (tests/unit/test_settings_errors.py).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from streams.settings import _bool, _env, fields_from_env
+from streams.service.settings import _bool, _env, fields_from_env
 
 ROLES = ("pattern-memory", "extraction")
 # What huggingface_hub and transformers themselves read; honoured here too, so that one switch works.
@@ -34,7 +34,7 @@ class ExtractionSettings:
     layer: int = -1
     pooling: str = "mean"
     # Windows per forward pass. Batches never span records, so a record's vectors do not depend on
-    # its neighbours (see streams/extraction.py).
+    # its neighbours (see streams/extraction/model.py).
     batch_size: int = 16
     # Intra-op threads for torch; 0: one per core.
     threads: int = 0

@@ -23,14 +23,14 @@ import numpy as np
 from schemas.codec import decode
 from schemas.records import AudioFeature, Interaction, Outcome
 from streams.core.quality import adjusted_rand_index, contingency, normalized_mutual_information, purity
-from streams.publish import publish, read_topic
-from streams.settings import Settings
-from streams.topics import ensure_topics, kafka_client_options, topic_specs
-from streams.worker_process import WorkerProcess
+from streams.ops.publish import publish, read_topic
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics, kafka_client_options, topic_specs
+from streams.ops.worker_process import WorkerProcess
 
 
 # The local broker of infra/ (`fms broker`, and the demo when none answers).
-BROKER_SCRIPT = Path(__file__).resolve().parent.parent / "infra" / "kafka" / "broker.sh"
+BROKER_SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "kafka" / "broker.sh"
 
 def grouped_stream(records: int, groups: int, dim: int = 64, spread: float = 0.05, seed: int = 7,
                    space: str = "demo") -> tuple[list[AudioFeature], list[int]]:

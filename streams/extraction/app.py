@@ -1,7 +1,7 @@
 """The extraction role's faust app: fms.audio in, fms.audio-features out, no tables.
 
 It is a consumer group of its own (`<FMS_APP_ID>-extraction`), so extraction workers scale apart
-from pattern-memory workers, and it is the only app that imports torch (through streams.extraction).
+from pattern-memory workers, and it is the only app that imports torch (through streams.extraction.model).
 It serves /health (with the model's identity), /metrics, and publishes fms.resource-metrics like
 any worker.
 """
@@ -15,14 +15,14 @@ import faust
 from prometheus_client import Counter, Histogram
 
 from schemas.records import ValidationLimits
-from streams.app import create_app, create_guard
+from streams.service.app import create_app, create_guard
 from streams.core.health import HealthTracker
-from streams.emit import Emitter
-from streams.extraction import Extractor, load_extractor
-from streams.extraction_settings import ExtractionSettings
-from streams.guard import Guard
-from streams.metrics import Metrics
-from streams.settings import Settings
+from streams.service.emit import Emitter
+from streams.extraction.model import Extractor, load_extractor
+from streams.extraction.settings import ExtractionSettings
+from streams.service.guard import Guard
+from streams.service.metrics import Metrics
+from streams.service.settings import Settings
 
 EXTRACTION_OPERATIONS = ("inference", "send")
 
@@ -78,7 +78,7 @@ class ExtractionRuntime:
     optimizations: NoPatterns = field(default_factory=NoPatterns)
     health: HealthTracker = field(default_factory=HealthTracker)
     started: float = field(default_factory=time.time)
-    broker: Any = None  # streams.broker_watch.BrokerWatch
+    broker: Any = None  # streams.service.broker_watch.BrokerWatch
 
 
 def create_extraction_runtime(settings: Settings, extraction: ExtractionSettings,
@@ -104,7 +104,7 @@ def create_extraction_runtime(settings: Settings, extraction: ExtractionSettings
     )
 
     from agents import extraction as extraction_agent
-    from streams import broker_watch, resources
+    from streams.service import broker_watch, resources
 
     extraction_agent.register(runtime)
     resources.register(runtime)
@@ -128,7 +128,7 @@ def model_component(runtime: ExtractionRuntime) -> dict:
 
 def register_health(runtime: ExtractionRuntime) -> None:
     from schemas.codec import encode_json
-    from streams import web
+    from streams.service import web
 
     @runtime.app.page("/health")
     async def health_view(view, request):

@@ -5,7 +5,7 @@ topics) that consumes `fms.audio-features` and `fms.interactions` from the begin
 `--from`) and writes its outputs to shadow topics while the current generation N keeps serving. Once
 it has caught up, the switch:
 
-1. control `switching`: generation N's workers stop and commit their offsets (streams.generation);
+1. control `switching`: generation N's workers stop and commit their offsets (streams.ops.generation);
 2. the replay worker stops; wherever it is ahead of N's last commit, its group's offset goes back to
    that commit, so those records are delivered to generation N+1 again, are recognized as already
    applied (agents/apply.py) and their outputs go out again, now on the contract topics;
@@ -26,11 +26,11 @@ from pathlib import Path
 
 from schemas.codec import decode, encode
 from streams.core.generations import REPLAYED_INPUTS, Progress, caught_up, compacted_state, reconcile, rewinds, shadow_name
-from streams.generation import current_of, list_generations, read_control, shadow_specs, write_control
+from streams.ops.generation import current_of, list_generations, read_control, shadow_specs, write_control
 from streams.kafka.metadata import partitions_of
-from streams.settings import Settings
-from streams.topics import ensure_topics, kafka_client_options
-from streams.worker_process import WorkerProcess
+from streams.service.settings import Settings
+from streams.service.topics import ensure_topics, kafka_client_options
+from streams.ops.worker_process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ async def replay(settings: Settings, *, from_ts: float | None = None, data_dir: 
     `data_dir` is the replay worker's FMS_DATA_DIR (default: this settings' own, whose generation
     directory `<data_dir>-g<N>` a worker re-executed as N on this machine then finds warm);
     `web_port` its port (default: a free one). The replay worker is a `fms worker` child process:
-    the project must be installed (or on PYTHONPATH) for `python -m streams.cli` to run.
+    the project must be installed (or on PYTHONPATH) for `python -m streams.ops.cli` to run.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
@@ -221,7 +221,7 @@ async def _reconcile(settings: Settings, generation: int, name: str, absent) -> 
     """Write into the compacted contract topic `name` what turns its state into the generation's shadow state."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.publish import read_topic
+    from streams.ops.publish import read_topic
 
     topic = settings.topic(name)
     new = compacted_state(await read_topic(settings, shadow_name(topic, generation), timeout=300))

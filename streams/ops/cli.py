@@ -15,8 +15,8 @@ from pathlib import Path
 # extraction role, sizes its own thread pool (FMS_EXTRACT_THREADS).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from streams.extraction_settings import ROLES, default_role
-from streams.settings import Settings
+from streams.extraction.settings import ROLES, default_role
+from streams.service.settings import Settings
 
 
 
@@ -54,9 +54,9 @@ def cmd_worker(args) -> int:
     settings = Settings.from_env()
     import faust
 
-    from streams.app import create_runtime
+    from streams.service.app import create_runtime
     from streams.state.local_state import DataDirInUse, close_local_state, lock_data_dir, open_local_state
-    from streams.topics import ensure_topics
+    from streams.service.topics import ensure_topics
 
     try:
         lock_data_dir(settings.data_dir)  # before anything reads, deletes or opens local state
@@ -66,9 +66,9 @@ def cmd_worker(args) -> int:
     loop = _loop()
     if args.role == "extraction":
         # Before any broker work: a missing model is a configuration error, said once and plainly.
-        from streams.extraction import ModelUnavailable
-        from streams.extraction_app import create_extraction_runtime
-        from streams.extraction_settings import ExtractionSettings
+        from streams.extraction.model import ModelUnavailable
+        from streams.extraction.app import create_extraction_runtime
+        from streams.extraction.settings import ExtractionSettings
 
         try:
             runtime = create_extraction_runtime(settings, ExtractionSettings.from_env())
@@ -79,7 +79,7 @@ def cmd_worker(args) -> int:
         return 1
     loop.run_until_complete(ensure_topics(settings))
     if args.role != "extraction":
-        from streams import generation
+        from streams.ops import generation
 
         settings, control = loop.run_until_complete(generation.resolve_generation(settings))
         open_local_state(settings.state_dir)  # before faust opens RocksDB
@@ -115,7 +115,7 @@ def cmd_worker(args) -> int:
 def wait_for_broker(loop, settings: Settings) -> bool:
     """Wait for a broker to answer, with backoff and a line saying so, at most FMS_BROKER_WAIT_S
     (default: forever); False, after one line saying why, when none answered in time."""
-    from streams import broker_watch
+    from streams.service import broker_watch
 
     watch = broker_watch.install(settings)
     error = loop.run_until_complete(broker_watch.wait_for_broker(watch, settings.broker_wait_s))
@@ -140,7 +140,7 @@ def freeze_start_up_heap() -> None:
 
 
 def cmd_broker(args) -> int:
-    from streams.demo import BROKER_SCRIPT
+    from streams.ops.demo import BROKER_SCRIPT
 
     if not BROKER_SCRIPT.exists():
         print(f"fms broker needs the repository's infra/ ({BROKER_SCRIPT} not found)", file=sys.stderr)
@@ -149,7 +149,7 @@ def cmd_broker(args) -> int:
 
 
 def cmd_topics(args) -> int:
-    from streams.topics import ensure_topics
+    from streams.service.topics import ensure_topics
 
     created = _loop().run_until_complete(ensure_topics(Settings.from_env()))
     print("created: " + (", ".join(created) if created else "nothing, all exist"))
@@ -157,7 +157,7 @@ def cmd_topics(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from streams.publish import PublishFailed, describe_offsets, feature_records, publish_records
+    from streams.ops.publish import PublishFailed, describe_offsets, feature_records, publish_records
 
     settings = Settings.from_env()
     path = Path(args.path)
@@ -184,7 +184,7 @@ def cmd_publish(args) -> int:
 def _check_dimensions(settings: Settings, path: Path, records) -> None:
     """A space's records must share one dimension, and the one its patterns already have: a running
     memory would dead-letter the others as dimension_mismatch after they were sent."""
-    from streams.publish import space_dimensions
+    from streams.ops.publish import space_dimensions
 
     first: dict[str, tuple[int, int]] = {}
     for n, record in enumerate(records):
@@ -202,7 +202,7 @@ def _check_dimensions(settings: Settings, path: Path, records) -> None:
 
 
 def cmd_watch(args) -> int:
-    from streams.publish import watch
+    from streams.ops.publish import watch
 
     settings = Settings.from_env()
     topic = args.topic if args.topic.startswith(settings.topic_prefix) else settings.topic(args.topic)
@@ -217,8 +217,8 @@ def cmd_watch(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from streams.extraction_settings import ExtractionSettings
-    from streams.ingest import ingest
+    from streams.extraction.settings import ExtractionSettings
+    from streams.ops.ingest import ingest
 
     max_seconds = args.max_seconds or ExtractionSettings.from_env().max_audio_s
     summary = _loop().run_until_complete(
@@ -231,7 +231,7 @@ def cmd_ingest(args) -> int:
 
 def cmd_replay(args) -> int:
     from streams.core.generations import parse_from
-    from streams.replay import replay
+    from streams.ops.replay import replay
 
     settings = Settings.from_env()
     from_ts = None if args.from_ts is None else parse_from(args.from_ts)
@@ -250,12 +250,12 @@ def cmd_replay(args) -> int:
         if args.web_port is not None:
             os.environ["FMS_WEB_PORT"] = str(args.web_port)
         sys.stdout.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "streams.cli", "worker"])
+        os.execv(sys.executable, [sys.executable, "-m", "streams.ops.cli", "worker"])
     return 0
 
 
 def cmd_generations(args) -> int:
-    from streams.generation import drop_generation, list_generations
+    from streams.ops.generation import drop_generation, list_generations
 
     settings = Settings.from_env()
     if args.action == "drop":
@@ -276,7 +276,7 @@ def cmd_generations(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from streams.demo import run_demo
+    from streams.ops.demo import run_demo
 
     return _loop().run_until_complete(run_demo(Settings.from_env(), records=args.records, groups=args.groups))
 
@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streams.settings import SettingsError
+    from streams.service.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     _apply_kafka_options(args)

@@ -16,7 +16,7 @@ depends on the failure:
 
 Every state change of a breaker is published on `fms.breaker-state` and in the
 `fms_breaker_state{operation,state}` gauge as it happens, and all breakers are re-published
-periodically as a heartbeat (streams.resources). Load shedding forces every breaker open while the
+periodically as a heartbeat (streams.service.resources). Load shedding forces every breaker open while the
 worker's health samples are over their thresholds (streams.core.breaker.shed_load).
 
 `FaultInjector` is a test and drill hook (`FMS_FAULT_INJECT`): it makes one operation fail for a

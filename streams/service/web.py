@@ -1,6 +1,6 @@
 """The worker's HTTP surface beyond faust's own: /health, /recognize and /patterns/<space>.
 
-/metrics is set up in streams.app. The two read endpoints are answered by the worker that owns the
+/metrics is set up in streams.service.app. The two read endpoints are answered by the worker that owns the
 space's partition: another worker forwards the request there (one hop, marked with a header so it
 can never loop) and relays the answer. Nothing here writes state.
 """

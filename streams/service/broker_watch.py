@@ -4,7 +4,7 @@ and wait for a broker before the worker starts.
 - `BrokerWatch.probe()` sends one small metadata request (no topics) through a public
   `AIOKafkaAdminClient` of its own, up to three tries (each goes to a random known broker), each
   bounded by a timeout. A worker probes every `PROBE_INTERVAL_S` (a faust task, `register`), and
-  /health reads the tracker (streams.web).
+  /health reads the tracker (streams.service.web).
 - `ConnectionNoiseFilter` is a logging.Filter on the aiokafka, faust, mode and agents loggers: a line that
   `streams.core.outage.classify` calls connection noise is written or held back as the tracker
   says; every other line passes untouched.
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from streams.core.outage import NOISY_LOGGERS, OutageConfig, OutageTracker, Report, backoff_delays, classify
-from streams.settings import Settings
+from streams.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class BrokerWatch:
         """None when a broker answered a metadata request, else what went wrong."""
         from aiokafka.admin import AIOKafkaAdminClient
 
-        from streams.topics import kafka_client_options
+        from streams.service.topics import kafka_client_options
 
         error: BaseException | None = None
         try:

@@ -2,7 +2,7 @@
 switch of a worker to a newer generation, and listing and dropping generations.
 
 `fms.control` holds one key, "generation", whose newest value (schemas.records.GenerationControl)
-says which generation clients follow and which one `fms replay` (streams.replay) is building. A
+says which generation clients follow and which one `fms replay` (streams.ops.replay) is building. A
 worker follows it: while its own generation is not the current one its memory outputs go to shadow
 topics; when a newer generation is switching in, it stops cleanly (faust commits its offsets), waits
 until that generation is current, and runs again as that generation (`os.execv` of its own command
@@ -30,8 +30,8 @@ from streams.core.generations import (
     shadow_name,
 )
 from streams.kafka.internals import delete_group
-from streams.settings import Settings
-from streams.topics import TopicSpec, ensure_topics, kafka_client_options, topic_specs
+from streams.service.settings import Settings
+from streams.service.topics import TopicSpec, ensure_topics, kafka_client_options, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def current_of(control: GenerationControl | None) -> int:
 
 async def read_control(settings: Settings, timeout: float = 30.0) -> GenerationControl | None:
     """The newest valid control record, None when the topic has none."""
-    from streams.publish import read_topic
+    from streams.ops.publish import read_topic
 
     newest = None
     for key, raw in await read_topic(settings, control_topic(settings), timeout=timeout):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from streams.settings import Settings
+from streams.service.settings import Settings
 
 INPUTS = ("audio", "audio-features", "interactions")
 OUTPUTS = ("recognitions", "patterns", "optimizations", "breaker-state", "resource-metrics", "dead-letter")
@@ -48,7 +48,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         "dead-letter": {"cleanup.policy": "delete", "retention.ms": str(4 * _WEEK_MS)},
     }
     specs = [TopicSpec(settings.topic(name), p, dict(cfg)) for name, cfg in configs.items()]
-    # fms.control (streams.generation): one key, read whole by every worker; one partition keeps it ordered.
+    # fms.control (streams.ops.generation): one key, read whole by every worker; one partition keeps it ordered.
     return specs + [TopicSpec(settings.topic("control"), 1, dict(compact))]
 
 

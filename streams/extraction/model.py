@@ -40,7 +40,7 @@ import torch
 from streams.core.audio import MODEL_RATE, POOLINGS, WindowPlan, l2_normalize, pool, prepare
 
 QUANTIZATIONS = ("none", "int8")
-from streams.extraction_settings import ExtractionSettings
+from streams.extraction.settings import ExtractionSettings
 
 log = logging.getLogger(__name__)
 

@@ -106,7 +106,7 @@ class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = "fms."
     app_id: str = "feature-memory"
-    # Which copy of the memory's state this worker runs (streams.generation); None: the current one,
+    # Which copy of the memory's state this worker runs (streams.ops.generation); None: the current one,
     # read from fms.control when the worker starts.
     generation: int | None = None
     partitions: int = 4
@@ -194,7 +194,7 @@ class Settings:
     # buffered.records.per.partition): a backlog or a replay is read as fast as it is applied,
     # not into memory. Fetching resumes once half of them are applied.
     buffer_max: int = 1000
-    # Circuit breakers (streams.guard, streams.core.breaker): resilience4j's settings.
+    # Circuit breakers (streams.service.guard, streams.core.breaker): resilience4j's settings.
     breaker_window: int = 20  # calls in the count-based sliding window
     breaker_min_calls: int = 5
     breaker_failure_rate: float = 0.5
@@ -204,7 +204,7 @@ class Settings:
     breaker_half_open_calls: int = 3
     breaker_max_attempts: int = 5  # failed calls of one record before it is dead-lettered (not for outages)
     shed_load: bool = True  # force the breakers open while health samples are over their thresholds
-    fault_inject: str = ""  # "operation:seconds,...": a drill, see streams.guard.FaultInjector
+    fault_inject: str = ""  # "operation:seconds,...": a drill, see streams.service.guard.FaultInjector
     # Seconds between resource samples (gauges, health, fms.resource-metrics).
     resource_interval_s: float = 5.0
     # Worker
