@@ -27,7 +27,7 @@ async def send_dead_letter(runtime, event, result: ValidationResult) -> None:
 async def guarded(runtime, event, result: ValidationResult, operation: str, fn):
     """`fn()` through the operation's breaker (streams.service.guard); None when the guard gave up on the
     record, which is then dead-lettered. `fn` must leave no half-applied state when it raises."""
-    from streams.service.guard import GuardGaveUp
+    from streams.core.breaker import GuardGaveUp
 
     try:
         return await runtime.guard.call(operation, fn)

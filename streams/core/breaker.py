@@ -65,6 +65,7 @@ __all__ = [
     "wire_state",
     "HealthThresholds",
     "shed_load",
+    "GuardGaveUp",
 ]
 
 HISTORY = 100
@@ -543,3 +544,16 @@ def shed_load(
     if holding:
         return True, "recovering: " + ", ".join(holding)
     return False, f"recovered: all below {ratio:.0%} of thresholds"
+
+
+class GuardGaveUp(Exception):
+    """An operation failed `attempts` times on one record; `__cause__` is the last error.
+
+    Raised by the shell's guard (streams.service.guard), which retries a record's operation through
+    its breaker; caught by the agents, which dead-letter the record. Here, below both.
+    """
+
+    def __init__(self, operation: str, attempts: int, error: BaseException) -> None:
+        super().__init__(f"{operation} failed {attempts} times, last: {type(error).__name__}: {error}")
+        self.operation = operation
+        self.attempts = attempts

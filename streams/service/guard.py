@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from streams.core.breaker import BreakerConfig, CircuitBreaker, Snapshot, State, Transition
+from streams.core.breaker import BreakerConfig, CircuitBreaker, GuardGaveUp, Snapshot, State, Transition
 from streams.core.limits import ResourceConstraintError
 
 log = logging.getLogger(__name__)
@@ -44,15 +44,6 @@ except ImportError:  # pragma: no cover
 
 TRANSIENT: tuple[type[BaseException], ...] = (_KafkaError, ConnectionError, TimeoutError, asyncio.TimeoutError,
                                               OSError)
-
-
-class GuardGaveUp(Exception):
-    """An operation failed `attempts` times on one record; `__cause__` is the last error."""
-
-    def __init__(self, operation: str, attempts: int, error: BaseException) -> None:
-        super().__init__(f"{operation} failed {attempts} times, last: {type(error).__name__}: {error}")
-        self.operation = operation
-        self.attempts = attempts
 
 
 class InjectedFault(OSError):
