@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from schemas.codec import decode, encode
 from schemas.records import Audio, AudioFeature, Interaction, Optimization, PatternEvent
+from streams.kafka.metadata import partitions_of
 from streams.service.settings import Settings
 from streams.service.topics import kafka_client_options
 
@@ -160,15 +161,11 @@ class MemoryClient:
         try:
             await consumer.start()
             # A topic that does not exist yet (no worker has run) is empty: with follow, wait for it.
-            while topic not in await consumer.topics():
+            while not (partitions := (await partitions_of(self._common, [topic])).get(topic)):
                 if not follow:
                     return
                 await asyncio.sleep(1.0)
-            if self._producer is None:
-                raise RuntimeError("the client is not started: use `async with MemoryClient(...)`")
-            # The producer's public metadata call (the consumer's partitions_for_topic only knows
-            # topics it has already fetched metadata for).
-            tps = [TopicPartition(topic, p) for p in sorted(await self._producer.partitions_for(topic))]
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             if from_beginning:
                 await consumer.seek_to_beginning(*tps)

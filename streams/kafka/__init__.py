@@ -14,7 +14,8 @@ assumption, so an upgrade that breaks one fails a test instead of a worker.
   unacknowledged messages, committed offsets, read offsets and acknowledgement waiters
   (``_unacked_messages``, ``_committed_offset``, ``_read_offset``, ``_waiting_for_ack``), a
   RocksDB table's per-partition database (``_db_for_partition``), and deleting a consumer group
-  (aiokafka's admin ``_send_request``: 0.14 has no ``delete_consumer_groups``).
+  (aiokafka's admin ``_send_request``: 0.14 has no ``delete_consumer_groups``), and faust's
+  Prometheus monitor with its events runtime in seconds (``FaustMetrics``, ``PrometheusMonitor``).
 - metadata.py: topic partitions from aiokafka's public admin API (no private use; it replaced
   ``consumer._client.fetch_all_metadata()``).
 """

@@ -143,14 +143,7 @@ async def space_dimensions(settings: Settings, spaces: set[str], timeout: float 
 
 async def topic_exists(settings: Settings, topic: str) -> bool:
     """Whether the cluster has ``topic``, from a metadata request that creates nothing."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return topic in await consumer.topics()
-    finally:
-        await consumer.stop()
+    return topic in await partitions_of(kafka_client_options(settings), [topic])
 
 
 async def watch(settings: Settings, topic: str, *, from_beginning: bool = False, limit: int = 0,

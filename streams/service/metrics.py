@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from schemas.records import OPTIMIZATION_EVENTS
 from schemas.validation import ERROR_CODES
+from streams.kafka.internals import faust_monitor
 from streams.service.topics import INPUTS, OUTPUTS
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
                                generate_latest)
@@ -143,33 +144,15 @@ class Metrics:
             return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-class _MillisecondsToSeconds:
-    """Takes faust's millisecond observations into a histogram in seconds, Prometheus' base unit."""
-
-    def __init__(self, histogram: Histogram) -> None:
-        self._histogram = histogram
-
-    def observe(self, milliseconds: float) -> None:
-        self._histogram.observe(milliseconds / 1000.0)
-
-
 def faust_sensor(app, metrics: Metrics, path: str) -> None:
     """faust's own Prometheus sensor in the worker's registry, served with it at ``path``.
 
     faust's ``setup_prometheus_sensors`` names one series ``<prefix>_events_runtime_ms``, which
     ``promtool check metrics`` rejects (an abbreviated unit) and which is in milliseconds where
-    Prometheus' base unit is seconds. So this builds faust's metric set itself (faust-streaming
-    0.15.3: ``faust.sensors.prometheus.FaustMetrics.create`` and ``PrometheusMonitor(metrics=...)``,
-    what ``setup_prometheus_sensors`` does; module-level classes, not underscored) and puts
-    ``fms_faust_events_runtime_seconds`` in that one's place. tests/unit/test_metrics.py states the
-    assumption about faust.
+    Prometheus' base unit is seconds: streams.kafka.internals.faust_monitor builds faust's metric set
+    with ``fms_faust_events_runtime_seconds`` in that one's place.
     """
-    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-
-    registry = metrics.registry
-    faust_metrics = FaustMetrics.create(registry, "fms_faust")
-    registry.unregister(faust_metrics.events_runtime_latency)
     seconds = Histogram("fms_faust_events_runtime_seconds", "Time an agent takes over one event",
-                        buckets=_LATENCY_BUCKETS, registry=registry)
-    app.monitor = PrometheusMonitor(metrics=faust_metrics._replace(events_runtime_latency=_MillisecondsToSeconds(seconds)))
+                        buckets=_LATENCY_BUCKETS, registry=metrics.registry)
+    app.monitor = faust_monitor(metrics.registry, "fms_faust", seconds)
     metrics.serve(app, path)

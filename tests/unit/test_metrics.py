@@ -13,7 +13,7 @@ from streams.service.topics import INPUTS, OUTPUTS
 
 
 def test_faust_sensor_assumptions_hold():
-    # streams.service.metrics.faust_sensor builds faust's metric set as setup_prometheus_sensors does and
+    # streams.kafka.internals.faust_monitor builds faust's metric set as setup_prometheus_sensors does and
     # swaps one histogram (faust-streaming 0.15.3). If faust renames these, this fails, not a worker.
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
