@@ -27,7 +27,7 @@ async def send_dead_letter(runtime, event, result: ValidationResult) -> None:
 async def guarded(runtime, event, result: ValidationResult, operation: str, fn):
     """`fn()` through the operation's breaker (streams.service.guard); None when the guard gave up on the
     record, which is then dead-lettered. `fn` must leave no half-applied state when it raises."""
-    from streams.core.breaker import GuardGaveUp
+    from streams.core.resilience.breaker import GuardGaveUp
 
     try:
         return await runtime.guard.call(operation, fn)
@@ -42,7 +42,7 @@ async def send_failure(runtime, event, result: ValidationResult, operation: str,
     faust would ack the event and restart the agent, losing the record silently; the caller has
     already dropped its cached state, so the next record starts again from the tables.
     """
-    from streams.core.limits import ResourceConstraintError
+    from streams.core.resilience.limits import ResourceConstraintError
 
     runtime.metrics.errors.labels(operation=operation).inc()
     log.error("%s of %s[%d]@%d failed", operation, event.message.topic, event.message.partition,

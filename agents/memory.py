@@ -318,7 +318,7 @@ class MemoryProcessor:
             await self.stream.ack(held.item)
 
     async def _apply_space(self, batch: SpaceBatch) -> None:
-        from streams.core.breaker import GuardGaveUp
+        from streams.core.resilience.breaker import GuardGaveUp
 
         runtime = self.runtime
         if len(batch.steps) > 1 and not runtime.guard.closed(batch.operation):

@@ -1,7 +1,7 @@
 """fms.audio-features -> pattern memory -> fms.recognitions and fms.patterns.
 
 What one feature record does to the memory and what it emits; agents.memory runs it in order with
-the interactions. The learning is in streams.core.patterns, the limits in streams.core.limits, the
+the interactions. The learning is in streams.core.patterns, the limits in streams.core.resilience.limits, the
 persistence in streams.state.
 """
 from __future__ import annotations

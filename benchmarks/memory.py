@@ -53,7 +53,7 @@ import orjson
 import psutil
 
 from common import percentiles, save  # noqa: E402  (sets sys.path)
-from streams.core.limits import Limits
+from streams.core.resilience.limits import Limits
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.state.patterns import PatternStore
 

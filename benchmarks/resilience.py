@@ -68,7 +68,7 @@ import psutil
 from common import REPO, broker, floats, free_port, save, stream  # noqa: E402  (sets sys.path)
 from e2e_latency import Arrivals, delete_run_topics, send_paced
 from schemas.codec import decode
-from streams.core.breaker import CircuitBreaker
+from streams.core.resilience.breaker import CircuitBreaker
 from streams.service.guard import Guard
 from streams.ops.publish import publish, read_topic
 from streams.service.settings import Settings

@@ -51,7 +51,7 @@ NO_MATCHING_PATTERN            no_matching_pattern          the interaction's ve
                                                             at the match threshold
 RESOURCE_CONSTRAINT            resource_constraint          applying the record would leave its space
                                                             outside a resource constraint the cleanup
-                                                            cannot restore (streams.core.limits)
+                                                            cannot restore (streams.core.resilience.limits)
 =============================  ===========================  ===========================================
 """
 

@@ -16,7 +16,7 @@ from prometheus_client import Counter, Histogram
 
 from schemas.records import ValidationLimits
 from streams.service.app import create_app, create_guard
-from streams.core.health import HealthTracker
+from streams.core.resilience.health import HealthTracker
 from streams.service.emit import Emitter
 from streams.extraction.model import Extractor, load_extractor
 from streams.extraction.settings import ExtractionSettings

@@ -84,7 +84,7 @@ def demo_interactions(feats, by_event, seed: int = 3) -> list[Interaction]:
     rng = np.random.default_rng(seed)
     # The patterns are those the stream's second half was recognized as: a new space's first
     # records can name patterns that merges absorbed since (it starts strict, see
-    # streams.core.calibration), and an interaction names its context as it is now.
+    # streams.core.patterns.calibration), and an interaction names its context as it is now.
     firsts: dict[str, AudioFeature] = {}
     for f in feats[len(feats) // 2:]:
         firsts.setdefault(by_event[f.id].pattern_id, f)

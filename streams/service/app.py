@@ -13,9 +13,9 @@ from typing import Any
 import faust
 
 from schemas.records import BreakerState, ValidationLimits
-from streams.core.breaker import wire_state
-from streams.core.health import HealthTracker
-from streams.core.limits import Limits
+from streams.core.resilience.breaker import wire_state
+from streams.core.resilience.health import HealthTracker
+from streams.core.resilience.limits import Limits
 from streams.core.patterns import PatternConfig
 from streams.service.emit import Emitter
 from streams.service.guard import FaultInjector, Guard

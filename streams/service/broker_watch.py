@@ -1,4 +1,4 @@
-"""The shell around streams.core.outage: probe the broker, quiet the Kafka clients during outages,
+"""The shell around streams.core.resilience.outage: probe the broker, quiet the Kafka clients during outages,
 and wait for a broker before the worker starts.
 
 - `BrokerWatch.probe()` sends one small metadata request (no topics) through a public
@@ -6,7 +6,7 @@ and wait for a broker before the worker starts.
   bounded by a timeout. A worker probes every `PROBE_INTERVAL_S` (a faust task, `register`), and
   /health reads the tracker (streams.service.web).
 - `ConnectionNoiseFilter` is a logging.Filter on the aiokafka, faust, mode and agents loggers: a line that
-  `streams.core.outage.classify` calls connection noise is written or held back as the tracker
+  `streams.core.resilience.outage.classify` calls connection noise is written or held back as the tracker
   says; every other line passes untouched.
 - `wait_for_broker` is what `fms worker` does first: probe with backoff until a broker answers or
   FMS_BROKER_WAIT_S runs out.
@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from streams.core.outage import NOISY_LOGGERS, OutageConfig, OutageTracker, Report, backoff_delays, classify
+from streams.core.resilience.outage import NOISY_LOGGERS, OutageConfig, OutageTracker, Report, backoff_delays, classify
 from streams.service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ depends on the failure:
 Every state change of a breaker is published on `fms.breaker-state` and in the
 `fms_breaker_state{operation,state}` gauge as it happens, and all breakers are re-published
 periodically as a heartbeat (streams.service.resources). Load shedding forces every breaker open while the
-worker's health samples are over their thresholds (streams.core.breaker.shed_load).
+worker's health samples are over their thresholds (streams.core.resilience.breaker.shed_load).
 
 `FaultInjector` is a test and drill hook (`FMS_FAULT_INJECT`): it makes one operation fail for a
 while, so that the whole path above can be exercised against a real broker.
@@ -32,8 +32,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from streams.core.breaker import BreakerConfig, CircuitBreaker, GuardGaveUp, Snapshot, State, Transition
-from streams.core.limits import ResourceConstraintError
+from streams.core.resilience.breaker import BreakerConfig, CircuitBreaker, GuardGaveUp, Snapshot, State, Transition
+from streams.core.resilience.limits import ResourceConstraintError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Resource sampling: psutil readings and the state's memory estimate, every few seconds.
 
-Each sample updates the Prometheus gauges, feeds the health tracker (streams.core.health) and is
+Each sample updates the Prometheus gauges, feeds the health tracker (streams.core.resilience.health) and is
 published on fms.resource-metrics, keyed by worker.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 import psutil
 
 from schemas.records import ResourceMetrics
-from streams.core.breaker import shed_load
-from streams.core.health import LEVELS, Sample
+from streams.core.resilience.breaker import shed_load
+from streams.core.resilience.health import LEVELS, Sample
 
 
 def _total(registry, name: str) -> float:

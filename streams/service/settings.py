@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from streams.core.breaker import BreakerConfig
+from streams.core.resilience.breaker import BreakerConfig
 from streams.core.generations import app_id_of
 from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig
@@ -149,14 +149,14 @@ class Settings:
     faust_sensor: bool = True
     # Pattern memory
     # The core's own defaults, so that a worker learns exactly what the core does by default.
-    # A number for every space, or None ("auto"): each space calibrates its own (streams.core.calibration).
+    # A number for every space, or None ("auto"): each space calibrates its own (streams.core.patterns.calibration).
     match_threshold: float | None = PatternConfig.match_threshold
     # Per-space overrides of match_threshold: "space=0.9,other=auto".
     space_thresholds: str = ""
     max_patterns: int = PatternConfig.max_patterns
     max_dim: int = 1000
     confidence_threshold: float = PatternConfig.confidence_threshold
-    # Per space: see streams.core.limits.
+    # Per space: see streams.core.resilience.limits.
     max_memory_bytes: int = 100 * 1024 * 1024
     cleanup_patterns: int = 800
     cleanup_memory_bytes: int = 80 * 1024 * 1024
@@ -194,7 +194,7 @@ class Settings:
     # buffered.records.per.partition): a backlog or a replay is read as fast as it is applied,
     # not into memory. Fetching resumes once half of them are applied.
     buffer_max: int = 1000
-    # Circuit breakers (streams.service.guard, streams.core.breaker): resilience4j's settings.
+    # Circuit breakers (streams.service.guard, streams.core.resilience.breaker): resilience4j's settings.
     breaker_window: int = 20  # calls in the count-based sliding window
     breaker_min_calls: int = 5
     breaker_failure_rate: float = 0.5

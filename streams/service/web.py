@@ -27,7 +27,7 @@ def health(runtime) -> tuple[str, dict]:
              "rebalancing": rebalancing}
     broker = getattr(runtime, "broker", None)
     if broker is not None:
-        # Reachability (streams.core.outage): reachable, since, last_ok, failed_probes, reason.
+        # Reachability (streams.core.resilience.outage): reachable, since, last_ok, failed_probes, reason.
         reach = broker.health()
         kafka["status"] = _worst(kafka["status"], reach.pop("status"))
         if rebalancing and reach["reachable"]:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from schemas.state import OptimizationIndex, OptimizationState
-from streams.core.limits import Limits, check_constraints
+from streams.core.resilience.limits import Limits, check_constraints
 from streams.core.optimizations import (
     DEFAULT_CONFIG,
     Event,

@@ -28,7 +28,7 @@ import numpy as np
 
 from schemas.codec import decode_json, encode_json
 from schemas.state import PatternPage, RecentInteraction, RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
-from streams.core.limits import Limits, check_constraints, crossed_interval, evictions_needed
+from streams.core.resilience.limits import Limits, check_constraints, crossed_interval, evictions_needed
 from streams.core.patterns import Learned, Pattern, PatternConfig, SpaceMemory
 
 
@@ -47,7 +47,7 @@ def page_key(space: str, n: int) -> str:
 
 
 def sample_key(space: str, slot: int) -> str:
-    """A record of the space's calibration sample (streams.core.calibration), beside its pages."""
+    """A record of the space's calibration sample (streams.core.patterns.calibration), beside its pages."""
     return f"{space}\x1fk{slot}"
 
 

@@ -111,7 +111,7 @@ def stage(kafka_bootstrap, tmp_path_factory):
 def both_roles(stage):
     """One pattern-memory worker and one extraction worker on the same topics. The memory is pinned
     at 0.6: these tests are about extraction, and their spaces hold a dozen records, fewer than a
-    calibrating space learns strictly before it chooses its threshold (streams.core.calibration)."""
+    calibrating space learns strictly before it chooses its threshold (streams.core.patterns.calibration)."""
     env = {**stage.env(), "FMS_MATCH_THRESHOLD": "0.6"}
     stage.start(env, "pattern-memory")
     extraction = stage.start(env, "extraction")

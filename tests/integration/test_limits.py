@@ -9,7 +9,7 @@ import numpy as np
 from schemas.codec import decode
 from schemas.records import AudioFeature
 from streams.core.generations import compacted_state
-from streams.core.limits import Limits
+from streams.core.resilience.limits import Limits
 from streams.core.patterns import PatternConfig
 from streams.ops.publish import publish, read_topic
 from streams.state.patterns import PatternStore

@@ -1,4 +1,4 @@
-"""The pure circuit breaker (streams.core.breaker): each transition and its reason, and a
+"""The pure circuit breaker (streams.core.resilience.breaker): each transition and its reason, and a
 property test against a naive reference model that keeps every outcome and recomputes rates."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.breaker import (
+from streams.core.resilience.breaker import (
     BreakerConfig,
     CircuitBreaker,
     HealthThresholds,

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from streams.service.broker_watch import BrokerWatch, ConnectionNoiseFilter, install, wait_for_broker
-from streams.core.outage import DOWN, OutageConfig
+from streams.core.resilience.outage import DOWN, OutageConfig
 from streams.service.settings import Settings, SettingsError
 
 
@@ -119,7 +119,7 @@ def test_health_view_takes_the_worst_of_the_broker_and_the_rest():
     from types import SimpleNamespace
 
     from streams.service import web
-    from streams.core.health import HealthTracker
+    from streams.core.resilience.health import HealthTracker
 
     clock = Clock()
     watch = BrokerWatch(Settings(bootstrap_servers="b:9092", session_timeout_s=10.0), clock=clock)

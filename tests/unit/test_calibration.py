@@ -1,4 +1,4 @@
-"""Per-space calibration of the match threshold (streams.core.calibration and SpaceMemory)."""
+"""Per-space calibration of the match threshold (streams.core.patterns.calibration and SpaceMemory)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from streams.core.calibration import GRID, derived_band, derived_merge, gram, leader, leaders, select, silhouette
+from streams.core.patterns.calibration import GRID, derived_band, derived_merge, gram, leader, leaders, select, silhouette
 from streams.core.patterns import PatternConfig, SpaceMemory, pattern_id_for
 
 CAL = PatternConfig(match_threshold=None)

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from streams.core.breaker import BreakerConfig, State
+from streams.core.resilience.breaker import BreakerConfig, State
 from streams.service.guard import FaultInjector, Guard, GuardGaveUp, InjectedFault
 
 FAST = BreakerConfig(sliding_window_size=4, minimum_number_of_calls=2, failure_rate_threshold=0.5,
@@ -112,7 +112,7 @@ def test_awaitable_operations_and_the_fault_injector():
 
 
 def test_a_resource_constraint_is_not_retried():
-    from streams.core.limits import ResourceConstraintError
+    from streams.core.resilience.limits import ResourceConstraintError
 
     guard, _ = guard_with_log(max_attempts=5)
     calls = []

@@ -1,7 +1,7 @@
 """Health levels from resource samples, and the hysteresis that keeps them from flapping."""
 from __future__ import annotations
 
-from streams.core.health import HealthConfig, HealthTracker, Sample, judge
+from streams.core.resilience.health import HealthConfig, HealthTracker, Sample, judge
 
 OK = Sample(cpu_percent=20, memory_percent=30, error_rate=0.0)
 HOT = Sample(cpu_percent=85, memory_percent=30, error_rate=0.0)        # above 80

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import inspect
 
-from streams.core.outage import (CONNECTION_TEMPLATES, DOWN, STARTING, SUSPECT, UP, OutageConfig, OutageTracker,
+from streams.core.resilience.outage import (CONNECTION_TEMPLATES, DOWN, STARTING, SUSPECT, UP, OutageConfig, OutageTracker,
                                  backoff_delays, classify)
 
 T0 = 1_800_000_000.0

@@ -1,4 +1,4 @@
-"""Unit tests for the pure pattern-memory core (streams/core/patterns.py)."""
+"""Unit tests for the pure pattern-memory core (streams/core/patterns/)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.core import patterns as core
+from streams.core.patterns import arithmetic, space_memory
 from streams.core.patterns import (
     DimensionMismatch,
     Learned,
@@ -94,7 +94,7 @@ def check_rows(m: SpaceMemory) -> None:
     for pid, row in m._row_of.items():
         assert m._row_ids[row] == pid
         p = m.get(pid)
-        a, w = core._centred_row(p.centroid, m._mu64, m._h2)
+        a, w = arithmetic.centred_row(p.centroid, m._mu64, m._h2)
         assert m._mat[row].tobytes() == a.tobytes()
         assert m._w[row] == w
         assert (m._cnt[row], m._last[row], m._conf[row]) == (p.count, p.last_ts, p.confidence)
@@ -106,9 +106,12 @@ def check_rows(m: SpaceMemory) -> None:
 # -- module purity -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["patterns.py", "calibration.py"])
+CORE_PATTERNS = Path(__file__).resolve().parents[2] / "streams" / "core" / "patterns"
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in CORE_PATTERNS.glob("*.py")))
 def test_core_imports_only_numpy_stdlib_and_the_core(module):
-    src = Path(__file__).resolve().parents[2] / "streams" / "core" / module
+    src = CORE_PATTERNS / module
     tree = ast.parse(src.read_text())
     roots = set()
     for node in ast.walk(tree):
@@ -637,14 +640,14 @@ def test_restore_validates_before_mutating():
 def test_exp2_and_log2_scalar_and_vector_agree_bitwise_and_are_accurate():
     rng = np.random.default_rng(1)
     ys = np.concatenate([-rng.exponential(30.0, 2000), -rng.random(500), np.arange(-60.0, 1.0), [-1e6, -0.0]])
-    v = core._exp2_v(ys)
-    assert [core._exp2(float(y)) for y in ys] == v.tolist()
+    v = arithmetic.exp2_v(ys)
+    assert [arithmetic.exp2(float(y)) for y in ys] == v.tolist()
     for y, got in zip(ys.tolist(), v.tolist()):
         assert got == pytest.approx(2.0**y, rel=4e-16, abs=1e-300)
-    assert core._exp2(-1.0) == 0.5 and core._exp2(0.0) == 1.0 and core._exp2(-1e9) == 0.0
+    assert arithmetic.exp2(-1.0) == 0.5 and arithmetic.exp2(0.0) == 1.0 and arithmetic.exp2(-1e9) == 0.0
     xs = np.concatenate([rng.random(500) * 1e6 + 1.0, np.arange(1.0, 300.0), [2.0**40]])
-    lv = core._log2_v(xs)
-    assert [core._log2(float(x)) for x in xs] == lv.tolist()
+    lv = arithmetic.log2_v(xs)
+    assert [arithmetic.log2(float(x)) for x in xs] == lv.tolist()
     for x, got in zip(xs.tolist(), lv.tolist()):
         assert got == pytest.approx(math.log2(x), rel=1e-15, abs=1e-15)
 
@@ -655,10 +658,10 @@ def test_exact_dot_is_order_independent_and_accurate():
         a = rng.standard_normal((7, d)).astype(np.float32)
         a /= np.linalg.norm(a, axis=1, keepdims=True)
         x = a[0].astype(np.float64)
-        got = core._exact_dot(a, x)
+        got = arithmetic.exact_dot(a, x)
         perm = rng.permutation(d)
-        assert core._exact_dot(a[:, perm], x[perm]).tobytes() == got.tobytes()  # any order
-        assert core._exact_dot(a[::-1], x)[::-1].tobytes() == got.tobytes()  # any row position
+        assert arithmetic.exact_dot(a[:, perm], x[perm]).tobytes() == got.tobytes()  # any order
+        assert arithmetic.exact_dot(a[::-1], x)[::-1].tobytes() == got.tobytes()  # any row position
         np.testing.assert_allclose(got, a.astype(np.float64) @ x, rtol=0, atol=1e-12)
 
 
@@ -668,13 +671,13 @@ def test_one_row_and_block_row_computations_agree_bitwise():
     c[5] = 0.0
     mu = (rng.standard_normal(33) * 0.1).astype(np.float64)
     for mu64, h2 in ((None, 0.0), (mu, 0.01 * 0.5), (mu, 0.0)):
-        rows, w = core._centred_rows(c, mu64, h2)
+        rows, w = arithmetic.centred_rows(c, mu64, h2)
         for i in range(len(c)):
-            r1, w1 = core._centred_row(c[i], mu64, h2)
+            r1, w1 = arithmetic.centred_row(c[i], mu64, h2)
             assert r1.tobytes() == rows[i].tobytes() and w1 == w[i]
     for i in range(len(c)):
         if c[i].any():
-            assert core._unit_vector(c[i].astype(np.float64)).tobytes() == core._unit_rows(c.astype(np.float64))[i].tobytes()
+            assert arithmetic.unit_vector(c[i].astype(np.float64)).tobytes() == arithmetic.unit_rows(c.astype(np.float64))[i].tobytes()
 
 
 # -- centring --------------------------------------------------------------------
@@ -941,7 +944,7 @@ def test_centroid_moves_as_a_mean_then_as_a_bounded_window():
     c = m.get(pid).centroid
     for i, v in enumerate(vs[1:], start=2):
         m.learn_one(f"e-{i}", v, ts=float(i))
-        c = core._move_centroid(c, m._prepare(v), min(i, 4))
+        c = arithmetic.move_centroid(c, m._prepare(v), min(i, 4))
         p = m.get(pid)
         assert p.count == i and p.centroid.tobytes() == c.tobytes()
     # The exact running mean while count <= window.
@@ -1033,7 +1036,7 @@ def test_a_dominant_group_does_not_dominate_mu():
 
 def test_a_one_record_pattern_merges_at_the_square_root_of_the_match_threshold():
     # match 0.64: a one-record pattern merges at sqrt(0.64) = 0.8; several members need 0.95.
-    assert core._single_merge(0.64) == pytest.approx(0.8)
+    assert space_memory._single_merge(0.64) == pytest.approx(0.8)
     pulls = [40, 30, 25, 22]  # each nearer b than a: joins b and pulls it toward a
 
     def run(a_members: int, **cfg):
@@ -1076,7 +1079,7 @@ def test_update_that_pulls_two_patterns_together_merges_them():
     (s,) = r.changed
     assert r.change_events == ("merged",)
     assert s.count == 3 and s.created_ts == 1.0 and s.last_ts == 3.0
-    moved_b = core._move_centroid(before_b.centroid, m._prepare(at(20)), 2)
+    moved_b = arithmetic.move_centroid(before_b.centroid, m._prepare(at(20)), 2)
     expected = (before_a.centroid.astype(np.float64) * 1 + moved_b.astype(np.float64) * 2) / 3
     assert s.centroid.tobytes() == expected.astype(np.float32).tobytes()
     assert s.similarity_sum == before_a.similarity_sum + before_b.similarity_sum + r.similarity

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.core.limits import Limits, crossed_interval, evictions_needed
+from streams.core.resilience.limits import Limits, crossed_interval, evictions_needed
 from streams.core.patterns import PatternConfig
 from schemas.state import PatternPage, SpaceState
 from streams.state.patterns import PatternStore, page_key, pattern_key, sample_key
@@ -104,7 +104,7 @@ def test_events_report_evictions_with_a_tombstone():
 
 
 def test_constraints_the_cleanup_cannot_restore_raise_before_anything_is_written():
-    from streams.core.limits import ResourceConstraintError, check_constraints
+    from streams.core.resilience.limits import ResourceConstraintError, check_constraints
 
     patterns, spaces = {}, {}
     store = PatternStore(patterns, spaces, PatternConfig(), Limits(max_pattern_size=8))

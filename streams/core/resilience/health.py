@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.core.breaker import HealthThresholds
+from streams.core.resilience.breaker import HealthThresholds
 
 LEVELS = ("healthy", "degraded", "unhealthy")
 

@@ -16,7 +16,7 @@ time, ``W`` = ``centroid_window``.
 Defaults, and why (each is one principle, not a per-data-set tuning):
 
 - ``match_threshold = None``: each space chooses its own threshold from a
-  sample of its stream (:mod:`streams.core.calibration`), starting strict at
+  sample of its stream (:mod:`streams.core.patterns.calibration`), starting strict at
   ``calibration_start``; the threshold, the sample and whether it has chosen
   are space state. A calibrated space derives its related band and merge
   threshold from its threshold (0.1 and 0.95 at 0.6, as below), and merges two
@@ -238,517 +238,40 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
 
-from streams.core.calibration import SAME_SCORE, derived_band, derived_merge, gram, select
+from streams.core.patterns.arithmetic import (
+    F32,
+    centred_row,
+    centred_rows,
+    exact_dot,
+    frozen_f32,
+    move_centroid,
+    scaled_dot,
+    tree_sum_rows,
+    unit_vector,
+)
+from streams.core.patterns.calibration import SAME_SCORE, derived_band, derived_merge, gram, select
+from streams.core.patterns.config import DimensionMismatch, PatternConfig
+from streams.core.patterns.pattern import (
+    Learned,
+    Match,
+    Pattern,
+    Related,
+    confidence_at,
+    eviction_order,
+    pattern_confidence,
+    pattern_id_for,
+    value_score,
+    value_scores,
+)
 
-__all__ = [
-    "DimensionMismatch",
-    "Learned",
-    "Match",
-    "Pattern",
-    "PatternConfig",
-    "SpaceMemory",
-    "confidence",
-    "confidence_at",
-    "eviction_order",
-    "is_established",
-    "pattern_id_for",
-    "value_score",
-]
 
-_F32 = np.float32
 _SPREAD_FLOOR = 1e-4  # of 1 - |mu|^2, so the lift never vanishes
-_FREQ_LOG2_SCALE = 10.0  # frequency saturates at ~2**10 members
 _ROW_CHUNK = 512  # rows per block when recomputing the matrix or summing mu
 _STATE_VERSION = 1
-
-
-class DimensionMismatch(ValueError):
-    """A vector's length differs from the space's fixed dimension."""
-
-    def __init__(self, expected: int, actual: int) -> None:
-        super().__init__(f"dimension mismatch: expected {expected}, got {actual}")
-        self.expected = expected
-        self.actual = actual
-
-
-@dataclass(frozen=True)
-class PatternConfig:
-    # Similarity needed to join a pattern (step 4). None: each space calibrates its own from its
-    # stream (streams.core.calibration); a number pins it, as the fixed 0.6 of earlier versions did.
-    match_threshold: float | None = None
-    max_patterns: int = 1000  # per space (design documents' maxPatterns)
-    evidence_scale: float = 5.0  # records after which evidence is ~63% saturated
-    confidence_threshold: float = 0.7  # "established"
-    # centring (module docstring, step 2)
-    centering: bool = True
-    center_warmup: int = 1  # records before the first mu; plain cosine until then (step 2)
-    center_refresh: int = 256  # steady-state records between mu refreshes (at least len(patterns))
-    center_lift: float = 0.01  # h^2 as a fraction of the spread 1 - |mu|^2
-    centroid_window: int = 64  # a centroid moves by (u - c) / min(count, centroid_window) (step 4)
-    # confidence
-    decay_half_life_s: float = 7 * 86400.0  # event time; inf disables decay
-    feedback_prior: float = 4.0  # pseudo-successes behind the reliability factor
-    # relationships and merges
-    related_band: float = 0.1  # related: [match_threshold - related_band, match_threshold)
-    max_related: int = 5
-    merge_threshold: float = 0.95  # > 1 disables merges; one-record patterns: min(this, sqrt(match_threshold))
-    max_aliases: int = 10_000
-    # calibration (streams.core.calibration), when match_threshold is None
-    calibration_start: float = 0.9  # until the space's first choice: strict (splits can merge later)
-    calibration_sample: int = 256  # records the space keeps to choose from (first ones, then a reservoir)
-    calibration_interval: int = 32768  # records between later choices, over the reservoir (~0.1 s each)
-    calibration_peak_share: float = 0.85  # the finest silhouette peak within this share of the best
-    calibration_clear: float = 0.6  # best silhouette that lets a space choose before its sample is full
-    calibration_merge_ratio: float = 0.125  # calibrated merge threshold: 1 - ratio * (1 - t)
-    calibration_band_ratio: float = 0.25  # calibrated related band: ratio * (1 - t)
-
-    def __post_init__(self) -> None:
-        if self.match_threshold is not None and not -1.0 <= self.match_threshold <= 1.0:
-            raise ValueError("match_threshold must be in [-1, 1] (or None: calibrated)")
-        if not -1.0 <= self.calibration_start <= 1.0:
-            raise ValueError("calibration_start must be in [-1, 1]")
-        if self.calibration_sample < 4 or self.calibration_interval < 1:
-            raise ValueError("calibration_sample must be >= 4 and calibration_interval >= 1")
-        if not (0.0 < self.calibration_peak_share <= 1.0 and -1.0 <= self.calibration_clear <= 1.0):
-            raise ValueError("calibration_peak_share must be in (0, 1] and calibration_clear in [-1, 1]")
-        if not (0.0 <= self.calibration_merge_ratio <= 1.0 and 0.0 <= self.calibration_band_ratio <= 2.0):
-            raise ValueError("calibration_merge_ratio must be in [0, 1] and calibration_band_ratio in [0, 2]")
-        if self.max_patterns < 1:
-            raise ValueError("max_patterns must be >= 1")
-        if not self.evidence_scale > 0.0:
-            raise ValueError("evidence_scale must be > 0")
-        if not 0.0 <= self.confidence_threshold <= 1.0:
-            raise ValueError("confidence_threshold must be in [0, 1]")
-        if self.centroid_window < 1:
-            raise ValueError("centroid_window must be >= 1")
-        if self.center_warmup < 1 or self.center_refresh < 1:
-            raise ValueError("center_warmup and center_refresh must be >= 1")
-        if not 0.0 <= self.center_lift < math.inf:
-            raise ValueError("center_lift must be >= 0 and finite")
-        if not self.decay_half_life_s > 0.0:
-            raise ValueError("decay_half_life_s must be > 0")
-        if not 0.0 < self.feedback_prior < math.inf:
-            raise ValueError("feedback_prior must be > 0 and finite")
-        if not 0.0 <= self.related_band <= 2.0:
-            raise ValueError("related_band must be in [0, 2]")
-        if self.max_related < 0 or self.max_aliases < 0:
-            raise ValueError("max_related and max_aliases must be >= 0")
-        if not self.merge_threshold >= -1.0:  # also rejects NaN
-            raise ValueError("merge_threshold must be >= -1 (> 1 disables merges)")
-
-
-# -- deterministic elementary functions -------------------------------------
-#
-# Each exists twice, for Python floats and for float64 arrays, with the same
-# operations in the same order, so both give the same bits (tested).
-
-_LN2 = 0.6931471805599453
-_LOG2E = 1.4426950408889634
-_SQRT_HALF = 0.7071067811865476
-
-
-def _exp2_coefs() -> tuple[float, ...]:
-    out, c = [1.0], 1.0
-    for k in range(1, 14):
-        c = c * _LN2 / k  # IEEE ops only: the same on every machine
-        out.append(c)
-    return tuple(out)
-
-
-_EXP2_C = _exp2_coefs()  # 2**f = sum (f ln2)^k / k!, |f| <= 1/2: error < 1e-17
-_LOG_C = tuple(1.0 / (2 * j + 1) for j in range(12))  # atanh series, |t| <= 0.172
-
-
-def _exp2(y: float) -> float:
-    """``2**y`` for finite ``y <= 0`` or moderate positive ``y``."""
-    y = max(y, -1100.0)
-    k = math.floor(y + 0.5)
-    f = y - k
-    p = _EXP2_C[-1]
-    for c in _EXP2_C[-2::-1]:
-        p = p * f + c
-    return math.ldexp(p, k)
-
-
-def _exp2_v(y: np.ndarray) -> np.ndarray:
-    y = np.maximum(y, -1100.0)
-    k = np.floor(y + 0.5)
-    f = y - k
-    p = np.full(y.shape, _EXP2_C[-1])
-    for c in _EXP2_C[-2::-1]:
-        p = p * f + c
-    return np.ldexp(p, k.astype(np.int64))
-
-
-def _log2(x: float) -> float:
-    """``log2(x)`` for finite ``x > 0``."""
-    m, e = math.frexp(x)
-    if m < _SQRT_HALF:
-        m = m * 2.0
-        e -= 1
-    t = (m - 1.0) / (m + 1.0)
-    t2 = t * t
-    s = _LOG_C[-1]
-    for c in _LOG_C[-2::-1]:
-        s = s * t2 + c
-    return e + (2.0 * t * s) * _LOG2E
-
-
-def _log2_v(x: np.ndarray) -> np.ndarray:
-    m, e = np.frexp(x)
-    low = m < _SQRT_HALF
-    m = np.where(low, m * 2.0, m)
-    e = e - low
-    t = (m - 1.0) / (m + 1.0)
-    t2 = t * t
-    s = np.full(x.shape, _LOG_C[-1])
-    for c in _LOG_C[-2::-1]:
-        s = s * t2 + c
-    return e + (2.0 * t * s) * _LOG2E
-
-
-# -- records -----------------------------------------------------------------
-
-
-def _frozen_f32(a: Any) -> np.ndarray:
-    """A private, read-only float32 copy.
-
-    Centroids are replaced, never written in place, so snapshots handed to
-    the shell can share the array and stay valid while it persists them.
-    """
-    out = np.array(a, dtype=_F32, copy=True)
-    out.flags.writeable = False
-    return out
-
-
-Related = tuple[tuple[str, float], ...]
-
-
-@dataclass(slots=True, eq=False)
-class Pattern:
-    pattern_id: str
-    count: int
-    centroid: np.ndarray  # float32 mean of the members' unit input vectors (windowed: step 4)
-    similarity_sum: float  # sum of member similarities at join time
-    confidence: float  # stored, undecayed: see confidence_at
-    created_ts: float
-    last_ts: float
-    seq: int = 0  # creation order in the space (the record count when created)
-    successes: float = 0.0  # interaction feedback (apply_feedback)
-    failures: float = 0.0
-    related: Related = ()  # (pattern_id, similarity), similarity desc then id
-
-    @property
-    def cohesion(self) -> float:
-        return self.similarity_sum / self.count if self.count > 0 else 0.0
-
-    def to_state(self) -> dict:
-        """JSON-able except ``centroid``, a float32 ndarray (the only array)."""
-        return {
-            "pattern_id": self.pattern_id,
-            "count": int(self.count),
-            "centroid": self.centroid,
-            "similarity_sum": float(self.similarity_sum),
-            "confidence": float(self.confidence),
-            "created_ts": float(self.created_ts),
-            "last_ts": float(self.last_ts),
-            "seq": int(self.seq),
-            "successes": float(self.successes),
-            "failures": float(self.failures),
-            "related": [[pid, float(s)] for pid, s in self.related],
-        }
-
-    @classmethod
-    def from_state(cls, d: dict) -> Pattern:
-        """Inverse of :meth:`to_state`; keys added later default (older states load)."""
-        centroid = _frozen_f32(d["centroid"])
-        if centroid.ndim != 1 or centroid.shape[0] == 0:
-            raise ValueError("centroid must be a non-empty 1-D vector")
-        count = int(d["count"])
-        if count < 1:
-            raise ValueError("count must be >= 1")
-        return cls(
-            pattern_id=str(d["pattern_id"]),
-            count=count,
-            centroid=centroid,
-            similarity_sum=float(d["similarity_sum"]),
-            confidence=float(d["confidence"]),
-            created_ts=float(d["created_ts"]),
-            last_ts=float(d["last_ts"]),
-            seq=int(d.get("seq", 0)),
-            successes=float(d.get("successes", 0.0)),
-            failures=float(d.get("failures", 0.0)),
-            related=tuple((str(pid), float(s)) for pid, s in d.get("related", ())),
-        )
-
-    def _snapshot(self) -> Pattern:
-        # Sharing the centroid is safe: it is read-only and never mutated.
-        return Pattern(
-            self.pattern_id,
-            self.count,
-            self.centroid,
-            self.similarity_sum,
-            self.confidence,
-            self.created_ts,
-            self.last_ts,
-            self.seq,
-            self.successes,
-            self.failures,
-            self.related,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        # Bit-exact: determinism is a promise about bits, not about closeness.
-        if not isinstance(other, Pattern):
-            return NotImplemented
-        return (
-            self.pattern_id == other.pattern_id
-            and self.count == other.count
-            and self.similarity_sum == other.similarity_sum
-            and self.confidence == other.confidence
-            and self.created_ts == other.created_ts
-            and self.last_ts == other.last_ts
-            and self.seq == other.seq
-            and self.successes == other.successes
-            and self.failures == other.failures
-            and self.related == other.related
-            and self.centroid.dtype == other.centroid.dtype
-            and self.centroid.shape == other.centroid.shape
-            and self.centroid.tobytes() == other.centroid.tobytes()
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-
-@dataclass(frozen=True)
-class Match:
-    pattern_id: str
-    similarity: float
-    confidence: float  # confidence_at(now)
-    established: bool = False
-
-
-@dataclass(frozen=True)
-class Learned:
-    pattern_id: str  # the live pattern that now holds the record
-    similarity: float  # of the record to the pattern it joined (1.0 when it created it)
-    confidence: float  # confidence_at(now) of `pattern_id`
-    new: bool
-    changed: tuple[Pattern, ...]  # snapshots to persist and emit; `pattern_id` first
-    event: str  # "created" | "updated" | "merged", for `pattern_id`
-    evicted: tuple[Pattern, ...] = ()  # final snapshots; the shell deletes and tombstones them
-    merged: tuple[tuple[str, str], ...] = ()  # (survivor, absorbed); delete absorbed
-    change_events: tuple[str, ...] = ()  # event of each `changed` entry, same order
-    space_changed: bool = False  # persist SpaceMemory.space_state()
-    # (slot, unit vector, pattern id the record went to): persist in the calibration sample
-    sampled: tuple[int, np.ndarray, str] | None = None
-
-
-def pattern_id_for(space: str, first_event_id: str) -> str:
-    """Deterministic id of the pattern created by ``first_event_id``."""
-    h = hashlib.blake2b(
-        (space + "\0" + first_event_id).encode("utf-8"), digest_size=8
-    )
-    return "p-" + h.hexdigest()
-
-
-# -- confidence and value -----------------------------------------------------
-
-
-def confidence(
-    count: int,
-    cohesion: float,
-    cfg: PatternConfig,
-    successes: float = 0.0,
-    failures: float = 0.0,
-) -> float:
-    """Stored (undecayed) confidence, in 0..1: evidence * cohesion * reliability.
-
-    ``evidence = 1 - e^(-(count + successes) / evidence_scale)`` saturates
-    with members and successful uses (~63% at ``evidence_scale``);
-    ``cohesion`` (clamped to 0..1) is the mean similarity of members to the
-    pattern when they joined; ``reliability = (prior + successes) / (prior +
-    successes + failures)`` is 1.0 without failures. A large loose pattern, a
-    young tight one and one that keeps failing all score low.
-    """
-    if count <= 0:
-        return 0.0
-    evidence = 1.0 - _exp2(-((count + successes) / cfg.evidence_scale) * _LOG2E)
-    prior = cfg.feedback_prior
-    reliability = (prior + successes) / (prior + successes + failures)
-    return evidence * min(1.0, max(0.0, cohesion)) * reliability
-
-
-def _pattern_confidence(p: Pattern, cfg: PatternConfig) -> float:
-    return confidence(p.count, p.cohesion, cfg, p.successes, p.failures)
-
-
-def confidence_at(pattern: Pattern, now: float, cfg: PatternConfig) -> float:
-    """``pattern.confidence`` halved every ``decay_half_life_s`` unseen since ``last_ts``."""
-    return pattern.confidence * _exp2(-max(0.0, now - pattern.last_ts) / cfg.decay_half_life_s)
-
-
-def is_established(pattern: Pattern, now: float, cfg: PatternConfig) -> bool:
-    return confidence_at(pattern, now, cfg) >= cfg.confidence_threshold
-
-
-def _values(conf: np.ndarray, last: np.ndarray, count: np.ndarray, now: float, cfg: PatternConfig) -> np.ndarray:
-    recency = _exp2_v(-np.maximum(0.0, now - last) / cfg.decay_half_life_s)
-    frequency = np.minimum(1.0, _log2_v(1.0 + count) / _FREQ_LOG2_SCALE)
-    return (conf * recency + recency + frequency) / 3.0
-
-
-def value_score(pattern: Pattern, now: float, cfg: PatternConfig) -> float:
-    """``(confidence_at(now) + recency + frequency) / 3``, in 0..1: evict the lowest.
-
-    ``recency = 2^(-age / decay_half_life_s)``; ``frequency = min(1,
-    log2(1 + count) / 10)``. A fresh pattern outranks a stale one of equal
-    evidence, a frequent one a rare one, an established one a weak one.
-    """
-    v = _values(
-        np.array([pattern.confidence]),
-        np.array([float(pattern.last_ts)]),
-        np.array([float(pattern.count)]),
-        float(now),
-        cfg,
-    )
-    return float(v[0])
-
-
-def eviction_order(patterns: Iterable[Pattern], now: float, cfg: PatternConfig | None = None) -> list[Pattern]:
-    """Patterns from lowest to highest :func:`value_score`: evict from the front.
-
-    Ties: less recently active first, then smallest id, so the order is total.
-    """
-    cfg = PatternConfig() if cfg is None else cfg
-    ps = list(patterns)
-    if not ps:
-        return []
-    v = _values(
-        np.array([p.confidence for p in ps], dtype=np.float64),
-        np.array([p.last_ts for p in ps], dtype=np.float64),
-        np.array([p.count for p in ps], dtype=np.float64),
-        float(now),
-        cfg,
-    ).tolist()
-    order = sorted(range(len(ps)), key=lambda i: (v[i], ps[i].last_ts, ps[i].pattern_id))
-    return [ps[i] for i in order]
-
-
-# -- fixed-order arithmetic ----------------------------------------------------
-
-
-def _exact_dot(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Row dot products ``rows @ other`` that are the same bits on every machine.
-
-    Each elementwise float64 product (exact for float32 inputs) is rounded
-    to a fixed-point integer with ``2^shift`` steps, ``shift = 58 -
-    ceil(log2 d)``, and the integers are summed. Integer addition is
-    associative, so unlike ``np.sum``, BLAS or any float summation the
-    result cannot depend on order, SIMD width, threads, library version or
-    where the row sits in memory. Requires ``|rows_i * other_i| <= 4`` (unit
-    rows, or rows scaled by their largest magnitude); the absolute error is below
-    ``d * 2^-(shift+1)``, ~1e-12 at 768 dimensions. Vectorized over rows.
-    """
-    d = rows.shape[-1]
-    shift = 58 - (d - 1).bit_length()  # |sum| <= d * 4 * 2^shift <= 2^60
-    # Scaling by a power of two is exact, so this is (rows * other) * 2^shift.
-    p = rows * (other * 2.0**shift)
-    np.rint(p, out=p)
-    return p.astype(np.int64, copy=False).sum(axis=-1).astype(np.float64) * 2.0**-shift
-
-
-def _scaled_dot(x: np.ndarray, y: np.ndarray) -> float:
-    """``x . y`` of float64 vectors of any size, via :func:`_exact_dot` of scaled copies."""
-    sx = max(float(np.max(np.abs(x))), 1.0)  # dividing by 1.0 is exact: unit-size vectors keep their bits
-    sy = max(float(np.max(np.abs(y))), 1.0)
-    return float(_exact_dot(x / sx, y / sy)) * sx * sy
-
-
-def _tree_sum_rows(a: np.ndarray) -> np.ndarray:
-    """Column sums of a float64 ``(m, d)`` array, a fixed pairwise tree over rows. Destroys ``a``."""
-    m = a.shape[0]
-    while m > 1:
-        half = m // 2
-        np.add(a[:half], a[half : 2 * half], out=a[:half])
-        if m % 2:
-            a[half] = a[m - 1]
-            m = half + 1
-        else:
-            m = half
-    return a[0].copy()
-
-
-def _unit_rows(v: np.ndarray) -> np.ndarray:
-    """float64 rows -> float32 unit rows; zero rows stay zero.
-
-    Scaling by the largest magnitude first keeps the squares from overflowing.
-    The same operations as :func:`_unit_vector`, so the bits agree.
-    """
-    m = np.max(np.abs(v), axis=1)
-    zero = m == 0.0
-    m[zero] = 1.0
-    s = v / m[:, None]
-    norm = np.sqrt(_exact_dot(s, s))
-    norm[zero] = 1.0
-    s /= norm[:, None]
-    return s.astype(_F32)
-
-
-def _unit_vector(v: np.ndarray) -> np.ndarray:
-    """A finite, non-zero float64 vector -> float32 unit vector."""
-    m = float(np.max(np.abs(v)))
-    s = v / m
-    return (s / math.sqrt(float(_exact_dot(s, s)))).astype(_F32)
-
-
-def _centred_rows(c: np.ndarray, mu64: np.ndarray | None, h2: float) -> tuple[np.ndarray, np.ndarray]:
-    """Matching-space rows of float32 input-space vectors ``c`` (m, d).
-
-    Returns float32 rows ``a`` and float64 lift weights ``w`` with ``a_i . a_j +
-    w_i w_j`` the similarity (module docstring, step 2). ``z = c - mu`` is
-    scaled by its largest magnitude first, as in :func:`_unit_rows`, so any
-    centroid a table holds is safe. Elementwise IEEE ops and
-    :func:`_exact_dot` only: a row's bits do not depend on the block, and
-    :func:`_centred_row` computes the same bits for one vector.
-    """
-    if mu64 is None:
-        return _unit_rows(c.astype(np.float64)), np.zeros(c.shape[0])
-    s = c.astype(np.float64)
-    s -= mu64  # z = c - mu; in place from here on (same IEEE results, fewer copies)
-    m = np.max(np.abs(s), axis=1)
-    zero = m == 0.0  # c == mu: only the lift is left
-    m[zero] = 1.0
-    s /= m[:, None]
-    norm = np.sqrt(_exact_dot(s, s) + h2 / (m * m))
-    norm[norm == 0.0] = 1.0  # z == 0 and no lift: a zero row, which matches nothing
-    w = (math.sqrt(h2) / m) / norm  # pure lift (h / h == 1) where z == 0
-    s /= norm[:, None]
-    return s.astype(_F32), w
-
-
-def _centred_row(c: np.ndarray, mu64: np.ndarray | None, h2: float) -> tuple[np.ndarray, float]:
-    """:func:`_centred_rows` of one vector (the hot path): the same operations, the same bits."""
-    z = c.astype(np.float64)
-    if mu64 is not None:
-        z = z - mu64
-    m = float(np.max(np.abs(z)))
-    if m == 0.0:
-        m = 1.0
-    s = z / m
-    if mu64 is None:
-        norm = math.sqrt(float(_exact_dot(s, s)))
-        return (s / (norm or 1.0)).astype(_F32), 0.0
-    norm = math.sqrt(float(_exact_dot(s, s)) + h2 / (m * m)) or 1.0
-    return (s / norm).astype(_F32), (math.sqrt(h2) / m) / norm
-
-
-# -- the memory ----------------------------------------------------------------
 
 
 class SpaceMemory:
@@ -767,7 +290,7 @@ class SpaceMemory:
         # the hole). _w, _cnt, _last, _conf are per-row too.
         self._row_ids: list[str] = []
         self._row_of: dict[str, int] = {}
-        self._mat = np.zeros((0, 0), dtype=_F32)
+        self._mat = np.zeros((0, 0), dtype=F32)
         self._w = np.zeros(0)
         self._cnt = np.zeros(0)
         self._last = np.zeros(0)
@@ -781,7 +304,7 @@ class SpaceMemory:
         self._now_floor = -math.inf  # `now` when the space state was last written
         self._aliases: dict[str, str] = {}  # absorbed -> survivor, oldest first
         self._set_threshold(cfg.calibration_start if cfg.match_threshold is None else cfg.match_threshold)
-        # Calibration (streams.core.calibration): the space's sample of records (unit input vectors,
+        # Calibration (streams.core.patterns.calibration): the space's sample of records (unit input vectors,
         # by slot) and whether a selection has settled the threshold yet.
         self._sample: list[np.ndarray] = []
         self._sample_of: list[str] = []  # by slot: the pattern its record went to (resolved when used)
@@ -907,7 +430,7 @@ class SpaceMemory:
         return {
             "v": _STATE_VERSION,
             "dim": self._dim,
-            "mu": np.zeros(0, dtype=_F32) if self._mu is None else self._mu,
+            "mu": np.zeros(0, dtype=F32) if self._mu is None else self._mu,
             "mu_n": int(self._mu_n),
             "retired": int(self._retired),
             "now_floor": None if self._now_floor == -math.inf else float(self._now_floor),
@@ -955,7 +478,7 @@ class SpaceMemory:
             elif int(st["dim"]) != dim:
                 raise DimensionMismatch(dim, int(st["dim"]))
         mu = st.get("mu")
-        mu = None if mu is None or np.size(mu) == 0 else _frozen_f32(mu)
+        mu = None if mu is None or np.size(mu) == 0 else frozen_f32(mu)
         if mu is not None:
             if mu.ndim != 1:
                 raise ValueError("mu must be a 1-D vector")
@@ -971,7 +494,7 @@ class SpaceMemory:
             threshold = self.cfg.match_threshold  # a pin wins over whatever the space had learned
         else:
             threshold = float(st.get("threshold", self.cfg.calibration_start))
-        sample_rows = [_frozen_f32(v) for v in (sample or ())]
+        sample_rows = [frozen_f32(v) for v in (sample or ())]
         for v in sample_rows:
             if v.ndim != 1 or (dim is not None and v.shape[0] != dim):
                 raise DimensionMismatch(dim or 0, v.shape[0] if v.ndim == 1 else -1)
@@ -994,7 +517,7 @@ class SpaceMemory:
             self._patterns[p.pattern_id] = Pattern(
                 p.pattern_id,
                 int(p.count),
-                _frozen_f32(p.centroid),
+                frozen_f32(p.centroid),
                 float(p.similarity_sum),
                 float(p.confidence),
                 float(p.created_ts),
@@ -1046,11 +569,11 @@ class SpaceMemory:
             pid, sim, _ = best[0]
             p = self._patterns[pid]
             p.count += 1
-            p.centroid = _move_centroid(p.centroid, u, min(p.count, cfg.centroid_window))
+            p.centroid = move_centroid(p.centroid, u, min(p.count, cfg.centroid_window))
             p.similarity_sum += sim
             # max: a late record must not make an active pattern look stale.
             p.last_ts = max(p.last_ts, ts)
-            p.confidence = _pattern_confidence(p, cfg)
+            p.confidence = pattern_confidence(p, cfg)
             self._set_row(pid)
             events[pid] = "updated"
             if self._scans():
@@ -1073,8 +596,8 @@ class SpaceMemory:
                 space_changed = True
                 gone = {p.pattern_id for p in evicted}
                 related = tuple(r for r in related if r[0] not in gone)
-            p = Pattern(pid, 1, _frozen_f32(u), 1.0, 0.0, ts, ts, self._n, related=related)
-            p.confidence = _pattern_confidence(p, cfg)
+            p = Pattern(pid, 1, frozen_f32(u), 1.0, 0.0, ts, ts, self._n, related=related)
+            p.confidence = pattern_confidence(p, cfg)
             self._insert(p)
             events[pid] = "created"
             self._offer(pid, events)
@@ -1134,7 +657,7 @@ class SpaceMemory:
         p.successes += y
         p.failures += 1.0 - y
         p.last_ts = max(p.last_ts, ts)
-        p.confidence = _pattern_confidence(p, self.cfg)
+        p.confidence = pattern_confidence(p, self.cfg)
         self._now = max(self._now, ts)
         r = self._row_of[pid]
         self._last[r] = p.last_ts
@@ -1173,11 +696,11 @@ class SpaceMemory:
         """Map a unit input vector into matching space: ``(row, lift weight)``.
 
         Centring (module docstring, step 2) lives here and in
-        :func:`_centred_rows`; without a mu it is a plain normalization. The
+        :func:`centred_rows`; without a mu it is a plain normalization. The
         row of a pattern created from ``u`` (``c = u``) is these same bits, so
         the record's similarities are that pattern's.
         """
-        return _centred_row(u, self._mu64, self._h2)
+        return centred_row(u, self._mu64, self._h2)
 
     # -- internals: matching ---------------------------------------------
 
@@ -1194,14 +717,14 @@ class SpaceMemory:
             raise ValueError("vector must be finite")
         if m == 0.0:
             raise ValueError("zero vector")
-        return _unit_vector(v)
+        return unit_vector(v)
 
     def _fix_dim(self, dim: int) -> None:
         dim = int(dim)
         if dim < 1:
             raise ValueError("dim must be >= 1")
         self._dim = dim
-        self._mat = np.zeros((0, dim), dtype=_F32)
+        self._mat = np.zeros((0, dim), dtype=F32)
         self._w = np.zeros(0)
         self._cnt = np.zeros(0)
         self._last = np.zeros(0)
@@ -1223,7 +746,7 @@ class SpaceMemory:
     def _exact(self, rows: np.ndarray, a: np.ndarray, w: float) -> np.ndarray:
         # float32 x float32 products are exact in float64, so the re-score
         # is a function of the two vectors alone.
-        exact = _exact_dot(self._mat[rows], a.astype(np.float64)) + self._w[rows] * w
+        exact = exact_dot(self._mat[rows], a.astype(np.float64)) + self._w[rows] * w
         # Rounding rows to float32 can push a similarity a hair past +-1.
         return np.clip(exact, -1.0, 1.0)
 
@@ -1279,7 +802,7 @@ class SpaceMemory:
         768: 2,000 gathered rows 0.95 ms, all 10,000 streamed 0.71 ms).
         Decisions still come from exact re-scores: results equal the full scan.
         """
-        cfg, tol = self.cfg, self._tol
+        tol = self._tol
         n = len(self._row_ids)
         floor = min(
             self._merge_floor(),
@@ -1408,14 +931,14 @@ class SpaceMemory:
         """Merge pattern ``a`` into survivor ``s``."""
         ws, wa = _mu_weight(s.count, self.cfg), _mu_weight(a.count, self.cfg)
         c = (s.centroid.astype(np.float64) * ws + a.centroid.astype(np.float64) * wa) / (ws + wa)
-        s.centroid = _frozen_f32(c)
+        s.centroid = frozen_f32(c)
         s.count = s.count + a.count
         s.similarity_sum += a.similarity_sum
         s.successes += a.successes
         s.failures += a.failures
         s.last_ts = max(s.last_ts, a.last_ts)
         self._set_related(s, tuple(e for e in s.related if e[0] != a.pattern_id))  # recomputed after
-        s.confidence = _pattern_confidence(s, self.cfg)
+        s.confidence = pattern_confidence(s, self.cfg)
         self._remove(a.pattern_id)
         self._set_row(s.pattern_id)
         gone, target = a.pattern_id, s.pattern_id
@@ -1431,7 +954,7 @@ class SpaceMemory:
 
     def _evict(self, k: int, now: float) -> list[Pattern]:
         n = len(self._row_ids)
-        v = _values(self._conf[:n], self._last[:n], self._cnt[:n], now, self.cfg)
+        v = value_scores(self._conf[:n], self._last[:n], self._cnt[:n], now, self.cfg)
         if k >= n:
             cand = np.arange(n)
         else:
@@ -1458,7 +981,7 @@ class SpaceMemory:
         """The match threshold and what follows from it: the related band and the merge threshold.
 
         A pinned space uses the config's band and merge threshold as they are; a calibrated one
-        derives both from its threshold (streams.core.calibration), unless the config turns them off.
+        derives both from its threshold (streams.core.patterns.calibration), unless the config turns them off.
         """
         cfg = self.cfg
         self._t = float(t)
@@ -1494,7 +1017,7 @@ class SpaceMemory:
         return slot
 
     def _maybe_calibrate(self, events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
-        """Choose the threshold again if due (streams.core.calibration); True if the space state changed.
+        """Choose the threshold again if due (streams.core.patterns.calibration); True if the space state changed.
 
         Due after 32, 64 and 128 records while the space has not chosen yet (taken only when
         the sample's structure is clear), when the sample is full, and every ``calibration_interval``
@@ -1513,8 +1036,8 @@ class SpaceMemory:
         mean = self._mu64
         if mean is None:
             rows = np.stack(self._sample).astype(np.float64)
-            mean = _tree_sum_rows(rows.copy()) / len(self._sample)  # a fixed order: the same bits everywhere
-        centred, _ = _centred_rows(np.stack(self._sample), mean, 0.0)
+            mean = tree_sum_rows(rows.copy()) / len(self._sample)  # a fixed order: the same bits everywhere
+        centred, _ = centred_rows(np.stack(self._sample), mean, 0.0)
         g = gram(centred)
         # An early choice takes the best cut, not a finer one near it: a few dozen records from a
         # handful of tight groups often show a finer peak that only splits off a group's first few.
@@ -1579,7 +1102,7 @@ class SpaceMemory:
             self._mu64, self._h2 = None, 0.0
             return
         self._mu64 = self._mu.astype(np.float64)
-        spread = 1.0 - _scaled_dot(self._mu64, self._mu64)
+        spread = 1.0 - scaled_dot(self._mu64, self._mu64)
         self._h2 = self.cfg.center_lift * max(spread, _SPREAD_FLOOR)
 
     def _maybe_refresh(self) -> list[str] | None:
@@ -1601,11 +1124,11 @@ class SpaceMemory:
             block = ps[i : i + _ROW_CHUNK]
             c = np.stack([p.centroid for p in block]).astype(np.float64)
             c *= np.array(weights[i : i + _ROW_CHUNK])[:, None]
-            acc += _tree_sum_rows(c)
+            acc += tree_sum_rows(c)
         total = 0.0
         for wt in weights:  # a fixed order
             total += wt
-        mu = _frozen_f32(acc / total)
+        mu = frozen_f32(acc / total)
         self._mu, self._mu_n = mu, self._n
         self._now_floor = self._now
         self._set_center()
@@ -1627,18 +1150,18 @@ class SpaceMemory:
         is its own mean (that == 1, or 0/0 when it is ``mu``): skipped.
         """
         changed = []
-        mm = _scaled_dot(mu64, mu64)
+        mm = scaled_dot(mu64, mu64)
         for p in ps:
             if p.count == 1:  # one member is its own mean: r == 1 exactly (0/0 if u == mu)
                 continue
             c = p.centroid.astype(np.float64)
             z = c - mu64
-            ms = 1.0 - 2.0 * _scaled_dot(c, mu64) + mm
-            r = min(1.0, math.sqrt(_scaled_dot(z, z)) / math.sqrt(max(ms, 1e-12)))
+            ms = 1.0 - 2.0 * scaled_dot(c, mu64) + mm
+            r = min(1.0, math.sqrt(scaled_dot(z, z)) / math.sqrt(max(ms, 1e-12)))
             capped = p.count * r
             if capped < p.similarity_sum:
                 p.similarity_sum = capped
-                p.confidence = _pattern_confidence(p, self.cfg)
+                p.confidence = pattern_confidence(p, self.cfg)
                 changed.append(p.pattern_id)
         return changed
 
@@ -1654,7 +1177,7 @@ class SpaceMemory:
             self._grow(n)
         for i in range(0, n, _ROW_CHUNK):
             block = ps[i : i + _ROW_CHUNK]
-            a, w = _centred_rows(np.stack([p.centroid for p in block]), self._mu64, self._h2)
+            a, w = centred_rows(np.stack([p.centroid for p in block]), self._mu64, self._h2)
             self._mat[i : i + len(block)] = a
             self._w[i : i + len(block)] = w
         self._mat[n:] = 0.0
@@ -1666,7 +1189,7 @@ class SpaceMemory:
     def _set_row(self, pid: str) -> None:
         p = self._patterns[pid]
         r = self._row_of[pid]
-        self._mat[r], self._w[r] = _centred_row(p.centroid, self._mu64, self._h2)
+        self._mat[r], self._w[r] = centred_row(p.centroid, self._mu64, self._h2)
         self._cnt[r] = p.count
         self._last[r] = p.last_ts
         self._conf[r] = p.confidence
@@ -1701,7 +1224,7 @@ class SpaceMemory:
         # Doubling amortizes growth; stopping at max_patterns avoids paying
         # for rows the eviction policy will never let us use.
         new_cap = max(need, min(max(2 * cap, self._MIN_CAPACITY), self.cfg.max_patterns))
-        mat = np.zeros((new_cap, self._mat.shape[1]), dtype=_F32)
+        mat = np.zeros((new_cap, self._mat.shape[1]), dtype=F32)
         mat[:cap] = self._mat
         self._mat = mat
         for name in ("_w", "_cnt", "_last", "_conf"):
@@ -1731,23 +1254,11 @@ def _mu_weight(count: int, cfg: PatternConfig) -> float:
     return float(min(count, cfg.centroid_window))
 
 
-def _move_centroid(c: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
-    """``c + (x - c) / n`` in float32, in exactly this order.
-
-    With ``n = min(count, centroid_window)``: the running mean of the members,
-    then a moving average over ~``centroid_window`` of them (docstring, step
-    4). The fixed order is what makes replays bit-identical.
-    """
-    out = c + (x - c) / _F32(n)
-    out.flags.writeable = False
-    return out
-
-
 def _sizeof_estimates() -> tuple[int, int, int, int]:
     """Per-object RAM estimates, measured once on this interpreter."""
-    hdr = sys.getsizeof(np.zeros(0, dtype=_F32))
+    hdr = sys.getsizeof(np.zeros(0, dtype=F32))
     pid = "p-" + "0" * 16
-    sample = Pattern(pid, 1, np.zeros(0, dtype=_F32), 1.0, 0.5, 1.0, 1.0, 1, 0.0, 0.0, ())
+    sample = Pattern(pid, 1, np.zeros(0, dtype=F32), 1.0, 0.5, 1.0, 1.0, 1, 0.0, 0.0, ())
     dict_entry = 3 * 8 * 2  # hash, key, value; dicts run at most 2/3 full
     per_pattern = (
         sys.getsizeof(sample)
