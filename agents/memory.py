@@ -8,8 +8,8 @@ The agent only hands what it consumes to the sequencer; `process` applies what i
 that are waiting are applied in batches, held open for FMS_APPLY_LINGER_MS after the first record:
 each space's records of a batch are one journal transaction (streams.state.journal), so a pattern that
 many of them touch is written to the table and its changelog once per batch instead of once per
-record. Each record is still applied, and gets its outputs, exactly as it would alone: batching
-changes no output (tests/unit/test_memory_batches).
+record (the order of repair, begin, commit and flush is streams.state.checkpoint's). Each record is still applied, and gets its outputs, exactly as it would alone: batching
+changes no output (tests/unit/agents/test_memory_batches).
 A batch is applied only while its breaker is closed, and is tried once: after a failure its records
 are applied one by one, so that the breaker's retries and trial calls are single records and only
 a bad record is dead-lettered.
@@ -82,36 +82,22 @@ class SpaceBatch:
 
 
 def apply_steps(runtime, space: str, steps: list[Step]) -> None:
-    """Apply `steps` (one space's records, in sequence order) as one journal transaction.
+    """Apply `steps` (one space's records, in sequence order) as one transaction of the checkpoint.
 
     Each step's outcome is set: rejected (its context or dimension does not fit the memory as the
     steps before it left it), duplicate (applied before a crash and delivered again), or applied
     with the output its emission needs. Raises, with nothing written, when any record fails.
     """
-    journal, store = runtime.journal, runtime.store
-    if journal.repair(space):
-        store.invalidate()  # the cached index predates the restored writes
-    journal.begin()
-    offsets: dict[str, int] = {}
-    try:
+    with runtime.checkpoint.transaction(space) as tx:
         for step in steps:
-            step.outcome, step.output = _apply_one(runtime, space, step, offsets)
+            step.outcome, step.output = _apply_one(runtime, space, step, tx)
             if step.outcome == APPLIED:
-                offsets[step.source] = step.offset
-        if offsets:
-            journal.commit(space, offsets)
-        else:
-            journal.rollback()
-    except Exception:
-        journal.rollback()
-        store.invalidate()  # the cached index may be ahead of the tables: reload it
-        raise
+                tx.applied(step.source, step.offset)
 
 
-def _apply_one(runtime, space: str, step: Step, batch_offsets: dict[str, int]):
+def _apply_one(runtime, space: str, step: Step, tx):
     store, record = runtime.store, step.record
-    applied = (runtime.journal.is_applied(space, step.source, step.offset)
-               or batch_offsets.get(step.source, -1) >= step.offset)
+    applied = tx.is_applied(step.source, step.offset)
     if step.source == FEATURES:
         memory = store.peek(space)
         if memory is not None and not check_dimension(record.vector, memory.dim, "vector", step.result):
@@ -305,8 +291,7 @@ class MemoryProcessor:
                 batches.setdefault(decoded.record.space, SpaceBatch(decoded.record.space)).steps.append(step)
         for batch in batches.values():
             await self._apply_space(batch)
-        if runtime.changelog.queued:  # the state changes before the outputs that announce them
-            await runtime.guard.call("send", runtime.changelog.flush, runtime.emit.send_encoded)
+        await runtime.checkpoint.flush()  # the state changes before the outputs that announce them
         for step in steps:  # outputs in input order, dead letters included
             _in_partition_of(step.event)  # what a record delivered again emits is read from its state
             if step.outcome == FAILED:

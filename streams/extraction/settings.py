@@ -3,7 +3,7 @@
 Kept apart from streams.service.settings so that reading them never needs torch, and so that a
 pattern-memory worker carries none of them. Declared once, like Settings: each field is read from
 FMS_EXTRACT_<NAME> (max_audio_s, shared with `fms ingest`: FMS_MAX_AUDIO_S) by its type; README's
-table is checked against them (tests/unit/test_settings_errors.py).
+table is checked against them (tests/unit/service/test_settings_errors.py).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Everything else uses their public APIs. Each private use below is here because no public API does
 the job, carries its reason at the place of use, and was checked against the versions pyproject.toml
-pins (faust-streaming 0.15.3, aiokafka 0.14.0); tests/unit/test_kafka_internals.py states each
+pins (faust-streaming 0.15.3, aiokafka 0.14.0); tests/unit/kafka/test_kafka_internals.py states each
 assumption, so an upgrade that breaks one fails a test instead of a worker.
 
 - transport.py: faust's aiokafka transport with a short fetch long-poll (aiokafka's

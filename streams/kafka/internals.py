@@ -1,6 +1,6 @@
 """faust's and aiokafka's private attributes, one function each (see streams/kafka/__init__.py).
 
-Checked against faust-streaming 0.15.3 and aiokafka 0.14.0; tests/unit/test_kafka_internals.py
+Checked against faust-streaming 0.15.3 and aiokafka 0.14.0; tests/unit/kafka/test_kafka_internals.py
 states what each function assumes.
 """
 from __future__ import annotations

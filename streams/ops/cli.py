@@ -102,7 +102,7 @@ def cmd_worker(args) -> int:
     finally:
         # Writes whose changelog messages never left make the store ahead of its changelog: not a
         # clean stop, so the marker stays and the next start restores the store from the changelog.
-        if not runtime.changelog.behind:
+        if not runtime.checkpoint.changelog.behind:
             close_local_state(settings.state_dir)
     if watcher.switch_to is not None:
         own = settings.generation or 0

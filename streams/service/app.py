@@ -23,6 +23,7 @@ from streams.kafka.transport import TunedTransport
 from streams.service.metrics import Metrics, faust_sensor
 from streams.service.settings import Settings
 from streams.state.changelog import Changelog
+from streams.state.checkpoint import Checkpoint
 from streams.state.journal import Journal
 from streams.state.optimizations import OptimizationStore
 from streams.state.patterns import PatternStore, Prefixed, RecentInteractions, RecentRecognitions
@@ -38,8 +39,7 @@ class Runtime:
     optimizations: OptimizationStore
     recent: RecentRecognitions
     recent_interactions: RecentInteractions
-    journal: Journal
-    changelog: Changelog
+    checkpoint: Checkpoint
     limits: ValidationLimits
     metrics: Metrics
     emit: Emitter
@@ -213,6 +213,8 @@ def create_runtime(settings: Settings) -> Runtime:
 
     emit = Emitter(app, settings, metrics)
     guard = create_guard(settings, metrics, emit, GUARDED_OPERATIONS)
+    checkpoint = Checkpoint(memory, changelog, caches=(store, optimizations),
+                            send=lambda flush: guard.call("send", flush, emit.send_encoded))
 
     runtime = Runtime(
         settings=settings,
@@ -221,8 +223,7 @@ def create_runtime(settings: Settings) -> Runtime:
         optimizations=optimizations,
         recent=recent,
         recent_interactions=recent_interactions,
-        journal=memory,
-        changelog=changelog,
+        checkpoint=checkpoint,
         limits=ValidationLimits(max_dim=settings.max_dim),
         metrics=metrics,
         emit=emit,
@@ -232,9 +233,7 @@ def create_runtime(settings: Settings) -> Runtime:
     # A rebalance can hand a space to another worker and back: never match against a stale index.
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender, revoked, **kwargs) -> None:
-        store.invalidate()
-        optimizations.invalidate()
-        memory.forget()
+        checkpoint.forget()
 
     @app.on_partitions_assigned.connect
     async def _on_assigned(sender, assigned, **kwargs) -> None:
@@ -244,9 +243,7 @@ def create_runtime(settings: Settings) -> Runtime:
     # (a query during recovery) must not outlive it.
     @app.on_rebalance_complete.connect
     async def _on_restored(sender, **kwargs) -> None:
-        store.invalidate()
-        optimizations.invalidate()
-        memory.forget()
+        checkpoint.forget()
 
     from agents import memory as memory_agent
     from streams.service import broker_watch, resources, web

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # The outputs of every input record, built by the worker from the core's results: encoding them
 # without validating again saves ~25 us a 768-d pattern event (28.5 -> 3.2 measured). Tests validate
-# what the core and the agents build instead (tests/unit/test_outputs_valid.py, on random streams,
+# what the core and the agents build instead (tests/unit/service/test_outputs_valid.py, on random streams,
 # and every integration test decodes what it reads); the rare outputs (breaker states, resource
 # metrics) are still checked on their way out.
 UNCHECKED = frozenset({"recognitions", "patterns", "optimizations"})

@@ -4,7 +4,7 @@ Each setting is declared once, as a field of :class:`Settings` (its name, type, 
 comment where the name does not say it all); its variable is FMS_<NAME> (the Kafka client's keep
 Kafka's KAFKA_* names) and :meth:`Settings.from_env` parses it by its type. Every default works on a
 developer machine with the local broker from infra/. README.md's settings table documents each one:
-tests/unit/test_settings_errors.py checks the table against these declarations.
+tests/unit/service/test_settings_errors.py checks the table against these declarations.
 """
 from __future__ import annotations
 

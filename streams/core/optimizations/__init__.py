@@ -169,7 +169,7 @@ failures, ``n = s + f`` its support, ``cfg`` an :class:`OptimizationConfig`.
    posterior mean by at most ``1 / (n + 3)`` (default prior), so effectiveness re-announcements thin out as support
    ``n`` grows: over 10,000 interactions at a steady 60-95% success rate, one config's record went
    out 19 to 27 times in all at the defaults, 15 to 20 of them within its first 100 interactions
-   (``tests/unit/test_optimizations.py``, test_reannouncements_thin_out_as_support_grows). An
+   (``tests/unit/core/optimizations/test_optimizations.py``, test_reannouncements_thin_out_as_support_grows). An
    event-time rate limit was not used: a re-announcement it holds back stays unannounced if the
    key's interactions stop within the interval, and on a compacted topic the last record is what
    a reader keeps. Everything here is event-driven and clock-free, so a replay emits the same

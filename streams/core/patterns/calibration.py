@@ -134,7 +134,7 @@ def leaders(g: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
     ~25-40, which a space's choice otherwise spends in its 14 separate loops). The arithmetic is
     :func:`leader`'s: the Gram sums are integers held exactly in float64, and each similarity is
     the same correctly rounded ``a / (sqrt(max(q, 1)) * 2^10)``, so the labels are identical
-    (tests/unit/test_calibration.py holds them equal).
+    (tests/unit/core/patterns/test_calibration.py holds them equal).
     """
     m, count = g.shape[0], len(thresholds)
     gf = g.astype(np.float64)  # integers below 2^53: exact

@@ -44,7 +44,7 @@ CONNECTION_ERRORS = frozenset({
 
 # Templates (the unformatted `msg` of a log record) of aiokafka lines that are connection noise
 # without an exception among their arguments. Checked against aiokafka 0.14.0 by
-# tests/unit/test_outage.py::test_the_templates_are_aiokafkas.
+# tests/unit/core/resilience/test_outage.py::test_the_templates_are_aiokafkas.
 CONNECTION_TEMPLATES = frozenset({
     "Unable to update metadata from %s",
     "Heartbeat session expired - marking coordinator dead",

@@ -42,7 +42,7 @@ def test_a_new_workers_metrics_pass_promtool():
     assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
 
 
-INFRA = __import__("pathlib").Path(__file__).resolve().parents[2] / "infra"
+INFRA = __import__("pathlib").Path(__file__).resolve().parents[3] / "infra"
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool (Debian's prometheus package has it)")

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from schemas.state import RecentRecognition
 from streams.core.patterns import PatternConfig
+from streams.state.checkpoint import Checkpoint
 from streams.state.journal import Journal
 from streams.state.patterns import PatternStore, Prefixed, RecentRecognitions
 
@@ -44,20 +45,18 @@ def worker(table):
     journal = Journal(table)
     store = PatternStore(Prefixed(journal, "p/"), Prefixed(journal, "s/"), PatternConfig(max_patterns=6))
     recent = RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rp/"), capacity=8)
-    return journal, store, recent
+    return Checkpoint(journal, caches=(store,)), store, recent
 
 
-def apply(journal, store, recent, offset: int, vector: np.ndarray) -> bool:
+def apply(checkpoint, store, recent, offset: int, vector: np.ndarray) -> bool:
     """One record, as agents.memory.apply_steps applies a batch of one; False for a duplicate."""
-    if journal.repair("s"):
-        store.invalidate()
-    if journal.is_applied("s", "audio-features", offset):
-        return False
-    journal.begin()
-    learned, change = store.learn(store.space("s"), f"e{offset}", vector, 1000.0 + offset)
-    recent.remember("s", RecentRecognition(f"e{offset}", learned.pattern_id, learned.similarity,
-                                           learned.confidence, learned.new, offset))
-    journal.commit("s", {"audio-features": offset})
+    with checkpoint.transaction("s") as tx:
+        if tx.is_applied("audio-features", offset):
+            return False
+        learned, change = store.learn(store.space("s"), f"e{offset}", vector, 1000.0 + offset)
+        recent.remember("s", RecentRecognition(f"e{offset}", learned.pattern_id, learned.similarity,
+                                               learned.confidence, learned.new, offset))
+        tx.applied("audio-features", offset)
     return True
 
 
@@ -105,5 +104,5 @@ def test_a_crash_anywhere_then_redelivery_gives_the_memory_of_a_run_without_cras
     j, s, r = worker(table)
     applied = sum(apply(j, s, r, offset, vectors[offset]) for offset in range(resume, n))
     assert applied == n - durable, "a redelivered record is recognized and skipped"
-    j.repair("s")  # as the space's next record would
+    j.journal.repair("s")  # as the space's next record would
     assert dict(table) == dict(reference), "the same memory as the run without a crash"

@@ -15,6 +15,7 @@ from schemas.validation import ValidationResult
 from streams.core.optimizations import OptimizationConfig
 from streams.core.patterns import PatternConfig
 from streams.core.sequence import Held
+from streams.state.checkpoint import Checkpoint
 from streams.state.journal import Journal
 from streams.state.optimizations import OptimizationStore
 from streams.state.patterns import PatternStore, Prefixed, RecentInteractions, RecentRecognitions
@@ -23,11 +24,13 @@ from streams.state.patterns import PatternStore, Prefixed, RecentInteractions, R
 def runtime():
     table: dict = {}
     journal = Journal(table)
+    store = PatternStore(Prefixed(journal, "p/"), Prefixed(journal, "s/"), PatternConfig(max_patterns=5))
+    optimizations = OptimizationStore(Prefixed(journal, "o/"), Prefixed(journal, "oi/"),
+                                      OptimizationConfig(min_support=2))
     return table, SimpleNamespace(
-        journal=journal,
-        store=PatternStore(Prefixed(journal, "p/"), Prefixed(journal, "s/"), PatternConfig(max_patterns=5)),
-        optimizations=OptimizationStore(Prefixed(journal, "o/"), Prefixed(journal, "oi/"),
-                                        OptimizationConfig(min_support=2)),
+        checkpoint=Checkpoint(journal, caches=(store, optimizations)),
+        store=store,
+        optimizations=optimizations,
         recent=RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rp/"), 64),
         recent_interactions=RecentInteractions(Prefixed(journal, "i/"), Prefixed(journal, "ip/"), 64),
     )
@@ -107,6 +110,6 @@ def test_batches_of_any_size_give_the_memory_and_outputs_of_one_by_one(seed, cut
     assert summary(batched) == summary(one)
     state = lambda t: {k: v for k, v in t.items() if not k.startswith("j/")}  # noqa: E731
     assert state(table_batched) == state(table_one)
-    assert rt_batched.journal.applied("s") == rt_one.journal.applied("s")
+    assert rt_batched.checkpoint.journal.applied("s") == rt_one.checkpoint.journal.applied("s")
     outcomes = {s.outcome for s in one}
     assert APPLIED in outcomes and "duplicate" in outcomes and "rejected" in outcomes, outcomes

@@ -52,7 +52,7 @@ def test_readme_documents_every_setting_as_declared():
 
     from streams.service.settings import Settings, env_name
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     rows = {}
     for line in (repo / "README.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

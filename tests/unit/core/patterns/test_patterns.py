@@ -106,7 +106,7 @@ def check_rows(m: SpaceMemory) -> None:
 # -- module purity -------------------------------------------------------------
 
 
-CORE_PATTERNS = Path(__file__).resolve().parents[2] / "streams" / "core" / "patterns"
+CORE_PATTERNS = Path(__file__).resolve().parents[4] / "streams" / "core" / "patterns"
 
 
 @pytest.mark.parametrize("module", sorted(p.name for p in CORE_PATTERNS.glob("*.py")))

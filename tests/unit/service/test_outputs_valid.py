@@ -1,6 +1,6 @@
 """What the worker sends without validating it again (streams.service.emit.UNCHECKED) is valid: the
 recognitions and pattern events the agents build from the core's results, on random streams with
-merges, evictions and calibration. (Optimization records: tests/unit/test_optimizations.py.)"""
+merges, evictions and calibration. (Optimization records: tests/unit/core/optimizations/test_optimizations.py.)"""
 from __future__ import annotations
 
 import numpy as np
