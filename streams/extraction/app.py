@@ -15,6 +15,7 @@ import faust
 from prometheus_client import Counter, Histogram
 
 from schemas.records import ValidationLimits
+from streams.service import broker_watch
 from streams.service.app import create_app, create_guard
 from streams.core.resilience.health import HealthTracker
 from streams.service.emit import Emitter
@@ -90,6 +91,7 @@ def create_extraction_runtime(settings: Settings, extraction: ExtractionSettings
     emit = Emitter(app, settings, metrics)
     guard = create_guard(settings, metrics, emit, EXTRACTION_OPERATIONS)
     runtime = ExtractionRuntime(
+        broker=broker_watch.install(settings),
         settings=settings,
         extraction=extraction,
         app=app,
@@ -104,12 +106,11 @@ def create_extraction_runtime(settings: Settings, extraction: ExtractionSettings
     )
 
     from agents import extraction as extraction_agent
-    from streams.service import broker_watch, resources
+    from streams.service import resources
 
     extraction_agent.register(runtime)
     resources.register(runtime)
     register_health(runtime)
-    runtime.broker = broker_watch.install(settings)
     broker_watch.register(runtime, runtime.broker)
     return runtime
 

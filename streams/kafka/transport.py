@@ -82,8 +82,10 @@ class TunedTransport:
     is overridden here.
     """
 
-    fetch_max_wait_ms: int
-    fetch_min_bytes: int
+    def __init__(self, *args, fetch_max_wait_ms: int, fetch_min_bytes: int = 1, **kwargs) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
+        super().__init__(*args, **kwargs)
 
     def _new_transport(self):
         return transport_class(self.fetch_max_wait_ms, self.fetch_min_bytes)(self.conf.broker_consumer, self)

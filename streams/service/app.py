@@ -13,13 +13,14 @@ from typing import Any
 import faust
 
 from schemas.records import BreakerState, ValidationLimits
+from streams.core.patterns import PatternConfig
 from streams.core.resilience.breaker import wire_state
 from streams.core.resilience.health import HealthTracker
 from streams.core.resilience.limits import Limits
-from streams.core.patterns import PatternConfig
+from streams.kafka.transport import TunedTransport
+from streams.service import broker_watch
 from streams.service.emit import Emitter
 from streams.service.guard import FaultInjector, Guard
-from streams.kafka.transport import TunedTransport
 from streams.service.metrics import Metrics, faust_sensor
 from streams.service.settings import Settings
 from streams.state.changelog import Changelog
@@ -87,9 +88,7 @@ def _ssl_context(settings: Settings):
 
 
 class MemoryApp(TunedTransport, faust.App):
-    # Set before the first topic is declared: faust creates its transport lazily, on first use.
-    fetch_max_wait_ms: int = Settings.fetch_max_wait_ms
-    fetch_min_bytes: int = Settings.fetch_min_bytes
+    """faust's app with the tuned transport (streams.kafka.transport)."""
 
 
 # The pattern-memory worker's guarded operations; the extraction role adds "inference".
@@ -137,6 +136,8 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
         settings.memory_app_id if app_id is None else app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
         broker_credentials=_broker_credentials(settings),
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_min_bytes=settings.fetch_min_bytes,
         store="rocksdb://",
         datadir=str(settings.state_dir if app_id is None else settings.data_dir),
         topic_partitions=settings.partitions,
@@ -169,8 +170,6 @@ def create_app(settings: Settings, metrics: Metrics, app_id: str | None = None) 
         web_graph_enabled=False,
         autodiscover=False,
     )
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
-    app.fetch_min_bytes = settings.fetch_min_bytes
     if settings.faust_sensor:
         faust_sensor(app, metrics, "/metrics")
     else:
@@ -217,6 +216,7 @@ def create_runtime(settings: Settings) -> Runtime:
                             send=lambda flush: guard.call("send", flush, emit.send_encoded))
 
     runtime = Runtime(
+        broker=broker_watch.install(settings),
         settings=settings,
         app=app,
         store=store,
@@ -246,11 +246,10 @@ def create_runtime(settings: Settings) -> Runtime:
         checkpoint.forget()
 
     from agents import memory as memory_agent
-    from streams.service import broker_watch, resources, web
+    from streams.service import resources, web
 
     memory_agent.register(runtime)
     resources.register(runtime)
     web.register(runtime)
-    runtime.broker = broker_watch.install(settings)
     broker_watch.register(runtime, runtime.broker)
     return runtime

@@ -36,13 +36,12 @@ def test_faust_keeps_its_current_event_in_a_context_variable_of_weak_references(
 
 
 class _App(TunedTransport, faust.App):
-    fetch_max_wait_ms = 10
-    fetch_min_bytes = 1
+    pass
 
 
 def test_the_consumer_keeps_unacked_messages_and_committed_offsets_as_the_memory_reads_them():
     async def go():
-        app = _App("kafka-internals-test", broker="kafka://127.0.0.1:9", autodiscover=False)
+        app = _App("kafka-internals-test", broker="kafka://127.0.0.1:9", autodiscover=False, fetch_max_wait_ms=10)
         consumer = app.consumer  # built lazily, not started: nothing connects
         # TunedTransport built transport_class's consumer, a subclass of faust's aiokafka one.
         assert isinstance(consumer, driver.Consumer) and hasattr(type(consumer), "accept_gap")
