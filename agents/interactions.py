@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-from agents.recognition import emit_pattern_changes
 from schemas.records import Optimization
 from schemas.state import RecentInteraction
 from schemas.validation import (
@@ -20,7 +19,6 @@ from schemas.validation import (
 )
 from schemas.vectors import check_dimension
 from streams.core.optimizations import pattern_feedback
-from streams.state.patterns import Change
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +83,9 @@ def apply(runtime, interaction, pattern_id: str, offset: int):
     return pattern, records
 
 
-async def emit_applied(runtime, interaction, applied) -> None:
+async def emit_applied(runtime, interaction, applied, patterns) -> None:
     pattern, records = applied
-    await emit_pattern_changes(runtime.emit, interaction.space, Change(events=((pattern, "updated"),)),
-                               interaction.ts)
+    patterns.add(interaction.space, pattern, "updated", interaction.ts)
     for record in records:
         runtime.metrics.optimization_events.labels(event=record.event).inc()
         await runtime.emit.send("optimizations", record.key, record)

@@ -8,8 +8,11 @@ The agent only hands what it consumes to the sequencer; `process` applies what i
 that are waiting are applied in batches, held open for FMS_APPLY_LINGER_MS after the first record:
 each space's records of a batch are one journal transaction (streams.state.journal), so a pattern that
 many of them touch is written to the table and its changelog once per batch instead of once per
-record (the order of repair, begin, commit and flush is streams.state.checkpoint's). Each record is still applied, and gets its outputs, exactly as it would alone: batching
-changes no output (tests/unit/agents/test_memory_batches).
+record (the order of repair, begin, commit and flush is streams.state.checkpoint's). Each record is
+still applied exactly as it would be alone, and gets its recognition or optimization records; a
+pattern's "updated" records of a batch are folded into its newest (agents.recognition.PatternEvents),
+so what fms.patterns keeps of each key is what the records applied one by one would have left
+(tests/unit/agents/test_memory_batches).
 A batch is applied only while its breaker is closed, and is tried once: after a failure its records
 are applied one by one, so that the breaker's retries and trial calls are single records and only
 a bad record is dead-lettered.
@@ -30,6 +33,7 @@ from agents import interactions as interaction_steps
 from agents import recognition as recognition_steps
 from agents.dead_letter import send_dead_letter, send_failure
 from agents.input_partitions import GapRepair, InputBuffer, PartitionStarts
+from agents.recognition import PatternEvents
 from schemas.codec import decode
 from schemas.validation import ValidationResult
 from schemas.vectors import check_dimension
@@ -113,19 +117,20 @@ def _apply_one(runtime, space: str, step: Step, tx):
     return APPLIED, interaction_steps.apply(runtime, record, pattern_id, step.offset)
 
 
-async def emit_step(runtime, step: Step) -> None:
+async def emit_step(runtime, step: Step, patterns: PatternEvents) -> None:
+    """The step's own outputs; what it changed of the patterns is added to `patterns`, the batch's."""
     record = step.record
     if step.outcome == REJECTED:
         await send_dead_letter(runtime, step.event, step.result)
     elif step.source == FEATURES:
         if step.outcome == DUPLICATE:
-            await recognition_steps.emit_again(runtime, record)
+            await recognition_steps.emit_again(runtime, record, patterns)
         else:
-            await recognition_steps.emit_learned(runtime, record, *step.output)
+            await recognition_steps.emit_learned(runtime, record, *step.output, patterns)
     else:
         applied = step.output if step.outcome == APPLIED else interaction_steps.again(runtime, record.space, record)
         if applied is not None:
-            await interaction_steps.emit_applied(runtime, record, applied)
+            await interaction_steps.emit_applied(runtime, record, applied, patterns)
 
 
 def _in_partition_of(event) -> None:
@@ -292,12 +297,14 @@ class MemoryProcessor:
         for batch in batches.values():
             await self._apply_space(batch)
         await runtime.checkpoint.flush()  # the state changes before the outputs that announce them
+        patterns = PatternEvents()
         for step in steps:  # outputs in input order, dead letters included
             _in_partition_of(step.event)  # what a record delivered again emits is read from its state
             if step.outcome == FAILED:
                 await send_failure(runtime, step.event, step.result, step.operation, step.output)
             else:
-                await emit_step(runtime, step)
+                await emit_step(runtime, step, patterns)
+        await patterns.send(runtime.emit)  # each pattern the batch changed, once, in its newest state
         for held in ready:
             self._applied.add((held.topic, held.partition, held.offset))
             await self.stream.ack(held.item)

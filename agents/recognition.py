@@ -29,9 +29,55 @@ def learn(runtime, feature, offset: int) -> tuple[RecentRecognition, object]:
     return seen, change
 
 
-async def emit_learned(runtime, feature, seen: RecentRecognition, change) -> None:
+class PatternEvents:
+    """A batch's fms.patterns records, with a pattern's "updated" states folded into its newest.
+
+    fms.patterns is compacted: what a subscriber keeps of a key is its newest value. A pattern that
+    many records of a batch update is announced once, in its newest state, as Kafka Streams' record
+    cache forwards one record per key per commit. Only "updated" records are folded: a "created",
+    "merged" (with the ids it absorbed) or "evicted" record always goes out, and an update after it
+    follows it. So each key's last record, the one a compacted topic keeps, is the one the records
+    applied one by one would have left, whatever the batches were.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, list[PatternEvent]] = {}
+        self._ended: dict[str, None] = {}  # keys to end with a tombstone, in order
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._values.values()) + len(self._ended)
+
+    def add(self, space: str, pattern, kind: str, ts: float, absorbed: tuple[str, ...] | None = None) -> None:
+        event = pattern_event(space, pattern, kind, ts, absorbed)
+        pending = self._values.setdefault(pattern_key(space, pattern.pattern_id), [])
+        if pending and pending[-1].event == "updated":
+            pending[-1] = event  # what it said, the newer state says too
+        else:
+            pending.append(event)
+
+    def end(self, space: str, pattern_id: str) -> None:
+        self._ended[pattern_key(space, pattern_id)] = None
+
+    def add_change(self, space: str, change, ts: float) -> None:
+        """Each changed pattern's new state; an evicted or absorbed pattern ends with a tombstone."""
+        for pattern, kind in change.events:
+            self.add(space, pattern, kind, ts, change.absorbed_by(pattern.pattern_id) if kind == "merged" else None)
+        for pattern_id in change.removed:
+            self.end(space, pattern_id)
+
+    async def send(self, emit) -> None:
+        values, self._values = self._values, {}
+        ended, self._ended = self._ended, {}
+        for key, events in values.items():
+            for event in events:
+                await emit.send("patterns", key, event)
+        for key in ended:
+            await emit.send("patterns", key, None)
+
+
+async def emit_learned(runtime, feature, seen: RecentRecognition, change, patterns: PatternEvents) -> None:
     await runtime.emit.send("recognitions", feature.space, recognition_of(feature.space, seen))
-    await emit_pattern_changes(runtime.emit, feature.space, change, feature.ts)
+    patterns.add_change(feature.space, change, feature.ts)
 
 
 def recognition_of(space: str, seen: RecentRecognition) -> Recognition:
@@ -39,7 +85,7 @@ def recognition_of(space: str, seen: RecentRecognition) -> Recognition:
                        confidence=seen.confidence, new=seen.new, ts=time.time())
 
 
-async def emit_again(runtime, feature) -> None:
+async def emit_again(runtime, feature, patterns: PatternEvents) -> None:
     """A record applied before a crash, delivered again: its recognition as it was, and the current
     state (or tombstone) of every pattern it changed, in case those outputs did not get out."""
     seen = runtime.recent.get(feature.space, feature.id)
@@ -51,24 +97,15 @@ async def emit_again(runtime, feature) -> None:
     memory = runtime.store.space(feature.space)
     for pattern_id, kind in seen.changed:
         pattern = memory.get(pattern_id)
+        if pattern is None:
+            patterns.end(feature.space, pattern_id)
+            continue
         # The current state, so the absorbed ids are those that resolve to it now.
         absorbed = tuple(p for p in seen.removed if memory.resolve(p) == pattern_id) if kind == "merged" else None
-        await runtime.emit.send("patterns", pattern_key(feature.space, pattern_id),
-                                None if pattern is None else pattern_event(feature.space, pattern, kind, feature.ts,
-                                                                           absorbed))
+        patterns.add(feature.space, pattern, kind, feature.ts, absorbed)
     for pattern_id in seen.removed:
         if memory.get(pattern_id) is None:
-            await runtime.emit.send("patterns", pattern_key(feature.space, pattern_id), None)
-
-
-async def emit_pattern_changes(emit, space: str, change, ts: float) -> None:
-    """Each changed pattern's new state; an evicted or absorbed pattern ends with a tombstone."""
-    for pattern, kind in change.events:
-        absorbed = change.absorbed_by(pattern.pattern_id) if kind == "merged" else None
-        await emit.send("patterns", pattern_key(space, pattern.pattern_id),
-                        pattern_event(space, pattern, kind, ts, absorbed))
-    for pattern_id in change.removed:
-        await emit.send("patterns", pattern_key(space, pattern_id), None)
+            patterns.end(feature.space, pattern_id)
 
 
 def pattern_event(space: str, pattern, kind: str, ts: float, absorbed: tuple[str, ...] | None = None) -> PatternEvent:

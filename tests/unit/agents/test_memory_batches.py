@@ -3,13 +3,15 @@ leave the same memory and give the same outcomes and outputs as the same records
 No broker: the table is a dict, as in test_journal."""
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.memory import APPLIED, FEATURES, INTERACTIONS, Step, apply_steps
+from agents.memory import APPLIED, FEATURES, INTERACTIONS, Step, apply_steps, emit_step
+from agents.recognition import PatternEvents
 from schemas.records import AudioFeature, Interaction, Outcome
 from schemas.validation import ValidationResult
 from streams.core.optimizations import OptimizationConfig
@@ -113,3 +115,66 @@ def test_batches_of_any_size_give_the_memory_and_outputs_of_one_by_one(seed, cut
     assert rt_batched.checkpoint.journal.applied("s") == rt_one.checkpoint.journal.applied("s")
     outcomes = {s.outcome for s in one}
     assert APPLIED in outcomes and "duplicate" in outcomes and "rejected" in outcomes, outcomes
+
+
+class Sent:
+    """Stands in for the emitter: what was sent, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, object]] = []
+
+    async def send(self, name, key, record, **_):
+        self.records.append((name, key, record))
+
+
+def emitted(rt, batches: list[list[Step]]) -> list[tuple[str, str, object]]:
+    """What agents.memory.MemoryProcessor.apply sends for `batches`: each step's outputs in order,
+    then the batch's pattern events."""
+    rt.emit = Sent()
+    rt.metrics = SimpleNamespace(optimization_events=SimpleNamespace(labels=lambda **_: SimpleNamespace(inc=int)))
+
+    async def go():
+        for batch in batches:
+            patterns = PatternEvents()
+            for step in batch:
+                if step.outcome != "rejected":  # dead letters are not what this test is about
+                    await emit_step(rt, step, patterns)
+            await patterns.send(rt.emit)
+
+    asyncio.run(go())
+    return rt.emit.records
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), size=st.integers(2, 40))
+def test_a_batch_announces_each_pattern_once_and_a_compacted_reader_sees_the_same(seed, size):
+    records = stream(seed, 120)
+    _, rt = runtime()
+    steps = steps_of(records)
+    batches = [steps[i:i + size] for i in range(0, len(steps), size)]
+    for batch in batches:
+        apply_steps(rt, "s", batch)
+    coalesced = emitted(rt, batches)
+    one_by_one = emitted(rt, [[s] for s in steps])
+
+    # Recognitions and optimization records: one per record, as before (a recognition's ts is when it is sent).
+    others = lambda out: [(name, k, {f: x for f, x in v.to_dict().items() if not (name == "recognitions" and f == "ts")})  # noqa: E731
+                          for name, k, v in out if name != "patterns"]
+    assert others(coalesced) == others(one_by_one) and others(coalesced)
+    # Fewer records, and what a compacted topic keeps of each key is the same.
+    assert len(coalesced) < len(one_by_one)
+    latest = lambda out: {k: None if v is None else v.to_dict() for name, k, v in out if name == "patterns"}  # noqa: E731
+    assert latest(coalesced) == latest(one_by_one)
+    # Only "updated" records are folded into a newer one: every "created", "merged" (with the ids it
+    # absorbed) and "evicted" record still goes out, in order, and a key's tombstone comes last.
+    kept = lambda out: [(k, v.to_dict()) for name, k, v in out  # noqa: E731
+                        if name == "patterns" and v is not None and v.event != "updated"]
+    assert sorted(kept(coalesced), key=lambda r: r[0]) == sorted(kept(one_by_one), key=lambda r: r[0])
+    for batch in batches:
+        together = [(k, v) for name, k, v in emitted(rt, [batch]) if name == "patterns"]
+        for i, (key, value) in enumerate(together):
+            later = [v for k, v in together[i + 1:] if k == key]
+            if value is None:
+                assert not later, "a tombstone ends its key"
+            elif value.event == "updated":
+                assert later in ([], [None]), "one update per key per batch, after anything else the key says"
