@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
+import re
+import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -100,7 +105,12 @@ async def run(bootstrap: str, args) -> dict:
             return worker.proc.pid, worker.stop
 
         t0 = time.perf_counter()
-        w, cpu = await drain(settings, settings.topic("recognitions"), len(feats), start_worker)
+        profile = Path(tmp) / "worker.collapsed" if args.profile else None
+        w, cpu = await drain(settings, settings.topic("recognitions"), len(feats), start_worker, profile)
+        profiled = summarize_profile(profile) if profile else None
+        if profile is not None and profile.exists():  # the stacks themselves, for a flame graph
+            Path(__file__).with_name("results").joinpath("throughput_profile.collapsed.gz").write_bytes(
+                gzip.compress(profile.read_bytes(), mtime=0))
     worker_rate = rate(w, len(feats))
     print(f"worker: {worker_rate:,.0f} records/s "
           f"(start to last recognition {w['last'] - t0:.1f}s including startup)", flush=True)
@@ -127,25 +137,79 @@ async def run(bootstrap: str, args) -> dict:
         "worker_cpu_share_of_a_core": round(cpu / (w["last"] - w["first"]), 3),
         "messages_per_record": per_record,
         "messages_per_record_total": round(sum(per_record.values()), 3),
+        "profile": profiled,
     }
 
 
-async def drain(settings: Settings, topic: str, n: int, start) -> tuple[dict, float]:
+async def drain(settings: Settings, topic: str, n: int, start, profile: Path | None = None) -> tuple[dict, float]:
     """`start()` a process that turns the input into `n` records on `topic` (it returns the pid and
     a stop function); when the first and the last of them arrived, and the process's CPU seconds
-    between those two moments (start-up left out)."""
+    between those two moments (start-up left out). With `profile`, py-spy samples the process
+    meanwhile (without stopping it) and writes its stacks there, collapsed."""
     ready = asyncio.Event()
     watcher = asyncio.create_task(watch_outputs(settings, topic, n, ready, 900))
     await ready.wait()
     pid, stop = await asyncio.to_thread(start)
     cpu = CpuSampler({"process": pid})
     sampler = asyncio.create_task(cpu.run())
+    spy = None
+    if profile is not None:
+        spy = await asyncio.create_subprocess_exec(
+            shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy", "record", "--nonblocking",
+            "--rate", "100", "--format", "raw", "--output", str(profile), "--pid", str(pid),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         out = await watcher
     finally:
         sampler.cancel()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled when interrupted
+            await spy.wait()
         await asyncio.to_thread(stop)
     return out, cpu.seconds_between("process", out["first"], out["last"])
+
+
+def summarize_profile(path: Path, top: int = 25) -> dict:
+    """Where the worker's samples were, from py-spy's collapsed stacks: the functions that were
+    running (self) and those on the stack (inclusive), as shares of all samples, and the shares of
+    the worker's own code, faust/mode/aiokafka, RocksDB and numpy among the running functions."""
+    self_n: Counter = Counter()
+    incl: Counter = Counter()
+    total = 0
+    for line in path.read_text().splitlines() if path.exists() else ():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        # "function (path/of/module.py:line)": one entry per function, whatever its line
+        frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";") if f.strip()]
+        n = int(count)
+        total += n
+        if frames:
+            self_n[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+
+    def area(frame: str) -> str:
+        where = frame[frame.rfind("(") + 1:]
+        for name, roots in (("memory (agents, streams, schemas)", ("agents/", "streams/", "schemas/")),
+                            ("faust, mode", ("faust/", "mode/")), ("aiokafka", ("aiokafka/", "kafka/")),
+                            ("rocksdict", ("rocksdict/",)), ("numpy", ("numpy/",)), ("asyncio", ("asyncio/",))):
+            if where.startswith(roots):
+                return name
+        return "other"
+
+    areas: Counter = Counter()
+    for frame, n in self_n.items():
+        areas[area(frame)] += n
+    share = lambda n: round(n / total, 4) if total else 0.0  # noqa: E731
+    return {
+        "sampler": "py-spy record --nonblocking --rate 100, the worker process from its first output to its last",
+        "stacks": "benchmarks/results/throughput_profile.collapsed.gz (collapsed stacks: flamegraph.pl, speedscope)",
+        "samples": total,
+        "self_share_by_area": {k: share(v) for k, v in areas.most_common()},
+        "top_self": [{"frame": f, "share": share(n)} for f, n in self_n.most_common(top)],
+        "top_inclusive": [{"frame": f, "share": share(n)} for f, n in incl.most_common(top)],
+    }
 
 
 async def create_topic(settings: Settings, name: str, partitions: int) -> None:
@@ -204,6 +268,8 @@ def main() -> int:
     p.add_argument("--spaces", type=int, default=8)
     p.add_argument("--patterns", type=int, default=1000)
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="do not sample the worker with py-spy (the bench extra installs it)")
     args = p.parse_args()
     with broker() as bootstrap:
         results = asyncio.run(run(bootstrap, args))

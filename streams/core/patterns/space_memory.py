@@ -410,9 +410,11 @@ class SpaceMemory:
             total += a.nbytes + _NDARRAY_HEADER
         if self._mu is not None:
             total += self._mu.nbytes + _NDARRAY_HEADER
-        total += sum(v.nbytes + _NDARRAY_HEADER for v in self._sample)
         n = len(self._patterns)
         dim = self._dim or 0
+        # The sample's rows are float32 vectors of the space's dimension: counted, not walked (this
+        # runs for every record).
+        total += len(self._sample) * (dim * 4 + _NDARRAY_HEADER)
         total += n * (_PER_PATTERN + dim * 4) + self._related_n * _PER_RELATED
         total += len(self._aliases) * _PER_ALIAS
         return int(total)
