@@ -260,6 +260,26 @@ def test_restore_and_continue_is_bit_identical_to_an_uninterrupted_run(cut):
     assert restored.space_state()["threshold"] == live.space_state()["threshold"]
 
 
+@pytest.mark.parametrize("cut", [128, 255, 256, 257])
+def test_restore_around_the_consolidation_is_bit_identical_to_an_uninterrupted_run(cut):
+    # Groups in random directions: the choice at 256 is an interior peak, so the warm-up is
+    # consolidated by the consensus of orders, from the restored sample as from the live one.
+    x, _ = random_groups(12, 400, 12, 0.85, seed=21)
+    cfg = PatternConfig(match_threshold=None, calibration_clear=1.0)
+    live = SpaceMemory("s", cfg)
+    out = [live.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
+    assert len(out[255].merged) > 100
+    first = SpaceMemory("s", cfg)
+    learn(first, x[:cut])
+    restored = SpaceMemory("s", cfg)
+    restored.restore(first.patterns(), first.space_state(), first.calibration_sample(),
+                     first.calibration_sample_patterns())
+    again = [restored.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x[cut:], start=cut)]
+    assert [(a.pattern_id, a.merged) for a in again] == [(b.pattern_id, b.merged) for b in out[cut:]]
+    assert restored.patterns() == live.patterns()
+    assert restored.space_state()["aliases"] == live.space_state()["aliases"]
+
+
 def test_a_pin_wins_over_a_learned_threshold_on_restore():
     x, _ = groups_stream(4, 300, 32, 0.9, seed=5)
     m = SpaceMemory("s", CAL)
