@@ -43,6 +43,7 @@ class PatternConfig:
     calibration_interval: int = 32768  # records between later choices, over the reservoir (~0.1 s each)
     calibration_peak_share: float = 0.85  # the finest silhouette peak within this share of the best
     calibration_clear: float = 0.6  # best silhouette that lets a space choose before its sample is full
+    calibration_passes: int = 17  # orders of the sample whose consensus consolidates the warm-up (1: stream order)
     calibration_merge_ratio: float = 0.125  # calibrated merge threshold: 1 - ratio * (1 - t)
     calibration_band_ratio: float = 0.25  # calibrated related band: ratio * (1 - t)
 
@@ -51,8 +52,8 @@ class PatternConfig:
             raise ValueError("match_threshold must be in [-1, 1] (or None: calibrated)")
         if not -1.0 <= self.calibration_start <= 1.0:
             raise ValueError("calibration_start must be in [-1, 1]")
-        if self.calibration_sample < 4 or self.calibration_interval < 1:
-            raise ValueError("calibration_sample must be >= 4 and calibration_interval >= 1")
+        if self.calibration_sample < 4 or self.calibration_interval < 1 or self.calibration_passes < 1:
+            raise ValueError("calibration_sample must be >= 4, calibration_interval and calibration_passes >= 1")
         if not (0.0 < self.calibration_peak_share <= 1.0 and -1.0 <= self.calibration_clear <= 1.0):
             raise ValueError("calibration_peak_share must be in (0, 1] and calibration_clear in [-1, 1]")
         if not (0.0 <= self.calibration_merge_ratio <= 1.0 and 0.0 <= self.calibration_band_ratio <= 2.0):

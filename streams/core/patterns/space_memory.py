@@ -253,7 +253,7 @@ from streams.core.patterns.arithmetic import (
     tree_sum_rows,
     unit_vector,
 )
-from streams.core.patterns.calibration import SAME_SCORE, derived_band, derived_merge, gram, select
+from streams.core.patterns.calibration import SAME_SCORE, consensus, derived_band, derived_merge, gram, select
 from streams.core.patterns.config import DimensionMismatch, PatternConfig
 from streams.core.patterns.pattern import (
     Learned,
@@ -1053,8 +1053,10 @@ class SpaceMemory:
         self._settled = True
         if threshold != self._t:
             self._set_threshold(threshold)
-        if self._n == len(self._sample) and rise >= SAME_SCORE and self._consolidate(cut.tolist(), events, merged):
-            changed = True
+        if self._n == len(self._sample) and rise >= SAME_SCORE:
+            agreed = consensus(g, threshold, cfg.calibration_passes, cut)
+            if self._consolidate(agreed.tolist(), events, merged):
+                changed = True
         if changed:
             self._now_floor = self._now
         return changed
@@ -1065,8 +1067,9 @@ class SpaceMemory:
         Until its first choice a space learns at the strict ``calibration_start``, so a group the
         chosen threshold would keep whole may sit in several patterns. While the sample still holds
         every record of the space (slot ``i`` is record ``i``), ``labels`` is how the leader rule
-        cuts those very records at the chosen threshold (:func:`calibration.leader`, the rule the
-        memory learns by): each pattern goes to the cluster that holds most of its sampled records
+        cuts those very records at the chosen threshold (the rule the memory learns by), in most of
+        ``calibration_passes`` orders (:func:`calibration.consensus`): each pattern goes to the
+        cluster that holds most of its sampled records
         (the earliest on a tie), and the patterns that share a cluster merge into the oldest, as
         the merge rule's merges do (absorbed ids resolve to the survivor). Splitting is never
         done: a pattern id a user has seen keeps standing for all its records.

@@ -7,7 +7,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from streams.core.patterns.calibration import GRID, derived_band, derived_merge, gram, leader, leaders, select, silhouette
+from streams.core.patterns.calibration import (
+    GRID,
+    consensus,
+    derived_band,
+    derived_merge,
+    gram,
+    leader,
+    leaders,
+    orders,
+    select,
+    silhouette,
+)
 from streams.core.patterns import PatternConfig, SpaceMemory, pattern_id_for
 
 CAL = PatternConfig(match_threshold=None)
@@ -86,6 +97,55 @@ def test_select_finds_clear_groups_and_declines_without_structure():
     assert select(gram(same), 0.85) == (None, -1.0, 0, 0.0, None)
 
 
+def test_the_orders_are_permutations_that_start_at_different_records():
+    for m in (4, 5, 7, 256):
+        out = orders(m, 17)
+        assert len(out) == 17 and all(sorted(o.tolist()) == list(range(m)) for o in out)
+        assert (out[0] == np.arange(m)).all() and (out[1] == np.arange(m)[::-1]).all()
+    # no record founds a cluster in every order
+    assert len({int(o[0]) for o in orders(256, 17)}) == 17
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 12), st.floats(0.3, 2.0), st.integers(4, 80),
+       st.integers(2, 17), st.sampled_from(GRID))
+def test_the_consensus_joins_what_most_orders_join_and_one_order_is_the_leader_cut(seed, k, spread, m, passes, t):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(k, 16))[rng.integers(k, size=m)] + rng.normal(scale=spread, size=(m, 16))
+    g = gram(centred_unit(x))
+    assert (consensus(g, t, 1) == leader(g, t)).all()
+    labels = consensus(g, t, passes)
+    assert (consensus(g, t, passes, leader(g, t)) == labels).all()  # the caller's stream-order cut
+    firsts = [int(np.flatnonzero(labels == c)[0]) for c in range(int(labels.max()) + 1)]
+    assert firsts == sorted(firsts)  # clusters numbered by their first record, as leader's
+    together = np.zeros((m, m), dtype=np.int64)
+    for order in orders(m, passes):
+        cut = np.empty(m, dtype=np.int64)
+        cut[order] = leader(g[np.ix_(order, order)], t)
+        together += cut[:, None] == cut[None, :]
+    members = [np.flatnonzero(labels == c) for c in range(len(firsts))]
+    for i, a in enumerate(members):
+        if len(a) > 1:  # a cluster's records were together in most orders, on average
+            inside = together[np.ix_(a, a)].sum() - passes * len(a)
+            assert 2 * inside > passes * len(a) * (len(a) - 1)
+        for b in members[i + 1:]:  # and no two clusters were
+            assert 2 * together[np.ix_(a, b)].sum() <= passes * len(a) * len(b)
+
+
+def test_a_record_between_two_groups_lumps_them_in_stream_order_but_not_in_the_consensus():
+    # The first record sits between two groups 40 degrees apart (pairwise 0.77 < 0.8), 20 degrees
+    # from each: in stream order it founds a cluster whose centroid stays between them, and both
+    # groups join it; an order that starts inside a group keeps the groups apart.
+    rng = np.random.default_rng(1)
+    angles = [0.0] + [s * math.radians(20) + rng.normal(0, 0.02) for _ in range(10) for s in (1, -1)]
+    g = gram(np.array([[math.cos(a), math.sin(a)] for a in angles], dtype=np.float32))
+    assert len(set(leader(g, 0.8).tolist())) == 1
+    labels = consensus(g, 0.8, 17)
+    up = {int(v) for v, a in zip(labels, angles) if a > 0.1}
+    down = {int(v) for v, a in zip(labels, angles) if a < -0.1}
+    assert len(up) == 1 and len(down) == 1 and up != down
+
+
 def test_derived_band_and_merge_match_the_pinned_defaults_at_0_6():
     cfg = PatternConfig()
     assert derived_merge(0.6, cfg.calibration_merge_ratio) == pytest.approx(cfg.merge_threshold)
@@ -139,10 +199,12 @@ def random_groups(k: int, n: int, dim: int, kappa: float, seed: int) -> tuple[np
     return (centres[labels] + math.sqrt(1.0 / kappa**2 - 1.0) * noise).astype(np.float32), labels
 
 
-def test_the_warm_up_is_consolidated_when_the_space_chooses():
+@pytest.mark.parametrize("passes", [1, 17])
+def test_the_warm_up_is_consolidated_when_the_space_chooses(passes):
     # No early choice: the strict start (0.9) keeps groups at ~0.72 pairwise apart in many patterns;
-    # the choice at 256 records merges them as the chosen threshold cuts them, into the oldest.
-    cfg = PatternConfig(match_threshold=None, calibration_clear=1.0)
+    # the choice at 256 records merges them as the chosen threshold cuts them (in stream order, or
+    # as most of 17 orders do), into the oldest.
+    cfg = PatternConfig(match_threshold=None, calibration_clear=1.0, calibration_passes=passes)
     x, labels = random_groups(12, 400, 12, 0.85, seed=21)
     m = SpaceMemory("s", cfg)
     out = [m.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
@@ -196,6 +258,26 @@ def test_restore_and_continue_is_bit_identical_to_an_uninterrupted_run(cut):
     assert all((a == b).all() for a, b in zip(restored.calibration_sample(), live.calibration_sample(), strict=True))
     assert restored.calibration_sample_patterns() == live.calibration_sample_patterns()
     assert restored.space_state()["threshold"] == live.space_state()["threshold"]
+
+
+@pytest.mark.parametrize("cut", [128, 255, 256, 257])
+def test_restore_around_the_consolidation_is_bit_identical_to_an_uninterrupted_run(cut):
+    # Groups in random directions: the choice at 256 is an interior peak, so the warm-up is
+    # consolidated by the consensus of orders, from the restored sample as from the live one.
+    x, _ = random_groups(12, 400, 12, 0.85, seed=21)
+    cfg = PatternConfig(match_threshold=None, calibration_clear=1.0)
+    live = SpaceMemory("s", cfg)
+    out = [live.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
+    assert len(out[255].merged) > 100
+    first = SpaceMemory("s", cfg)
+    learn(first, x[:cut])
+    restored = SpaceMemory("s", cfg)
+    restored.restore(first.patterns(), first.space_state(), first.calibration_sample(),
+                     first.calibration_sample_patterns())
+    again = [restored.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x[cut:], start=cut)]
+    assert [(a.pattern_id, a.merged) for a in again] == [(b.pattern_id, b.merged) for b in out[cut:]]
+    assert restored.patterns() == live.patterns()
+    assert restored.space_state()["aliases"] == live.space_state()["aliases"]
 
 
 def test_a_pin_wins_over_a_learned_threshold_on_restore():
@@ -308,3 +390,8 @@ def test_settling_at_the_start_threshold_is_space_state_too():
     restored = SpaceMemory("s", PatternConfig(match_threshold=None, centering=False, calibration_start=chosen))
     restored.restore(m.patterns(), m.space_state(), m.calibration_sample(), m.calibration_sample_patterns())
     assert restored.space_state()["settled"]
+
+
+def test_at_least_one_pass_is_needed():
+    with pytest.raises(ValueError, match="calibration_passes"):
+        PatternConfig(calibration_passes=0)
