@@ -292,7 +292,7 @@ async def run(bootstrap: str, args) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[250.0, 500.0, 1000.0])
+    p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[250.0, 500.0, 1000.0, 2000.0])
     p.add_argument("--seconds", type=float, default=15.0, help="per offered rate")
     p.add_argument("--warmup", type=int, default=2000)
     p.add_argument("--dim", type=int, default=768)

@@ -157,13 +157,14 @@ async def drain(settings: Settings, topic: str, n: int, start, profile: Path | N
         spy = await asyncio.create_subprocess_exec(
             shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy", "record", "--nonblocking",
             "--rate", "100", "--format", "raw", "--output", str(profile), "--pid", str(pid),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, stderr=profile.with_suffix(".log").open("wb"))
     try:
         out = await watcher
     finally:
         sampler.cancel()
         if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled when interrupted
+            if spy.returncode is None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled when interrupted
             await spy.wait()
         await asyncio.to_thread(stop)
     return out, cpu.seconds_between("process", out["first"], out["last"])
@@ -202,6 +203,9 @@ def summarize_profile(path: Path, top: int = 25) -> dict:
     for frame, n in self_n.items():
         areas[area(frame)] += n
     share = lambda n: round(n / total, 4) if total else 0.0  # noqa: E731
+    log = path.with_suffix(".log")
+    if not total:
+        return {"error": (log.read_text().strip().splitlines() or ["py-spy wrote nothing"])[-1] if log.exists() else "no profile"}
     return {
         "sampler": "py-spy record --nonblocking --rate 100, the worker process from its first output to its last",
         "stacks": "benchmarks/results/throughput_profile.collapsed.gz (collapsed stacks: flamegraph.pl, speedscope)",
