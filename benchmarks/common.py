@@ -186,7 +186,10 @@ def save(name: str, results: dict) -> Path:
     doc = {
         "benchmark": name,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        # The BLAS kernel numpy ran on belongs with every figure: OPENBLAS_CORETYPE, set on some
+        # machines, changes numpy's speed (and the worker's, which runs the same numpy).
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "blas": blas_info()},
         **results,
     }
     path = RESULTS / f"{name}.json"
