@@ -41,19 +41,17 @@ class PatternEvents:
     """
 
     def __init__(self) -> None:
-        self._values: dict[str, list[PatternEvent]] = {}
+        # key -> [(space, pattern snapshot, kind, ts, absorbed)]: records are built when sent, so
+        # an update folded into a newer one costs nothing.
+        self._values: dict[str, list[tuple]] = {}
         self._ended: dict[str, None] = {}  # keys to end with a tombstone, in order
 
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._values.values()) + len(self._ended)
-
     def add(self, space: str, pattern, kind: str, ts: float, absorbed: tuple[str, ...] | None = None) -> None:
-        event = pattern_event(space, pattern, kind, ts, absorbed)
         pending = self._values.setdefault(pattern_key(space, pattern.pattern_id), [])
-        if pending and pending[-1].event == "updated":
-            pending[-1] = event  # what it said, the newer state says too
+        if pending and pending[-1][2] == "updated":
+            pending[-1] = (space, pattern, kind, ts, absorbed)  # what it said, the newer state says too
         else:
-            pending.append(event)
+            pending.append((space, pattern, kind, ts, absorbed))
 
     def end(self, space: str, pattern_id: str) -> None:
         self._ended[pattern_key(space, pattern_id)] = None
@@ -70,7 +68,7 @@ class PatternEvents:
         ended, self._ended = self._ended, {}
         for key, events in values.items():
             for event in events:
-                await emit.send("patterns", key, event)
+                await emit.send("patterns", key, pattern_event(*event))
         for key in ended:
             await emit.send("patterns", key, None)
 

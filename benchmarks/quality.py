@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common import blas_info, save  # noqa: E402  (sets sys.path)
+from common import save  # noqa: E402  (sets sys.path)
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.core.quality import adjusted_rand_index, normalized_mutual_information, purity
 
@@ -573,7 +573,6 @@ def main() -> None:
             "offline": "scikit-learn: HDBSCAN(min_cluster_size=3), noise points clusters of one; "
                        "AgglomerativeClustering(n_clusters=true, linkage=ward)",
             "nuisance_rank": NUISANCE_RANK, "nuisance_share": NUISANCE_SHARE,
-            "blas": blas_info(),
         },
         "elapsed_s": round(elapsed, 1),
         "streams": out,
