@@ -105,8 +105,11 @@ async def run(bootstrap: str, args) -> dict:
             return worker.proc.pid, worker.stop
 
         t0 = time.perf_counter()
-        profile = Path(tmp) / "worker.collapsed" if args.profile else None
-        w, cpu = await drain(settings, settings.topic("recognitions"), len(feats), start_worker, profile)
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+        if args.profile and spy is None:
+            print("py-spy is not installed (the bench extra has it): no profile this run", flush=True)
+        profile = Path(tmp) / "worker.collapsed" if args.profile and spy else None
+        w, cpu = await drain(settings, settings.topic("recognitions"), len(feats), start_worker, profile, spy)
         profiled = summarize_profile(profile) if profile else None
         if profile is not None and profile.exists():  # the stacks themselves, for a flame graph
             Path(__file__).with_name("results").joinpath("throughput_profile.collapsed.gz").write_bytes(
@@ -141,11 +144,12 @@ async def run(bootstrap: str, args) -> dict:
     }
 
 
-async def drain(settings: Settings, topic: str, n: int, start, profile: Path | None = None) -> tuple[dict, float]:
+async def drain(settings: Settings, topic: str, n: int, start, profile: Path | None = None,
+                py_spy: str | None = None) -> tuple[dict, float]:
     """`start()` a process that turns the input into `n` records on `topic` (it returns the pid and
     a stop function); when the first and the last of them arrived, and the process's CPU seconds
     between those two moments (start-up left out). With `profile`, py-spy samples the process
-    meanwhile (without stopping it) and writes its stacks there, collapsed."""
+    meanwhile (without stopping it; `py_spy` is its executable) and writes its stacks there, collapsed."""
     ready = asyncio.Event()
     watcher = asyncio.create_task(watch_outputs(settings, topic, n, ready, 900))
     await ready.wait()
@@ -153,9 +157,9 @@ async def drain(settings: Settings, topic: str, n: int, start, profile: Path | N
     cpu = CpuSampler({"process": pid})
     sampler = asyncio.create_task(cpu.run())
     spy = None
-    if profile is not None:
+    if profile is not None and py_spy:
         spy = await asyncio.create_subprocess_exec(
-            shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy", "record", "--nonblocking",
+            py_spy, "record", "--nonblocking",
             "--rate", "100", "--format", "raw", "--output", str(profile), "--pid", str(pid),
             stdout=asyncio.subprocess.DEVNULL, stderr=profile.with_suffix(".log").open("wb"))
     try:
