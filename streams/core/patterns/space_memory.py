@@ -217,6 +217,24 @@ machine. Together with the persisted space state this makes
 restore-and-continue bit-identical to an uninterrupted run, on this worker
 or on the one a rebalance moves the partition to.
 
+Batches. :meth:`SpaceMemory.learn_many` returns what ``learn_one`` applied to
+each record in order returns and leaves the same state, bit for bit
+(:meth:`SpaceMemory.learn_iter` does so a record at a time, so that the caller
+can act between records); only the screen is taken differently. The records'
+unit vectors and matching-space rows are computed as blocks (``unit_rows``,
+``centred_rows``: per row the bits of the one-vector functions), and one
+float32 matrix product screens up to 64 records against every row at once.
+A record is still decided against the rows as the records before it (and the
+caller) left them: a row whose content changed since the product (a join
+moved it, a merge, a creation) loses its column and is multiplied again, once,
+for every record the product still covers; a removal only moves rows, and
+each row's column moves with it (``_col``); a centring refresh changes mu and
+so the records' own rows too, and the product is taken again for the records
+left. Each entry is then a float32 product of exactly the two rows it stands
+for, within the error bound the re-scoring window allows for, so the screen
+is as rigorous as one record's product, and decisions still come from exact
+re-scores.
+
 Persistence. ``Pattern.to_state()`` is JSON-able except ``"centroid"``
 (float32 ndarray); ``SpaceMemory.space_state()`` is JSON-able except
 ``"mu"`` (float32 ndarray, empty before the first refresh) and holds
@@ -228,8 +246,10 @@ merges. ``restore(patterns, space_state)`` rebuilds the memory bit-exactly;
 
 Cost. A join is the record's product, one product over the rows the
 record's similarities cannot rule out (usually few), a handful of exact
-re-scores and O(dim) updates. A refresh is O(patterns x dim), at most once
-per ``max(center_refresh, patterns)`` records. Eviction is O(patterns) numpy
+re-scores and O(dim) updates; in a batch, the record's product is its share
+of the batch's (the matrix is streamed once per 64 records) plus one product
+of the remaining records with each row that changed. A refresh is
+O(patterns x dim), at most once per ``max(center_refresh, patterns)`` records. Eviction is O(patterns) numpy
 work. BLAS should run single-threaded for products this small.
 """
 
@@ -238,7 +258,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -251,6 +271,7 @@ from streams.core.patterns.arithmetic import (
     move_centroid,
     scaled_dot,
     tree_sum_rows,
+    unit_rows,
     unit_vector,
 )
 from streams.core.patterns.calibration import SAME_SCORE, consensus, derived_band, derived_merge, gram, select
@@ -272,6 +293,9 @@ from streams.core.patterns.pattern import (
 _SPREAD_FLOOR = 1e-4  # of 1 - |mu|^2, so the lift never vanishes
 _ROW_CHUNK = 512  # rows per block when recomputing the matrix or summing mu
 _STATE_VERSION = 1
+# Records one batch screen covers: the matrix is streamed once for this many records, and the
+# screen's product stays small (64 x 10,000 patterns: 2.6 MB).
+_SCREEN_RECORDS = 64
 
 
 class SpaceMemory:
@@ -295,6 +319,10 @@ class SpaceMemory:
         self._cnt = np.zeros(0)
         self._last = np.zeros(0)
         self._conf = np.zeros(0)
+        # Per row, the column of the batch screen `_screen` that holds the row's product with the
+        # batch's records, or -1: row changes reset it (docstring, "Batches").
+        self._col = np.zeros(0, dtype=np.int64)
+        self._screen: _Screen | None = None
         # Space state (persisted by space_state()).
         self._mu: np.ndarray | None = None  # float32 snapshot
         self._mu64: np.ndarray | None = None  # the one applied (None: plain cosine)
@@ -544,25 +572,63 @@ class SpaceMemory:
         xr, wx = self._transform(self._prepare(vector))
         at = self._at(now)
         out = []
-        for pid, sim, _ in self._nearest(xr, wx, k)[0]:
+        for pid, sim, _ in self._rank(self._approx(xr, wx), xr, wx, k):
             c = confidence_at(self._patterns[pid], at, self.cfg)
             out.append(Match(pid, sim, c, c >= self.cfg.confidence_threshold))
         return out
 
     def learn_one(self, event_id: str, vector: Any, ts: float) -> Learned:
-        ts = float(ts)
-        if not math.isfinite(ts):
-            raise ValueError("ts must be finite")
-        u = self._prepare(vector)
+        ts = _event_ts(ts)
+        return self._learn(event_id, self._prepare(vector), ts)
+
+    def learn_many(self, items: Sequence[tuple[str, Any, float]]) -> list[Learned]:
+        """``[learn_one(*item) for item in items]``, with the screening products of the records
+        taken together (docstring, "Batches"): the same results and the same state, bit for bit.
+
+        Every item is validated before the first is learned, so an invalid one raises the error
+        ``learn_one`` would raise at it, but with nothing learned.
+        """
+        return list(self.learn_iter(items))
+
+    def learn_iter(self, items: Sequence[tuple[str, Any, float]]) -> Iterator[Learned]:
+        """:meth:`learn_many`, one record per step: between two steps the caller may change the
+        memory (the shell evicts to stay within its limits), and the next record sees the change.
+
+        The items are validated at the first step, before anything is learned.
+        """
+        ts, vectors, dim = [], [], self._dim
+        for _, vector, t in items:  # in learn_one's order: the first bad item raises what it would
+            ts.append(_event_ts(t))
+            vectors.append(self._checked(vector, dim))
+            dim = vectors[-1].shape[0]
+        if not vectors:
+            return
+        units = unit_rows(np.stack(vectors))  # per row the bits of unit_vector (arithmetic)
+        screen = _Screen(units)
+        try:
+            for i, (event_id, _, _) in enumerate(items):
+                yield self._learn(event_id, units[i].copy(), ts[i], screen, i)
+        finally:
+            if self._screen is screen:
+                self._screen = None
+
+    def _learn(self, event_id: str, u: np.ndarray, ts: float, screen: _Screen | None = None,
+               i: int = 0) -> Learned:
+        """Learn record ``u`` (a unit vector of the space's dimension); ``screen`` holds its
+        screening products as record ``i`` of a batch."""
         fixes_dim = self._dim is None
         if fixes_dim:
             self._fix_dim(u.shape[0])
-        xr, wx = self._transform(u)
+        if screen is None:
+            xr, wx = self._transform(u)
+            approx = self._approx(xr, wx)
+        else:
+            xr, wx, approx = screen.take(self, i)
         self._n += 1
         self._now = max(self._now, ts)
         cfg = self.cfg
 
-        best, approx = self._nearest(xr, wx, 1)
+        best = self._rank(approx, xr, wx, 1)
         events: dict[str, str] = {}
         evicted: list[Pattern] = []
         merged: list[tuple[str, str]] = []
@@ -707,11 +773,16 @@ class SpaceMemory:
     # -- internals: matching ---------------------------------------------
 
     def _prepare(self, vector: Any) -> np.ndarray:
+        return unit_vector(self._checked(vector, self._dim))
+
+    @staticmethod
+    def _checked(vector: Any, dim: int | None) -> np.ndarray:
+        """``vector`` as float64, if it is one a space of dimension ``dim`` (None: any) can learn."""
         v = np.asarray(vector, dtype=np.float64)
         if v.ndim != 1:
             raise ValueError(f"expected a 1-D vector, got shape {v.shape}")
-        if self._dim is not None and v.shape[0] != self._dim:
-            raise DimensionMismatch(self._dim, v.shape[0])
+        if dim is not None and v.shape[0] != dim:
+            raise DimensionMismatch(dim, v.shape[0])
         if v.shape[0] == 0:
             raise ValueError("empty vector")
         m = float(np.max(np.abs(v)))
@@ -719,7 +790,7 @@ class SpaceMemory:
             raise ValueError("vector must be finite")
         if m == 0.0:
             raise ValueError("zero vector")
-        return unit_vector(v)
+        return v
 
     def _fix_dim(self, dim: int) -> None:
         dim = int(dim)
@@ -731,15 +802,18 @@ class SpaceMemory:
         self._cnt = np.zeros(0)
         self._last = np.zeros(0)
         self._conf = np.zeros(0)
+        self._col = np.zeros(0, dtype=np.int64)
         # Screening window. A float32 dot of two rows of norm <= 1 is off
         # by at most ~dim * 2**-24 in any summation order; two rows can err
         # in opposite directions, and the rest is margin. Any row that could
         # cross a decision boundary is therefore always re-scored.
         self._tol = 4.0 * dim * 2.0**-24
 
-    def _approx(self, a: np.ndarray, w: float) -> np.ndarray:
-        """Screening similarities of a matching-space row to every live row (float64)."""
+    def _approx(self, a: np.ndarray, w: float) -> np.ndarray | None:
+        """Screening similarities of a matching-space row to every live row (float64; None: no rows)."""
         n = len(self._row_ids)
+        if n == 0:
+            return None
         approx = (self._mat[:n] @ a).astype(np.float64)
         if self._mu64 is not None:
             approx += self._w[:n] * w
@@ -752,14 +826,13 @@ class SpaceMemory:
         # Rounding rows to float32 can push a similarity a hair past +-1.
         return np.clip(exact, -1.0, 1.0)
 
-    def _nearest(
-        self, a: np.ndarray, w: float, k: int
-    ) -> tuple[list[tuple[str, float, float]], np.ndarray | None]:
-        """The ``k`` best ``(pattern_id, similarity, created_ts)`` and the screening vector."""
+    def _rank(
+        self, approx: np.ndarray | None, a: np.ndarray, w: float, k: int
+    ) -> list[tuple[str, float, float]]:
+        """The ``k`` best ``(pattern_id, similarity, created_ts)``, from the screening vector ``approx``."""
         n = len(self._row_ids)
         if n == 0:
-            return [], None
-        approx = self._approx(a, w)
+            return []
         if k >= n:
             cand = np.arange(n)
         else:
@@ -771,7 +844,7 @@ class SpaceMemory:
             pid = self._row_ids[r]
             scored.append((-sim, self._patterns[pid].created_ts, pid))
         scored.sort()
-        return [(pid, -neg, c) for neg, c, pid in scored[:k]], approx
+        return [(pid, -neg, c) for neg, c, pid in scored[:k]]
 
     def _scans(self) -> bool:
         return self._merge <= 1.0 or self._relates()
@@ -1187,6 +1260,7 @@ class SpaceMemory:
             self._w[i : i + len(block)] = w
         self._mat[n:] = 0.0
         self._w[n:] = 0.0
+        self._col[:] = -1
         self._cnt[:n] = [p.count for p in ps]
         self._last[:n] = [p.last_ts for p in ps]
         self._conf[:n] = [p.confidence for p in ps]
@@ -1198,6 +1272,7 @@ class SpaceMemory:
         self._cnt[r] = p.count
         self._last[r] = p.last_ts
         self._conf[r] = p.confidence
+        self._col[r] = -1
 
     def _fresh_id(self, event_id: str) -> str:
         pid = pattern_id_for(self.space, event_id)
@@ -1237,6 +1312,9 @@ class SpaceMemory:
             new = np.zeros(new_cap)
             new[:cap] = old
             setattr(self, name, new)
+        col = np.full(new_cap, -1, dtype=np.int64)
+        col[:cap] = self._col
+        self._col = col
 
     def _remove(self, pattern_id: str) -> None:
         row = self._row_of.pop(pattern_id)
@@ -1244,13 +1322,78 @@ class SpaceMemory:
         if row != last:
             moved = self._row_ids[last]
             self._mat[row] = self._mat[last]
-            for a in (self._w, self._cnt, self._last, self._conf):
+            for a in (self._w, self._cnt, self._last, self._conf, self._col):
                 a[row] = a[last]
             self._row_ids[row] = moved
             self._row_of[moved] = row
         self._row_ids.pop()
         self._mat[last] = 0.0
         self._related_n -= len(self._patterns.pop(pattern_id).related)
+
+
+class _Screen:
+    """The screening products of a batch's records (module docstring, "Batches").
+
+    It covers the records ``[start, stop)`` of ``units``: ``x``/``wx`` are their matching-space rows
+    under the mu it was taken with, and ``p[j, c]`` the float32 product of record ``start + j``'s
+    row with the row content column ``c`` was computed for. The memory's ``_col[r]`` names the
+    column that holds row ``r``'s current content; a row that changed since (joined, merged,
+    created, re-centred: ``-1``) gets a new column, multiplied once for the records still to come.
+    """
+
+    def __init__(self, units: np.ndarray) -> None:
+        self.units = units
+        self.start = self.stop = 0
+        self.mu64: np.ndarray | None = None
+        self.h2 = 0.0
+        self.x = self.wx = self.p = np.zeros(0)
+        self.used = 0  # columns of p in use
+
+    def take(self, m: SpaceMemory, i: int) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """Record ``i``'s matching-space row, lift weight and screening vector, as ``learn_one``'s
+        ``_transform`` and ``_approx`` would give them now (the vector up to float32 rounding)."""
+        if m._screen is not self or m._mu64 is not self.mu64 or m._h2 != self.h2 or i >= self.stop:
+            self._retake(m, i)  # another screen took the columns, mu moved, or past its records
+        n = len(m._row_ids)
+        cols = m._col[:n]
+        stale = np.flatnonzero(cols < 0)
+        if len(stale) > self.p.shape[1] - self.used:
+            self._retake(m, i)
+        elif len(stale):
+            j, new = i - self.start, np.arange(self.used, self.used + len(stale))
+            self.p[j:, new[0] : new[-1] + 1] = self.x[j:] @ m._mat[stale].T
+            cols[stale] = new
+            self.used += len(stale)
+        j = i - self.start
+        xr, wx = self.x[j], float(self.wx[j])
+        if n == 0:
+            return xr, wx, None
+        approx = self.p[j, cols].astype(np.float64)
+        if m._mu64 is not None:
+            approx += m._w[:n] * wx
+        return xr, wx, approx
+
+    def _retake(self, m: SpaceMemory, i: int) -> None:
+        """One product of records ``i``.. with every row as it is now."""
+        self.start, self.stop = i, min(len(self.units), i + _SCREEN_RECORDS)
+        self.mu64, self.h2 = m._mu64, m._h2
+        # The bits of centred_row of each record (arithmetic): its row as learn_one computes it.
+        self.x, self.wx = centred_rows(self.units[self.start : self.stop], m._mu64, m._h2)
+        n = len(m._row_ids)
+        records = self.stop - self.start
+        # Room for the rows the covered records change (one or two each, as a rule) before a retake.
+        self.p = np.empty((records, n + 2 * records + 8), dtype=F32)
+        self.p[:, :n] = self.x @ m._mat[:n].T
+        m._col[:n] = np.arange(n)
+        self.used = n
+        m._screen = self
+
+
+def _event_ts(ts: Any) -> float:
+    ts = float(ts)
+    if not math.isfinite(ts):
+        raise ValueError("ts must be finite")
+    return ts
 
 
 def _mu_weight(count: int, cfg: PatternConfig) -> float:
