@@ -1219,14 +1219,15 @@ class Shell:
         assert sorted(self.table.values(), key=lambda p: p.pattern_id) == final(m)
 
 
-def run(cfg: PatternConfig, ops, memory: SpaceMemory | None = None, shell: Shell | None = None):
+def run(cfg: PatternConfig, ops, memory: SpaceMemory | None = None, shell: Shell | None = None, learn=None):
+    """Apply ``ops`` (learn_one, or ``learn(m, eid, vec, ts)``), persisting as the shell does."""
     m = memory if memory is not None else SpaceMemory(SPACE, cfg)
     shell = shell if shell is not None else Shell(m)
     out = []
     for op in ops:
         if op[0] == "learn":
             _, eid, vec, ts = op
-            r = m.learn_one(eid, vec, ts)
+            r = m.learn_one(eid, vec, ts) if learn is None else learn(m, eid, vec, ts)
             shell.learned(m, r)
             assert m._related_n == sum(len(p.related) for p in m.patterns())
         elif op[0] == "feedback":
@@ -1414,6 +1415,60 @@ def merging_streams(draw):
 def test_restore_then_continue_equals_uninterrupted_merging(case, rnd):
     cfg, ops, split = case
     assert_restore_equivalent(cfg, ops, split, rnd)
+
+
+class Batches:
+    """Learns a stream's records through ``learn_iter``, in batches of random sizes that run
+    across the stream's feedback and evictions: those happen between two records of a batch."""
+
+    def __init__(self, ops, rnd) -> None:
+        learns = [op[1:] for op in ops if op[0] == "learn"]
+        self.batches = []
+        while learns:
+            size = rnd.randint(1, 12)
+            self.batches.append(learns[:size])
+            learns = learns[size:]
+        self.steps = None
+
+    def __call__(self, m: SpaceMemory, eid, vec, ts) -> Learned:
+        if self.steps is None:
+            batch = self.batches.pop(0)
+            self.steps, self.left = m.learn_iter(batch), len(batch)
+        r = next(self.steps)
+        self.left -= 1
+        if self.left == 0:
+            assert next(self.steps, None) is None and m._screen is None  # ended, holding no product
+            self.steps = None
+        return r
+
+
+def assert_batches_equivalent(cfg, ops, rnd):
+    plain, plain_out = run(cfg, ops)
+    batched, batched_out = run(cfg, ops, learn=Batches(ops, rnd))
+    assert batched_out == plain_out and final(batched) == final(plain)
+    assert space_bytes(batched.space_state()) == space_bytes(plain.space_state())
+    check_rows(batched)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_streams(), st.randoms(use_true_random=False))
+def test_learn_many_equals_learn_one_small(case, rnd):
+    cfg, ops, _ = case
+    assert_batches_equivalent(cfg, ops, rnd)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clustered_streams(), st.randoms(use_true_random=False))
+def test_learn_many_equals_learn_one_clustered(case, rnd):
+    cfg, ops, _ = case
+    assert_batches_equivalent(cfg, ops, rnd)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(merging_streams(), st.randoms(use_true_random=False))
+def test_learn_many_equals_learn_one_merging(case, rnd):
+    cfg, ops, _ = case
+    assert_batches_equivalent(cfg, ops, rnd)
 
 
 @pytest.mark.parametrize("common", [0.0, 3.0])
