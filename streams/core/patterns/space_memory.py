@@ -296,6 +296,9 @@ _STATE_VERSION = 1
 # Records one batch screen covers: the matrix is streamed once for this many records, and the
 # screen's product stays small (64 x 10,000 patterns: 2.6 MB).
 _SCREEN_RECORDS = 64
+# Records whose unit and matching-space rows are computed together: the float64 temporaries of
+# 32 x 768 stay in a core's cache (64 at once take five times as long per record).
+_BLOCK_RECORDS = 32
 
 
 class SpaceMemory:
@@ -603,7 +606,9 @@ class SpaceMemory:
             dim = vectors[-1].shape[0]
         if not vectors:
             return
-        units = unit_rows(np.stack(vectors))  # per row the bits of unit_vector (arithmetic)
+        # Per row the bits of unit_vector (arithmetic).
+        units = np.concatenate([unit_rows(np.stack(vectors[i : i + _BLOCK_RECORDS]))
+                                for i in range(0, len(vectors), _BLOCK_RECORDS)])
         screen = _Screen(units)
         try:
             for i, (event_id, _, _) in enumerate(items):
@@ -1357,18 +1362,20 @@ class _Screen:
         n = len(m._row_ids)
         cols = m._col[:n]
         stale = np.flatnonzero(cols < 0)
-        if len(stale) > self.p.shape[1] - self.used:
+        k = len(stale)
+        if k > self.p.shape[1] - self.used:
             self._retake(m, i)
-        elif len(stale):
-            j, new = i - self.start, np.arange(self.used, self.used + len(stale))
-            self.p[j:, new[0] : new[-1] + 1] = self.x[j:] @ m._mat[stale].T
-            cols[stale] = new
-            self.used += len(stale)
+        elif k:
+            j, used = i - self.start, self.used
+            # One row (a join's, a creation's) is a matrix-vector product.
+            self.p[j:, used : used + k] = (self.x[j:] @ m._mat[stale[0]])[:, None] if k == 1 else self.x[j:] @ m._mat[stale].T
+            cols[stale] = np.arange(used, used + k)
+            self.used += k
         j = i - self.start
         xr, wx = self.x[j], float(self.wx[j])
         if n == 0:
             return xr, wx, None
-        approx = self.p[j, cols].astype(np.float64)
+        approx = self.p[j].take(cols).astype(np.float64)
         if m._mu64 is not None:
             approx += m._w[:n] * wx
         return xr, wx, approx
@@ -1378,7 +1385,10 @@ class _Screen:
         self.start, self.stop = i, min(len(self.units), i + _SCREEN_RECORDS)
         self.mu64, self.h2 = m._mu64, m._h2
         # The bits of centred_row of each record (arithmetic): its row as learn_one computes it.
-        self.x, self.wx = centred_rows(self.units[self.start : self.stop], m._mu64, m._h2)
+        rows = [centred_rows(self.units[b : b + _BLOCK_RECORDS], m._mu64, m._h2)
+                for b in range(self.start, self.stop, _BLOCK_RECORDS)]
+        self.x = np.concatenate([x for x, _ in rows])
+        self.wx = np.concatenate([w for _, w in rows])
         n = len(m._row_ids)
         records = self.stop - self.start
         # Room for the rows the covered records change (one or two each, as a rule) before a retake.
