@@ -91,24 +91,43 @@ def apply_steps(runtime, space: str, steps: list[Step]) -> None:
     Each step's outcome is set: rejected (its context or dimension does not fit the memory as the
     steps before it left it), duplicate (applied before a crash and delivered again), or applied
     with the output its emission needs. Raises, with nothing written, when any record fails.
+    The feature records between two interactions are learned together (SpaceMemory.learn_many,
+    which gives what one by one gives); an interaction is applied after the records before it.
     """
     with runtime.checkpoint.transaction(space) as tx:
+        learning: list[Step] = []  # feature records admitted and not learned yet
         for step in steps:
-            step.outcome, step.output = _apply_one(runtime, space, step, tx)
+            if step.source != FEATURES:
+                _learn(runtime, space, learning)
+            step.outcome, step.output = _apply_one(runtime, space, step, tx, learning)
             if step.outcome == APPLIED:
                 tx.applied(step.source, step.offset)
+        _learn(runtime, space, learning)
 
 
-def _apply_one(runtime, space: str, step: Step, tx):
+def _learn(runtime, space: str, learning: list[Step]) -> None:
+    if not learning:
+        return  # and no memory is made for a space nothing was learned in
+    outputs = recognition_steps.learn(runtime, space, [(step.record, step.offset) for step in learning])
+    for step, output in zip(learning, outputs, strict=True):
+        step.output = output
+    learning.clear()
+
+
+def _apply_one(runtime, space: str, step: Step, tx, learning: list[Step]):
     store, record = runtime.store, step.record
     applied = tx.is_applied(step.source, step.offset)
     if step.source == FEATURES:
         memory = store.peek(space)
-        if memory is not None and not check_dimension(record.vector, memory.dim, "vector", step.result):
+        dim = memory.dim if memory is not None else None
+        if dim is None and learning:  # the first record to be learned fixes the space's dimension
+            dim = len(learning[0].record.vector)
+        if not check_dimension(record.vector, dim, "vector", step.result):
             return REJECTED, None
         if applied:
             return DUPLICATE, None
-        return APPLIED, recognition_steps.learn(runtime, record, step.offset)
+        learning.append(step)
+        return APPLIED, None  # its output comes when it is learned, with the records around it
     pattern_id = interaction_steps.resolve_context(record, store.peek(space), runtime.recent, step.result)
     if pattern_id is None:
         return REJECTED, None

@@ -16,17 +16,21 @@ from streams.state.patterns import pattern_key
 log = logging.getLogger(__name__)
 
 
-def learn(runtime, feature, offset: int) -> tuple[RecentRecognition, object]:
-    """Learn one feature record inside the space's transaction; what it emits is derived from the
-    returned recognition and change, and the recognition is kept for redeliveries and event_ids."""
+def learn(runtime, space: str, features: list[tuple[object, int]]) -> list[tuple[RecentRecognition, object]]:
+    """Learn consecutive feature records of one space, as (record, offset), inside its transaction,
+    together (PatternStore.learn_iter: as one by one, writes in the same order). What each emits is
+    derived from its recognition and change; the recognition is kept for redeliveries and event_ids."""
     store = runtime.store
-    learned, change = store.learn(store.space(feature.space), feature.id, feature.vector, feature.ts)
-    seen = RecentRecognition(
-        event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
-        confidence=learned.confidence, new=learned.new, offset=offset,
-        changed=tuple((p.pattern_id, kind) for p, kind in change.events), removed=change.removed)
-    runtime.recent.remember(feature.space, seen)
-    return seen, change
+    items = [(feature.id, feature.vector, feature.ts) for feature, _ in features]
+    out = []
+    for (feature, offset), (learned, change) in zip(features, store.learn_iter(store.space(space), items), strict=True):
+        seen = RecentRecognition(
+            event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
+            confidence=learned.confidence, new=learned.new, offset=offset,
+            changed=tuple((p.pattern_id, kind) for p, kind in change.events), removed=change.removed)
+        runtime.recent.remember(space, seen)
+        out.append((seen, change))
+    return out
 
 
 class PatternEvents:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,7 +207,29 @@ class PatternStore:
         """Learn one record, keep the space within its limits, and persist all of it."""
         before = memory.now
         check_constraints(self.limits, dim=len(vector))
-        learned = memory.learn_one(event_id, vector, ts)
+        return self._settle(memory, before, memory.learn_one(event_id, vector, ts))
+
+    def learn_iter(self, memory: SpaceMemory, items: Sequence[tuple[str, object, float]]
+                   ) -> Iterator[tuple[Learned, Change]]:
+        """`learn` of each item in order, through the memory's batch (SpaceMemory.learn_iter): the same
+        results, writes and order of writes. A record is persisted, and its cleanup done, before the
+        next is learned; the caller's writes between two steps come between those records' writes.
+
+        Every item is checked (dimension limit, then the core's own checks) before the first is
+        learned: an item that fails raises with nothing of the batch learned, as a failure in the
+        middle of `learn`'s records leaves the transaction to roll back. The shell's records never
+        fail them (schemas.vectors has checked them already).
+        """
+        for _, vector, _ in items:
+            check_constraints(self.limits, dim=len(vector))
+        before = memory.now
+        for learned in memory.learn_iter(items):
+            yield self._settle(memory, before, learned)
+            before = memory.now
+
+    def _settle(self, memory: SpaceMemory, before: float | None, learned: Learned) -> tuple[Learned, Change]:
+        """After a record: keep the space within its limits and persist what the record and the cleanup
+        changed. `before` is the space's time before the record."""
         events = [(p, e) for p, e in zip(learned.changed, learned.change_events, strict=True)]
         events += [(p, "evicted") for p in learned.evicted]
         removed = [p.pattern_id for p in learned.evicted] + [absorbed for _, absorbed in learned.merged]

@@ -4,12 +4,14 @@ No broker: the table is a dict, as in test_journal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import SimpleNamespace
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents import memory as memory_agent
 from agents.memory import APPLIED, FEATURES, INTERACTIONS, Step, apply_steps, emit_step
 from agents.recognition import PatternEvents
 from schemas.records import AudioFeature, Interaction, Outcome
@@ -115,6 +117,50 @@ def test_batches_of_any_size_give_the_memory_and_outputs_of_one_by_one(seed, cut
     assert rt_batched.checkpoint.journal.applied("s") == rt_one.checkpoint.journal.applied("s")
     outcomes = {s.outcome for s in one}
     assert APPLIED in outcomes and "duplicate" in outcomes and "rejected" in outcomes, outcomes
+
+
+@contextlib.contextmanager
+def learning_alone(rt):
+    """The reference: apply_steps as it was before it learned runs of feature records together: each
+    record learned by itself (PatternStore.learn) and remembered before the next step is looked at."""
+    apply_one = memory_agent._apply_one
+
+    def apply_and_learn(runtime, space, step, tx, learning):
+        outcome, output = apply_one(runtime, space, step, tx, learning)
+        if learning:
+            memory_agent._learn(runtime, space, learning)
+            output = step.output
+        return outcome, output
+
+    store = rt.store
+    store.learn_iter = lambda memory, items: (store.learn(memory, *item) for item in items)
+    memory_agent._apply_one = apply_and_learn
+    try:
+        yield
+    finally:
+        memory_agent._apply_one = apply_one
+        del store.learn_iter
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), size=st.integers(2, 80))
+def test_a_batch_s_feature_records_learned_together_write_what_they_write_one_by_one(seed, size):
+    """The runs of feature records a batch learns together (PatternStore.learn_iter) write the same
+    values in the same order as the records learned one by one: every transaction's journal entry,
+    which holds its writes in the order the changelog gets them, is the same, and so are the
+    outcomes, the outputs and the tables."""
+    records = stream(seed, 160)
+    runs = []
+    for together in (True, False):
+        table, rt = runtime()
+        steps, entries = steps_of(records), []
+        with contextlib.nullcontext() if together else learning_alone(rt):
+            for i in range(0, len(steps), size):
+                apply_steps(rt, "s", steps[i:i + size])
+                entries.append(table.get("j/s"))
+        runs.append((summary(steps), entries, dict(table)))
+    assert runs[0] == runs[1]
+    assert sum(s.source == FEATURES for s in steps) > 50
 
 
 class Sent:
