@@ -296,6 +296,10 @@ _STATE_VERSION = 1
 # Records one batch screen covers: the matrix is streamed once for this many records, and the
 # screen's product stays small (64 x 10,000 patterns: 2.6 MB).
 _SCREEN_RECORDS = 64
+# Fewer records than this take learn_one's product, one record at a time: below 8, the matrix
+# product costs per record about what the record's own matrix-vector product does (OpenBLAS,
+# 1,000 x 768 rows; 2 records cost more than two products), and the screen's bookkeeping is extra.
+_SCREEN_MIN_RECORDS = 8
 # Records whose unit and matching-space rows are computed together: the float64 temporaries of
 # 32 x 768 stay in a core's cache (64 at once take five times as long per record).
 _BLOCK_RECORDS = 32
@@ -1351,7 +1355,8 @@ class _Screen:
         self.start = self.stop = 0
         self.mu64: np.ndarray | None = None
         self.h2 = 0.0
-        self.x = self.wx = self.p = np.zeros(0)
+        self.x = self.wx = np.zeros(0)
+        self.p: np.ndarray | None = None
         self.used = 0  # columns of p in use
 
     def take(self, m: SpaceMemory, i: int) -> tuple[np.ndarray, float, np.ndarray | None]:
@@ -1359,6 +1364,9 @@ class _Screen:
         ``_transform`` and ``_approx`` would give them now (the vector up to float32 rounding)."""
         if m._screen is not self or m._mu64 is not self.mu64 or m._h2 != self.h2 or i >= self.stop:
             self._retake(m, i)  # another screen took the columns, mu moved, or past its records
+        if self.p is None:
+            xr, wx = self.x[i - self.start], float(self.wx[i - self.start])
+            return xr, wx, m._approx(xr, wx)
         n = len(m._row_ids)
         cols = m._col[:n]
         stale = np.flatnonzero(cols < 0)
@@ -1368,7 +1376,8 @@ class _Screen:
         elif k:
             j, used = i - self.start, self.used
             # One row (a join's, a creation's) is a matrix-vector product.
-            self.p[j:, used : used + k] = (self.x[j:] @ m._mat[stale[0]])[:, None] if k == 1 else self.x[j:] @ m._mat[stale].T
+            self.p[j:, used : used + k] = ((self.x[j:] @ m._mat[stale[0]])[:, None] if k == 1
+                                           else (m._mat[stale] @ self.x[j:].T).T)
             cols[stale] = np.arange(used, used + k)
             self.used += k
         j = i - self.start
@@ -1389,14 +1398,18 @@ class _Screen:
                 for b in range(self.start, self.stop, _BLOCK_RECORDS)]
         self.x = np.concatenate([x for x, _ in rows])
         self.wx = np.concatenate([w for _, w in rows])
+        m._screen = self
         n = len(m._row_ids)
         records = self.stop - self.start
+        if records < _SCREEN_MIN_RECORDS:
+            self.p = None
+            return
         # Room for the rows the covered records change (one or two each, as a rule) before a retake.
         self.p = np.empty((records, n + 2 * records + 8), dtype=F32)
-        self.p[:, :n] = self.x @ m._mat[:n].T
+        # rows @ records.T, not records @ rows.T: OpenBLAS takes the first twice as fast for a few records.
+        self.p[:, :n] = (m._mat[:n] @ self.x.T).T
         m._col[:n] = np.arange(n)
         self.used = n
-        m._screen = self
 
 
 def _event_ts(ts: Any) -> float:

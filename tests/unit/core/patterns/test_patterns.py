@@ -1425,7 +1425,7 @@ class Batches:
         learns = [op[1:] for op in ops if op[0] == "learn"]
         self.batches = []
         while learns:
-            size = rnd.randint(1, 12)
+            size = rnd.randint(1, 24)  # windows under 8 records take the per-record product, the others a batch product
             self.batches.append(learns[:size])
             learns = learns[size:]
         self.steps = None
