@@ -1,6 +1,6 @@
 """The pattern memory: one space's patterns, learned from its records one at a time.
 
-- space_memory.py: :class:`SpaceMemory`, the learner (``learn_one`` / ``predict_one``), and the
+- space_memory.py: :class:`SpaceMemory`, the learner (``learn_one``, ``learn_many`` / ``predict_one``), and the
   algorithm's description in its docstring;
 - calibration.py: how a space chooses its own match threshold from a sample of its stream;
 - pattern.py: one :class:`Pattern`, what learning returns, confidence, value and eviction order;

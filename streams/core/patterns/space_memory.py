@@ -223,7 +223,8 @@ each record in order returns and leaves the same state, bit for bit
 can act between records); only the screen is taken differently. The records'
 unit vectors and matching-space rows are computed as blocks (``unit_rows``,
 ``centred_rows``: per row the bits of the one-vector functions), and one
-float32 matrix product screens up to 64 records against every row at once.
+float32 matrix product screens up to 64 records against every row at once
+(fewer than 8 are screened one by one, which costs less there).
 A record is still decided against the rows as the records before it (and the
 caller) left them: a row whose content changed since the product (a join
 moved it, a merge, a creation) loses its column and is multiplied again, once,
@@ -603,6 +604,7 @@ class SpaceMemory:
 
         The items are validated at the first step, before anything is learned.
         """
+        items = list(items)  # read twice: validated, then learned
         ts, vectors, dim = [], [], self._dim
         for _, vector, t in items:  # in learn_one's order: the first bad item raises what it would
             ts.append(_event_ts(t))
@@ -1348,6 +1350,7 @@ class _Screen:
     row with the row content column ``c`` was computed for. The memory's ``_col[r]`` names the
     column that holds row ``r``'s current content; a row that changed since (joined, merged,
     created, re-centred: ``-1``) gets a new column, multiplied once for the records still to come.
+    ``p`` is None where too few records are left for a product to pay: each takes its own.
     """
 
     def __init__(self, units: np.ndarray) -> None:
