@@ -1367,30 +1367,35 @@ class _Screen:
         ``_transform`` and ``_approx`` would give them now (the vector up to float32 rounding)."""
         if m._screen is not self or m._mu64 is not self.mu64 or m._h2 != self.h2 or i >= self.stop:
             self._retake(m, i)  # another screen took the columns, mu moved, or past its records
+        elif self.p is not None and not self._renew(m, i):
+            self._retake(m, i)  # more rows changed than the product has room for
+        j = i - self.start
+        xr, wx = self.x[j], float(self.wx[j])
         if self.p is None:
-            xr, wx = self.x[i - self.start], float(self.wx[i - self.start])
             return xr, wx, m._approx(xr, wx)
         n = len(m._row_ids)
-        cols = m._col[:n]
+        if n == 0:
+            return xr, wx, None
+        approx = self.p[j].take(m._col[:n]).astype(np.float64)
+        if m._mu64 is not None:
+            approx += m._w[:n] * wx
+        return xr, wx, approx
+
+    def _renew(self, m: SpaceMemory, i: int) -> bool:
+        """Multiply the rows that changed since their column was taken with records ``i``..; False
+        (nothing done) when the product has no room for them."""
+        cols = m._col[: len(m._row_ids)]
         stale = np.flatnonzero(cols < 0)
-        k = len(stale)
-        if k > self.p.shape[1] - self.used:
-            self._retake(m, i)
-        elif k:
-            j, used = i - self.start, self.used
+        k, used, j = len(stale), self.used, i - self.start
+        if k > self.p.shape[1] - used:
+            return False
+        if k:
             # One row (a join's, a creation's) is a matrix-vector product.
             self.p[j:, used : used + k] = ((self.x[j:] @ m._mat[stale[0]])[:, None] if k == 1
                                            else (m._mat[stale] @ self.x[j:].T).T)
             cols[stale] = np.arange(used, used + k)
             self.used += k
-        j = i - self.start
-        xr, wx = self.x[j], float(self.wx[j])
-        if n == 0:
-            return xr, wx, None
-        approx = self.p[j].take(cols).astype(np.float64)
-        if m._mu64 is not None:
-            approx += m._w[:n] * wx
-        return xr, wx, approx
+        return True
 
     def _retake(self, m: SpaceMemory, i: int) -> None:
         """One product of records ``i``.. with every row as it is now."""

@@ -10,7 +10,8 @@ import pytest
 from streams.core.patterns import DimensionMismatch, Learned, PatternConfig, SpaceMemory, space_memory
 
 
-def stream(k: int, n: int, dim: int, kappa: float, seed: int, family: float = 0.0) -> list[tuple[str, np.ndarray, float]]:
+def stream(k: int, n: int, dim: int, kappa: float, seed: int,
+           family: float = 0.0) -> list[tuple[str, np.ndarray, float]]:
     """``n`` records of ``k`` groups whose members sit at ~``kappa`` to their centre; with ``family``,
     the centres of every third group share a direction (closer groups: a threshold has a best cut).
     Event times repeat and run late now and then."""
@@ -216,3 +217,30 @@ def test_an_invalid_item_raises_what_learn_one_would_with_nothing_learned(warm):
 def test_an_empty_batch_learns_nothing():
     m = SpaceMemory("s", PatternConfig())
     assert m.learn_many([]) == [] and m.dim is None and m.records == 0
+
+
+@pytest.mark.parametrize("left", [3, 30])
+def test_a_batch_outlives_more_changes_between_its_records_than_its_product_has_room_for(left):
+    """Hundreds of rows created between two records of a batch: the product is taken again, for a
+    window of the batch's last records too small for a product (3) and for one large enough (30)."""
+    # Not centred: no refresh, so no retake for a new mu.
+    cfg = PatternConfig(match_threshold=0.9, merge_threshold=2.0, max_patterns=1000, centering=False)
+    items = stream(k=6, n=40 + left, dim=48, kappa=0.95, seed=6)
+    others = stream(k=300, n=300, dim=48, kappa=0.99, seed=7)
+    others = [(f"o{i}", v, ts) for i, (_, v, ts) in enumerate(others)]
+    cut = len(items) - left
+
+    one = SpaceMemory("s", cfg)
+    expected = [learned_bits(one.learn_one(*item)) for item in items[:cut]]
+    expected += [learned_bits(one.learn_one(*item)) for item in others]
+    expected += [learned_bits(one.learn_one(*item)) for item in items[cut:]]
+
+    many, got = SpaceMemory("s", cfg), []
+    steps = many.learn_iter(items)
+    got += [learned_bits(next(steps)) for _ in range(cut)]
+    before = len(many)
+    got += [learned_bits(many.learn_one(*item)) for item in others]
+    assert len(many) - before > 2 * 64 + 8  # more new rows than a product keeps room for
+    got += [learned_bits(r) for r in steps]
+    assert got == expected and memory_bits(many) == memory_bits(one)
+    check_rows(many)
