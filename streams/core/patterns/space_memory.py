@@ -442,7 +442,7 @@ class SpaceMemory:
         entries; the alias map; mu.
         """
         total = sys.getsizeof(self)
-        for a in (self._mat, self._w, self._cnt, self._last, self._conf):
+        for a in (self._mat, self._w, self._cnt, self._last, self._conf, self._col):
             total += a.nbytes + _NDARRAY_HEADER
         if self._mu is not None:
             total += self._mu.nbytes + _NDARRAY_HEADER
