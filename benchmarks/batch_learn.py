@@ -7,10 +7,11 @@ Two streams of 768-d records:
 - `restored`: one space restored with --sizes patterns (1,000 and 10,000; recognition_latency.py's
   set-up, pinned at 0.8), then noisy copies of them, every record a join: a full, settled space.
 
-Each is learned record by record (`learn_one`) and in batches (`learn_many`), alternating, --repeats
-times. A batch is what the worker's is: --batch records in stream order, each space's of them learned
-together (in `throughput`, ~8 of each of the 8 spaces); the figure is the fastest repeat (CPU time, single-threaded
-BLAS as the worker runs it). The results of the two are checked to be equal.
+Each is learned record by record (`learn_one`) and in batches (`learn_many`). A batch is what the
+worker's is: --batch records in stream order, each space's of them learned together (in
+`throughput`, ~8 of each of the 8 spaces). The two ways take turns batch by batch, each into its
+own memories, so that a busy machine slows both alike; the figure is CPU time (single-threaded
+BLAS, as the worker runs it). The results of the two are checked to be equal.
 
     python benchmarks/batch_learn.py [--records 20000] [--batch 64] [--sizes 1000,10000]
 """
@@ -51,43 +52,35 @@ def restored(patterns: int, dim: int, records: int, seed: int = 7):
     return fresh, [("bench", item) for item in items]
 
 
-def one_by_one(memories: dict[str, SpaceMemory], records: list[tuple[str, tuple]], batch: int) -> dict[str, list]:
-    out: dict[str, list] = {s: [] for s in memories}
-    for space, item in records:
-        out[space].append(memories[space].learn_one(*item))
-    return out
-
-
-def batched(memories: dict[str, SpaceMemory], records: list[tuple[str, tuple]], batch: int) -> dict[str, list]:
-    out: dict[str, list] = {s: [] for s in memories}
-    for i in range(0, len(records), batch):
-        runs: dict[str, list] = {}
-        for space, item in records[i : i + batch]:
-            runs.setdefault(space, []).append(item)
-        for space, items in runs.items():
-            out[space] += memories[space].learn_many(items)
-    return out
-
-
 def measure(name: str, fresh, records: list[tuple[str, tuple]], args) -> dict:
+    """CPU per record of both ways, paired: each batch of records is learned one way, then the other
+    (in turns, which first), each into its own memories, so a busy machine slows both alike."""
     n = len(records)
     spaces = sorted({space for space, _ in records})
-    best: dict[str, float] = {}
-    results = {}
-    for _ in range(args.repeats):
-        for label, learn in (("learn_one", one_by_one), ("learn_many", batched)):
-            memories = {s: fresh(s) for s in spaces}
+    memories = {way: {s: fresh(s) for s in spaces} for way in ("learn_one", "learn_many")}
+    out = {way: {s: [] for s in spaces} for way in memories}
+    spent = dict.fromkeys(memories, 0.0)
+    for k, i in enumerate(range(0, n, args.batch)):
+        runs: dict[str, list] = {}  # each space's records of the batch, as the worker applies them
+        for space, item in records[i : i + args.batch]:
+            runs.setdefault(space, []).append(item)
+        for way in ("learn_one", "learn_many")[:: 1 if k % 2 else -1]:
+            mems, got = memories[way], out[way]
             t = time.process_time()
-            out = learn(memories, records, args.batch)
-            cpu = time.process_time() - t
-            best[label] = min(best.get(label, float("inf")), cpu)
-            results[label] = ({s: [(r.pattern_id, r.similarity, r.new, r.merged) for r in rs] for s, rs in out.items()},
-                              {s: m.patterns() for s, m in memories.items()})
-    assert results["learn_one"] == results["learn_many"], "learn_many must give learn_one's results"
-    one, many = (best[k] * 1e6 / n for k in ("learn_one", "learn_many"))
+            if way == "learn_one":
+                for space, items in runs.items():
+                    got[space] += [mems[space].learn_one(*item) for item in items]
+            else:
+                for space, items in runs.items():
+                    got[space] += mems[space].learn_many(items)
+            spent[way] += time.process_time() - t
+    summary = {way: ({s: [(r.pattern_id, r.similarity, r.new, r.merged) for r in rs] for s, rs in out[way].items()},
+                     {s: m.patterns() for s, m in memories[way].items()}) for way in memories}
+    assert summary["learn_one"] == summary["learn_many"], "learn_many must give learn_one's results"
+    one, many = (spent[way] * 1e6 / n for way in ("learn_one", "learn_many"))
     row = {"records": n, "spaces": len(spaces), "us_per_record_learn_one": round(one, 1),
            "us_per_record_learn_many": round(many, 1), "ratio_one_to_many": round(one / many, 2),
-           "patterns_after": sum(len(m) for m in memories.values())}
+           "patterns_after": sum(len(m) for m in memories["learn_many"].values())}
     print(f"{name:>10}: learn_one {one:7.1f} us/record, learn_many({args.batch}) {many:7.1f} us/record,"
           f" {one / many:.2f}x ({n} records, {row['patterns_after']} patterns after)")
     return row
@@ -100,7 +93,6 @@ def main() -> int:
     ap.add_argument("--spaces", type=int, default=8)
     ap.add_argument("--patterns", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sizes", default="1000,10000", help="patterns of the restored space")
     args = ap.parse_args()
     started = time.perf_counter()
@@ -111,7 +103,7 @@ def main() -> int:
         fresh, spaces = restored(size, args.dim, args.records // 10)
         full[str(size)] = measure(f"{size:,}", fresh, spaces, args)
     save("batch_learn", {
-        "params": vars(args), "cpu": "process_time, fastest of the repeats",
+        "params": vars(args), "cpu": "process_time, the two ways in turns batch by batch",
         "throughput_stream": throughput, "restored_by_patterns": full,
         "elapsed_s": round(time.perf_counter() - started, 1),
     })
