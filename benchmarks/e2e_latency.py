@@ -300,6 +300,9 @@ def main() -> int:
     p.add_argument("--patterns", type=int, default=1000)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--keep-topics", action="store_true", help="leave this run's topics on the broker")
+    p.add_argument("--save-as", default="e2e_latency",
+                   help="results/<name>.json (another shape than the issue's, e.g. a new space of 128-d: "
+                        "--dim 128 --spaces 1 --patterns 44 --warmup 0 --save-as e2e_latency_new_space)")
     args = p.parse_args()
     started = time.perf_counter()
     with broker() as bootstrap:
@@ -316,7 +319,7 @@ def main() -> int:
     goal_met = bool(at_goal) and at_goal[0]["kept_up"] and at_goal[0]["p99_ms"] < GOAL["p99_ms"]
     print(f"goal p99 < {GOAL['p99_ms']:.0f} ms at {GOAL['at_records_per_s']} records/s: "
           f"{'met' if goal_met else 'not met' if at_goal else 'not measured'}")
-    save("e2e_latency", {
+    save(args.save_as, {
         "dim": args.dim, "spaces": args.spaces, "patterns": args.patterns, "partitions": args.partitions,
         "seconds_per_rate": args.seconds, "warmup_records": args.warmup,
         "goal": {**GOAL, "met": goal_met if at_goal else None},

@@ -38,27 +38,37 @@ why there is no choice before 32), otherwise once its sample is full, and then a
 ``interval`` records over the reservoir, so that it follows a drifting geometry.
 
 The warm-up is then made good. While the sample still holds every record the space has learned
-(until it is full), how the chosen threshold cuts the sample says which of the strict start's
-patterns one group became: each pattern goes to the cluster holding most of its sampled records,
-and the patterns that share a cluster merge into the oldest (announced as merges, so every id a
-user saw resolves to its survivor). Without it a space that chose 0.65 after a start at 0.9 kept
-its first 256 records split for good: on recorded sounds, ARI 0.24 where the same threshold from
-the first record gives 0.71. The cut is not one :func:`leader` pass but the :func:`consensus` of
-passes in several fixed orders of the sample: one pass is one draw of an order-dependent rule, and
-the warm-up's patterns would keep its luck for good (speaker-encoder embeddings of mixed sounds,
-whose stream-order cut lumped a family of similar sounds: ARI 0.40 where the memory pinned at the
-same threshold got 0.48; over ten orders of each of the 30 recorded and real streams, 17 passes
-raise the mean ARI from 0.371 to 0.380, and the runs within 0.9x of the best fixed threshold from
-238 to 251 of 300; ~50 ms, once per space). It is done only when the chosen cut is an interior peak, separated better
-than the coarsest cut (by ``SAME_SCORE``): when the curve only falls from its coarse end, the
-choice may lump groups that are real but overlap (families of similar speakers: the silhouette
-sees the families, not their members), and the strict start's finer patterns are then worth more
-than the lumps; the merge rule joins them where they agree.
+(until it is full), the sample says which of the strict start's patterns one group became: each
+pattern goes to the group holding most of its sampled records, and the patterns that share a group
+merge into the oldest (announced as merges, so every id a user saw resolves to its survivor).
+Without it a space that chose 0.65 after a start at 0.9 kept its first 256 records split for good:
+on recorded sounds, ARI 0.24 where the same threshold from the first record gives 0.71. Which
+records are one group, :func:`groups` decides between two answers, as the threshold is chosen, by
+which separates the sample better (silhouette):
+
+- HDBSCAN's groups (:mod:`hdbscan`, smallest group ``calibration_min_cluster``), which follow each
+  group's own density. A threshold cuts a tight group and a loose one at the same similarity, and
+  lumps or shatters one of them: recorded sounds in ten varied copies each, a few per group in the
+  sample, whose copies sit at very different distances (another sound mixed into some).
+- The consensus of the leader rule at the chosen threshold over ``calibration_passes`` fixed orders
+  of the sample (:func:`consensus`): one leader pass is one draw of an order-dependent rule, and the
+  consensus is the cut the rule makes in most orders. It keeps large, evenly spread groups whole,
+  where HDBSCAN with small groups finds sub-groups that its stability prefers.
+
+HDBSCAN's groups are taken unless the consensus scores better by more than ``SAME_SCORE``. Over
+three orders of each of the 30 recorded and real benchmark streams the mean ARI rose from 0.380
+(the consensus alone) to ~0.40 (HDBSCAN alone: 0.411), and no stream fell by more than 0.01;
+on 15 generated streams of 8-30 evenly spread groups the mean stayed at 0.993 (HDBSCAN alone: 0.935).
+It is done only when the chosen cut is an interior peak, separated better than the coarsest cut (by
+``SAME_SCORE``): when the curve only falls from its coarse end the sample's groups overlap too much
+to tell apart (overlapping siblings: consolidating there anyway took one generated stream from ARI
+0.97 to 0.47), and the strict start's finer patterns are then worth more; the merge rule joins them
+where they agree.
 
 Determinism. The Gram matrix is fixed point (integers, ``2^-20`` steps): a BLAS product screens
 it, and every entry whose rounding a float error could flip is recomputed exactly
-(:func:`math.fsum` of exact float32 products). The leader, the silhouette and the consensus then
-use integer sums and correctly rounded elementwise IEEE operations only, and the final mean is an
+(:func:`math.fsum` of exact float32 products). The leader, the silhouette, the consensus and HDBSCAN
+then use integer sums and correctly rounded elementwise IEEE operations only, and the final mean is an
 exact :func:`math.fsum`: the same sample gives the same threshold and the same consolidation, bit
 for bit, on every machine, live or restored from the changelog.
 """
@@ -69,7 +79,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["GRID", "Selection", "consensus", "gram", "leader", "leaders", "select", "silhouette"]
+from streams.core.patterns.hdbscan import hdbscan
+
+__all__ = ["GRID", "Selection", "consensus", "gram", "groups", "leader", "leaders", "select", "silhouette"]
 
 GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 _SHIFT = 20  # fixed-point Gram entries: integers in steps of 2^-20
@@ -132,46 +144,58 @@ def leader(g: np.ndarray, threshold: float) -> np.ndarray:
     return labels
 
 
-def leaders(g: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
-    """:func:`leader` at every one of ``thresholds`` at once: row ``i`` is ``leader(g, thresholds[i])``.
+def leaders(g: np.ndarray, thresholds: tuple[float, ...], in_orders: list[np.ndarray] | None = None) -> np.ndarray:
+    """:func:`leader` passes side by side: row ``i`` is ``leader`` at ``thresholds[i]`` over the
+    records in ``in_orders[i]`` (default: stream order), labelled by record.
 
-    One pass over the records runs all the thresholds' leader rules side by side, so that the
-    per-record numpy calls are shared (a 256-record sample at 14 thresholds: ~10 ms instead of
-    ~25-40, which a space's choice otherwise spends in its 14 separate loops). The arithmetic is
-    :func:`leader`'s: the Gram sums are integers held exactly in float64, and each similarity is
-    the same correctly rounded ``a / (sqrt(max(q, 1)) * 2^10)``, so the labels are identical
-    (tests/unit/core/patterns/test_calibration.py holds them equal).
+    One pass over the steps runs every pass's leader rule at once, so that the per-record numpy
+    calls are shared: a 256-record sample at the 14 thresholds of the grid costs ~15 ms instead of
+    ~25-40 ms in 14 separate loops, and the 16 further orders of :func:`consensus` ~15 ms instead
+    of ~35-70 ms (both at a space's first full sample, inside the call that learns its record).
+    The arithmetic is :func:`leader`'s: the Gram sums are integers held exactly in float64, and
+    each similarity is the same correctly rounded ``a / (sqrt(max(q, 1)) * 2^10)``, so the labels
+    are identical (tests/unit/core/patterns/test_calibration.py holds them equal). Pass ``i``
+    numbers its clusters in the order it founds them, as :func:`leader` over ``g`` permuted by
+    ``in_orders[i]`` does.
     """
     m, count = g.shape[0], len(thresholds)
     gf = g.astype(np.float64)  # integers below 2^53: exact
     limit = np.asarray(thresholds, dtype=np.float64)
-    acc = np.full((count, m, m), -np.inf)  # acc[t, c, :]: Gram sums with cluster c's members; -inf: no c yet
+    steps = np.tile(np.arange(m), (count, 1)) if in_orders is None else np.stack(in_orders)
+    # acc[i, r, c]: Gram sums of record r with the members of pass i's cluster c. Entries of
+    # clusters a pass has not founded yet are garbage and masked below, so no fill is needed;
+    # a record's sums with every cluster are one contiguous row.
+    acc = np.empty((count, m, m))
     q = np.zeros((count, m))
     den = np.ones((count, m))
     k = np.zeros(count, dtype=np.int64)
     labels = np.empty((count, m), dtype=np.int64)
     rows = np.arange(count)
-    for x in range(m):
+    cols = np.arange(m)
+    for step in range(m):
+        xs = steps[:, step]  # the record each pass takes now
         kmax = int(k.max())
         if kmax:
-            sims = acc[:, :kmax, x] / den[:, :kmax]
+            sims = acc[rows, xs, :kmax] / den[:, :kmax]
+            sims[cols[None, :kmax] >= k[:, None]] = -np.inf
             c = np.argmax(sims, axis=1)  # the first on ties, as leader's
             join = sims[rows, c] >= limit
         else:
             c, join = np.zeros(count, dtype=np.int64), np.zeros(count, dtype=bool)
         jt, jc = rows[join], c[join]
         if len(jt):
-            q[jt, jc] += 2.0 * acc[jt, jc, x] + gf[x, x]
+            jx = xs[jt]
+            q[jt, jc] += 2.0 * acc[jt, jx, jc] + gf[jx, jx]
             den[jt, jc] = np.sqrt(np.maximum(q[jt, jc], 1.0)) * _ROOT_SCALE
-            acc[jt, jc] += gf[x]
-            labels[jt, x] = jc
+            acc[jt, :, jc] += gf[jx]
+            labels[jt, jx] = jc
         nt = rows[~join]
         if len(nt):
-            nk = k[nt]
-            acc[nt, nk] = gf[x]
-            q[nt, nk] = gf[x, x]
+            nk, nx = k[nt], xs[nt]
+            acc[nt, :, nk] = gf[nx]
+            q[nt, nk] = gf[nx, nx]
             den[nt, nk] = np.sqrt(np.maximum(q[nt, nk], 1.0)) * _ROOT_SCALE
-            labels[nt, x] = nk
+            labels[nt, nx] = nk
             k[nt] += 1
     return labels
 
@@ -204,13 +228,12 @@ def consensus(g: np.ndarray, threshold: float, passes: int, first: np.ndarray | 
     caller has it (:func:`select` returns it).
     """
     m = g.shape[0]
+    todo = orders(m, passes)
+    cuts = [] if first is None else [np.asarray(first, dtype=np.int64)]
+    if len(cuts) < len(todo):
+        cuts.extend(leaders(g, (threshold,) * (len(todo) - len(cuts)), todo[len(cuts):]))
     together = np.zeros((m, m), dtype=np.int64)
-    for i, order in enumerate(orders(m, passes)):
-        if i == 0 and first is not None:
-            labels = np.asarray(first, dtype=np.int64)
-        else:
-            labels = np.empty(m, dtype=np.int64)
-            labels[order] = leader(g[np.ix_(order, order)], threshold)
+    for labels in cuts:
         together += labels[:, None] == labels[None, :]
     size = np.ones(m, dtype=np.int64)
     alive = np.ones(m, dtype=bool)
@@ -233,6 +256,20 @@ def consensus(g: np.ndarray, threshold: float, passes: int, first: np.ndarray | 
         mean[b], mean[:, b] = -1.0, -1.0
     # A cluster's owner is its first record (a < b above): sorted owners number clusters in order.
     return np.unique(owner, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def groups(g: np.ndarray, threshold: float, passes: int, min_cluster: int, first: np.ndarray | None = None) -> np.ndarray:
+    """The sample's groups for the warm-up's consolidation (module docstring): labels 0, 1, ...
+
+    HDBSCAN's (smallest group ``min_cluster``; a record in no dense group is alone), unless the
+    :func:`consensus` of the leader rule at ``threshold`` over ``passes`` orders separates the
+    sample better by more than ``SAME_SCORE``. ``first``: the stream-order cut, when the caller
+    has it.
+    """
+    dense = hdbscan(g, min_cluster)
+    agreed = consensus(g, threshold, passes, first)
+    gf = g.astype(np.float64)
+    return agreed if silhouette(g, agreed, gf) > silhouette(g, dense, gf) + SAME_SCORE else dense
 
 
 def silhouette(g: np.ndarray, labels: np.ndarray, gf: np.ndarray | None = None) -> float:

@@ -275,7 +275,7 @@ from streams.core.patterns.arithmetic import (
     unit_rows,
     unit_vector,
 )
-from streams.core.patterns.calibration import SAME_SCORE, consensus, derived_band, derived_merge, gram, select
+from streams.core.patterns.calibration import SAME_SCORE, derived_band, derived_merge, gram, groups, select
 from streams.core.patterns.config import DimensionMismatch, PatternConfig
 from streams.core.patterns.pattern import (
     Learned,
@@ -1138,25 +1138,24 @@ class SpaceMemory:
         if threshold != self._t:
             self._set_threshold(threshold)
         if self._n == len(self._sample) and rise >= SAME_SCORE:
-            agreed = consensus(g, threshold, cfg.calibration_passes, cut)
-            if self._consolidate(agreed.tolist(), events, merged):
+            labels = groups(g, threshold, cfg.calibration_passes, cfg.calibration_min_cluster, cut)
+            if self._consolidate(labels.tolist(), events, merged):
                 changed = True
         if changed:
             self._now_floor = self._now
         return changed
 
     def _consolidate(self, labels: list[int], events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
-        """Merge the patterns of the warm-up as the chosen threshold would have cut it; True if any.
+        """Merge the patterns of the warm-up that one dense group of its records spans; True if any.
 
-        Until its first choice a space learns at the strict ``calibration_start``, so a group the
-        chosen threshold would keep whole may sit in several patterns. While the sample still holds
-        every record of the space (slot ``i`` is record ``i``), ``labels`` is how the leader rule
-        cuts those very records at the chosen threshold (the rule the memory learns by), in most of
-        ``calibration_passes`` orders (:func:`calibration.consensus`): each pattern goes to the
-        cluster that holds most of its sampled records
-        (the earliest on a tie), and the patterns that share a cluster merge into the oldest, as
-        the merge rule's merges do (absorbed ids resolve to the survivor). Splitting is never
-        done: a pattern id a user has seen keeps standing for all its records.
+        Until its first choice a space learns at the strict ``calibration_start``, so one group may
+        sit in several patterns. While the sample still holds every record of the space (slot ``i``
+        is record ``i``), ``labels`` are the groups of those very records (:func:`calibration.groups`:
+        HDBSCAN's or the leader rule's consensus, whichever separates them better): each pattern
+        goes to the group that holds most of its sampled records (the earliest on a tie), and the
+        patterns that share a group merge into the oldest, as the merge rule's merges do (absorbed
+        ids resolve to the survivor). Splitting is never done: a pattern id a user has seen keeps
+        standing for all its records.
         """
         votes: dict[str, dict[int, int]] = {}
         for label, pid in zip(labels, self._sample_of):

@@ -13,6 +13,7 @@ from streams.core.patterns.calibration import (
     derived_band,
     derived_merge,
     gram,
+    groups,
     leader,
     leaders,
     orders,
@@ -20,6 +21,8 @@ from streams.core.patterns.calibration import (
     silhouette,
 )
 from streams.core.patterns import PatternConfig, SpaceMemory, pattern_id_for
+from streams.core.patterns.calibration import SAME_SCORE
+from streams.core.patterns.hdbscan import hdbscan
 
 CAL = PatternConfig(match_threshold=None)
 
@@ -77,6 +80,15 @@ def test_all_thresholds_at_once_give_exactly_the_labels_of_each_alone(seed, k, s
         together = leaders(g, GRID)
         for i, t in enumerate(GRID):
             assert (together[i] == leader(g, t)).all(), t
+        # Passes over other orders too (the consensus's): each is leader over the permuted sample,
+        # its labels put back by record.
+        n = len(rows)
+        mixed = [rng.permutation(n) for _ in GRID]
+        side_by_side = leaders(g, GRID, mixed)
+        for i, (t, order) in enumerate(zip(GRID, mixed)):
+            alone = np.empty(n, dtype=np.int64)
+            alone[order] = leader(g[np.ix_(order, order)], t)
+            assert (side_by_side[i] == alone).all(), t
 
 
 def test_silhouette_of_clear_groups_is_high_and_edge_cases_are_defined():
@@ -144,6 +156,36 @@ def test_a_record_between_two_groups_lumps_them_in_stream_order_but_not_in_the_c
     up = {int(v) for v, a in zip(labels, angles) if a > 0.1}
     down = {int(v) for v, a in zip(labels, angles) if a < -0.1}
     assert len(up) == 1 and len(down) == 1 and up != down
+
+
+def small_groups_of_varied_spread(k: int, per: int, dim: int, seed: int) -> np.ndarray:
+    # Like recorded sounds in a few varied copies each: some groups tight, some loose.
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim))
+    spread = rng.uniform(0.1, 0.6, size=k)
+    labels = np.repeat(np.arange(k), per)
+    x = centres[labels] + spread[labels, None] * rng.normal(size=(k * per, dim))
+    return x[rng.permutation(len(x))]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_groups_are_hdbscans_unless_the_consensus_separates_the_sample_clearly_better(seed):
+    cases = [(random_groups(12, 256, 12, 0.85, seed=21 + seed)[0], 0.55),
+             (small_groups_of_varied_spread(50, 5, 32, seed), 0.6)]
+    for x, t in cases:
+        g = gram(centred_unit(x))
+        dense, agreed = hdbscan(g, 2), consensus(g, t, 17)
+        pick = groups(g, t, 17, 2)
+        if silhouette(g, agreed) > silhouette(g, dense) + SAME_SCORE:
+            assert (pick == agreed).all()
+        else:
+            assert (pick == dense).all()
+    # Large evenly spread groups: HDBSCAN with groups of two finds sub-groups; the consensus wins.
+    g = gram(centred_unit(cases[0][0]))
+    assert (groups(g, 0.55, 17, 2) == consensus(g, 0.55, 17)).all()
+    # A few copies each, tight and loose: density wins.
+    g = gram(centred_unit(cases[1][0]))
+    assert (groups(g, 0.6, 17, 2) == hdbscan(g, 2)).all()
 
 
 def test_derived_band_and_merge_match_the_pinned_defaults_at_0_6():
@@ -263,7 +305,7 @@ def test_restore_and_continue_is_bit_identical_to_an_uninterrupted_run(cut):
 @pytest.mark.parametrize("cut", [128, 255, 256, 257])
 def test_restore_around_the_consolidation_is_bit_identical_to_an_uninterrupted_run(cut):
     # Groups in random directions: the choice at 256 is an interior peak, so the warm-up is
-    # consolidated by the consensus of orders, from the restored sample as from the live one.
+    # consolidated by the sample's groups, from the restored sample as from the live one.
     x, _ = random_groups(12, 400, 12, 0.85, seed=21)
     cfg = PatternConfig(match_threshold=None, calibration_clear=1.0)
     live = SpaceMemory("s", cfg)
@@ -392,6 +434,8 @@ def test_settling_at_the_start_threshold_is_space_state_too():
     assert restored.space_state()["settled"]
 
 
-def test_at_least_one_pass_is_needed():
+def test_at_least_one_pass_is_needed_and_a_group_has_two_records():
     with pytest.raises(ValueError, match="calibration_passes"):
         PatternConfig(calibration_passes=0)
+    with pytest.raises(ValueError, match="calibration_min_cluster"):
+        PatternConfig(calibration_min_cluster=1)
