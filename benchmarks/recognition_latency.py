@@ -43,7 +43,10 @@ def noisy_copies(rng: np.random.Generator, centroids: np.ndarray, n: int) -> tup
 
 
 def build_memory(centroids: np.ndarray) -> SpaceMemory:
-    cfg = PatternConfig(max_patterns=len(centroids))
+    # Pinned: this measures recognizing and joining at a space's size, not the calibration, which a
+    # calibrating space would run on its first records (starting at 0.9, where these copies, ~0.88
+    # from their pattern, would each start a pattern of their own instead of joining).
+    cfg = PatternConfig(max_patterns=len(centroids), match_threshold=0.8)
     count, sim_sum = 10, 9.0  # an established pattern with cohesion 0.9
     conf = confidence(count, sim_sum / count, cfg)
     mem = SpaceMemory("bench", cfg)
