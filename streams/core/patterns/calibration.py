@@ -163,9 +163,9 @@ def leaders(g: np.ndarray, thresholds: tuple[float, ...], in_orders: list[np.nda
     limit = np.asarray(thresholds, dtype=np.float64)
     steps = np.tile(np.arange(m), (count, 1)) if in_orders is None else np.stack(in_orders)
     # acc[i, r, c]: Gram sums of record r with the members of pass i's cluster c. Entries of
-    # clusters a pass has not founded yet are garbage and masked below, so no fill is needed;
-    # a record's sums with every cluster are one contiguous row.
-    acc = np.empty((count, m, m))
+    # clusters a pass has not founded yet are masked below; zeros, not np.empty's leftovers, so
+    # that no NaN is ever divided. A record's sums with every cluster are one contiguous row.
+    acc = np.zeros((count, m, m))
     q = np.zeros((count, m))
     den = np.ones((count, m))
     k = np.zeros(count, dtype=np.int64)
