@@ -475,19 +475,23 @@ def print_stream(name: str, desc: str, geo: dict, res: dict, best: str, n: int, 
 
 
 def run_orders(s: Stream, rows: np.ndarray, default_cfg: PatternConfig, pinned_cfg: PatternConfig,
-               orders: int) -> dict:
+               orders: int, own: tuple[dict, dict, dict]) -> dict:
     """The memory, pinned and the best fixed threshold over several orders of the same records.
 
     A recorded stream's order is one random draw of its occurrences, and a leader-style memory's
     ARI moves by a few hundredths with the order alone, while the oracle is the best of a whole
-    sweep of such draws: one order partly measures luck. Order 0 is the stream's own; the others
-    are fixed permutations (seeds 1..orders-1), so reruns see the same orders.
+    sweep of such draws: one order partly measures luck. Order 0 is the stream's own, whose memory,
+    pinned and sweep results the caller has already (``own``); the others are fixed permutations
+    (seeds 1..orders-1), so reruns see the same orders.
     """
     runs = []
     for k in range(orders):
-        o = rows if k == 0 else rows[np.random.default_rng(k).permutation(len(rows))]
-        mem, pin = run_memory(s, o, default_cfg), run_memory(s, o, pinned_cfg)
-        best = run_memory_sweep(s, o, default_cfg)
+        if k == 0:
+            mem, pin, best = own
+        else:
+            o = rows[np.random.default_rng(k).permutation(len(rows))]
+            mem, pin = run_memory(s, o, default_cfg), run_memory(s, o, pinned_cfg)
+            best = run_memory_sweep(s, o, default_cfg)
         runs.append({"memory": mem["ari"], "pinned": pin["ari"], "best_fixed": best["ari"],
                      "threshold": mem["threshold"], "best_threshold": best["match_threshold"]})
     mean = {key: round(float(np.mean([r[key] for r in runs])), 4) for key in ("memory", "pinned", "best_fixed")}
@@ -538,7 +542,8 @@ def main() -> None:
         res.update(run_offline(s, rows))
         # Only where the order is itself a random draw: the generated streams' order is their
         # structure (drift, recurrence).
-        by_order = (run_orders(s, rows, default_cfg, pinned_cfg, args.orders)
+        own = (res["memory"], res[PINNED_ROW], res["memory_best_fixed"])
+        by_order = (run_orders(s, rows, default_cfg, pinned_cfg, args.orders, own)
                     if args.orders > 1 and (name in RECORDED or name.startswith("real_")) else None)
         if len(rows) < n:
             res["memory_full_stream"] = run_memory(s, np.arange(n), default_cfg)
