@@ -145,7 +145,8 @@ class InputBuffer:
 
         A partition resumes from the record after the last one held: faust drops what it had
         already fetched for a partition it pauses (its getmany delivers only records of the
-        partitions active at that moment), so that is fetched again.
+        partitions active at that moment), and the memory drops what reached it past the bound,
+        so that is fetched again (faust's seek moves its read offset back too).
         """
         app = self.runtime.app
         if app.in_recovery:
