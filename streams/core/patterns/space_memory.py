@@ -116,7 +116,17 @@ Defaults, and why (each is one principle, not a per-data-set tuning):
    second pattern, which no merge rejoins. ``count`` still counts every
    member (evidence, ``n``).
 
-   otherwise a pattern is created (event ``"created"``) with ``c = u``,
+   A calibrated space that has chosen its threshold lets a record below it join through a
+   member: its sampled records stand as members of the patterns they went to, and a record
+   whose nearest sampled record (centred cosine, as the calibration measures it) is at
+   ``>= t^2`` joins that record's pattern (resolved; ``similarity_sum`` adds the record's
+   similarity to the centroid). Two members of a pattern at ``kappa`` from its centre sit
+   at ~``kappa^2`` from each other (as in the defaults above), so a record that close to a
+   member is as much a member as they are. One centroid cannot stand for a group that is
+   not round; its members can, as a density-based clusterer's core points do (what
+   HDBSCAN finds offline, followed online). A pinned space never does this.
+
+   Otherwise a pattern is created (event ``"created"``) with ``c = u``,
    ``count = 1``, ``similarity_sum = 1.0``; if the space is full
    (``max_patterns``) the lowest-value pattern (see 8) is evicted first.
    The new pattern's ``seq`` is ``n``: creation order survives restores.
@@ -346,6 +356,10 @@ class SpaceMemory:
         self._sample_of: list[str] = []  # by slot: the pattern its record went to (resolved when used)
         self._settled = False
         # Derived.
+        # The sample's rows in matching space without the lift (centred_rows(sample, mu64, 0)),
+        # the first `_members_n` of them valid; None: rebuilt when next needed.
+        self._members: np.ndarray | None = None
+        self._members_n = 0
         self._related_n = 0  # sum of len(p.related): the memory estimate needs it on every record
         self._n = 0  # records learned: sum(count) + retired
         self._now = -math.inf  # latest event ts: max(now_floor, max last_ts)
@@ -549,6 +563,7 @@ class SpaceMemory:
         self._set_threshold(threshold)
         self._settled = bool(st.get("settled", False))
         self._sample = sample_rows
+        self._members = None
         of = [str(pid) for pid in (sample_patterns or ())][: len(sample_rows)]
         self._sample_of = of + [""] * (len(sample_rows) - len(of))
         for p in ordered:
@@ -640,11 +655,16 @@ class SpaceMemory:
         cfg = self.cfg
 
         best = self._rank(approx, xr, wx, 1)
+        member = None
+        if not (best and best[0][1] >= self._t):
+            member = self._through_member(xr, wx, u)
+            if member is not None:
+                best = [member]
         events: dict[str, str] = {}
         evicted: list[Pattern] = []
         merged: list[tuple[str, str]] = []
         space_changed = fixes_dim
-        if best and best[0][1] >= self._t:
+        if best and (best[0][1] >= self._t or member is not None):
             pid, sim, _ = best[0]
             p = self._patterns[pid]
             p.count += 1
@@ -808,6 +828,7 @@ class SpaceMemory:
         if dim < 1:
             raise ValueError("dim must be >= 1")
         self._dim = dim
+        self._members = None
         self._mat = np.zeros((0, dim), dtype=F32)
         self._w = np.zeros(0)
         self._cnt = np.zeros(0)
@@ -1093,6 +1114,7 @@ class SpaceMemory:
         if len(self._sample) < size:
             self._sample.append(u)
             self._sample_of.append(pid)
+            self._member_written(len(self._sample) - 1, u)
             return len(self._sample) - 1
         h = hashlib.blake2b((self.space + "\0" + event_id).encode("utf-8"), digest_size=8)
         slot = int.from_bytes(h.digest(), "big") % self._n
@@ -1100,7 +1122,36 @@ class SpaceMemory:
             return None
         self._sample[slot] = u
         self._sample_of[slot] = pid
+        self._member_written(slot, u)
         return slot
+
+    def _member_written(self, slot: int, u: np.ndarray) -> None:
+        if self._members is not None:  # per row the bits of centred_rows over the whole sample
+            self._members[slot] = centred_row(u, self._mu64, 0.0)[0]
+            self._members_n = max(self._members_n, slot + 1)
+
+    def _through_member(self, xr: np.ndarray, wx: float, u: np.ndarray) -> tuple[str, float, float] | None:
+        """The pattern a record below the threshold joins through a sampled member (docstring,
+        step 4), as ``(pattern_id, similarity to its centroid, created_ts)``; None if none."""
+        if self.cfg.match_threshold is not None or not self._settled or not self._sample:
+            return None
+        if self._members is None:
+            self._members = np.zeros((max(self.cfg.calibration_sample, len(self._sample)), self._dim), dtype=F32)
+            self._members_n = len(self._sample)
+            self._members[: self._members_n] = centred_rows(np.stack(self._sample), self._mu64, 0.0)[0]
+        rows = self._members[: self._members_n]
+        z = centred_row(u, self._mu64, 0.0)[0]
+        approx = rows @ z  # a screen, as the patterns' product: decided on exact re-scores
+        cand = np.flatnonzero(approx >= approx.max() - self._tol)
+        exact = exact_dot(rows[cand], z.astype(np.float64))
+        slot = int(cand[int(np.argmax(exact))])  # the first slot of the best
+        if float(exact.max()) < self._t * self._t:
+            return None
+        pid = self.resolve(self._sample_of[slot]) if self._sample_of[slot] else None
+        if pid is None:  # its pattern was evicted meanwhile
+            return None
+        sim = float(self._exact(np.array([self._row_of[pid]]), xr, wx)[0])
+        return pid, sim, self._patterns[pid].created_ts
 
     def _maybe_calibrate(self, events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
         """Choose the threshold again if due (streams.core.patterns.calibration); True if the space state changed.
@@ -1186,6 +1237,7 @@ class SpaceMemory:
     # -- internals: centring ----------------------------------------------------
 
     def _set_center(self) -> None:
+        self._members = None  # centred by the mu they were built with
         if self._mu is None or not self.cfg.centering:
             self._mu64, self._h2 = None, 0.0
             return

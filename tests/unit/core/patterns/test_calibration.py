@@ -439,3 +439,71 @@ def test_at_least_one_pass_is_needed_and_a_group_has_two_records():
         PatternConfig(calibration_passes=0)
     with pytest.raises(ValueError, match="calibration_min_cluster"):
         PatternConfig(calibration_min_cluster=1)
+
+
+# -- joining through a sampled member --------------------------------------------------------------
+
+
+def at(degrees: float, dim: int = 8) -> np.ndarray:
+    v = np.zeros(dim, dtype=np.float32)
+    v[0], v[1] = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return v
+
+
+def one_pattern_of_two_records(settled: bool, pin: float | None = None) -> tuple[SpaceMemory, str]:
+    """A pattern of records at 0 and 23 degrees (centroid near 11.5), both in the sample, in a
+    space that has chosen 0.9 (plain cosine: no centring, so the angles are the similarities)."""
+    cfg = PatternConfig(match_threshold=None, centering=False)
+    m = SpaceMemory("s", cfg)
+    pid = m.learn_one("a", at(0), 1.0).pattern_id
+    assert m.learn_one("b", at(23), 2.0).pattern_id == pid
+    state = dict(m.space_state(), settled=settled, threshold=0.9)
+    out = SpaceMemory("s", cfg if pin is None else PatternConfig(match_threshold=pin, centering=False))
+    out.restore(m.patterns(), state, m.calibration_sample(), m.calibration_sample_patterns())
+    return out, pid
+
+
+def test_a_record_below_the_threshold_joins_through_a_sampled_member_within_t_squared():
+    m, pid = one_pattern_of_two_records(settled=True)
+    # 53 degrees: 0.75 from the centroid (below 0.9), 0.866 from the member at 23 (>= 0.81).
+    joined = m.learn_one("c", at(53), 3.0)
+    assert (joined.pattern_id, joined.new, joined.event) == (pid, False, "updated")
+    assert 0.70 < joined.similarity < 0.9  # its similarity to the centroid, not to the member
+    assert m.patterns()[0].count == 3
+    # 68 degrees from a fresh copy: 0.707 from its nearest member, below 0.81: a pattern of its own.
+    m, pid = one_pattern_of_two_records(settled=True)
+    assert m.learn_one("d", at(68), 3.0).new
+
+
+@pytest.mark.parametrize("settled, pin", [(False, None), (True, 0.9)])
+def test_before_its_choice_or_when_pinned_a_space_joins_by_the_centroid_only(settled, pin):
+    m, pid = one_pattern_of_two_records(settled, pin)
+    assert m.learn_one("c", at(53), 3.0).new
+
+
+def arcs(k: int, per: int, dim: int, span: float, seed: int) -> np.ndarray:
+    """k groups, each of records along an arc of `span` degrees in a random plane: not round, so
+    one centroid cannot hold a group's ends at a threshold its records need."""
+    rng = np.random.default_rng(seed)
+    planes = [np.linalg.qr(rng.normal(size=(dim, 2)))[0].T for _ in range(k)]
+    rows = [(math.cos(a) * p[0] + math.sin(a) * p[1] + 0.05 * rng.normal(size=dim))
+            for p in planes for a in np.radians(rng.uniform(0, span, size=per))]
+    return np.array(rows, dtype=np.float32)[rng.permutation(k * per)]
+
+
+@pytest.mark.parametrize("cut", [40, 256, 300, 420])
+def test_joins_through_members_survive_restore_bit_for_bit(cut):
+    x = arcs(8, 60, 16, 90.0, seed=3)
+    live = SpaceMemory("s", CAL)
+    out = [live.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
+    through = [i for i, r in enumerate(out) if not r.new and r.similarity < live.threshold and i >= cut]
+    assert through, "the stream has records that join through a member after the cut"
+    first = SpaceMemory("s", CAL)
+    learn(first, x[:cut])
+    restored = SpaceMemory("s", CAL)
+    restored.restore(first.patterns(), first.space_state(), first.calibration_sample(),
+                     first.calibration_sample_patterns())
+    again = [restored.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x[cut:], start=cut)]
+    assert [(a.pattern_id, a.similarity, a.merged) for a in again] == \
+        [(b.pattern_id, b.similarity, b.merged) for b in out[cut:]]
+    assert restored.patterns() == live.patterns()
