@@ -453,7 +453,7 @@ class SpaceMemory:
         Matrix and per-row arrays at their allocated capacity; per pattern its
         centroid array, the Pattern object and its boxed fields, its id (held
         by the pattern dict, the row list and the row map) and its related
-        entries; the alias map; mu.
+        entries; the alias map; mu; the calibration sample.
         """
         total = sys.getsizeof(self)
         for a in (self._mat, self._w, self._cnt, self._last, self._conf, self._col):
@@ -465,6 +465,10 @@ class SpaceMemory:
         # The sample's rows are float32 vectors of the space's dimension: counted, not walked (this
         # runs for every record).
         total += len(self._sample) * (dim * 4 + _NDARRAY_HEADER)
+        if self._settled and self.cfg.match_threshold is None and self._sample:
+            # Their rows for joins through a member: counted from the choice on, built or not, so
+            # that the estimate (which can evict) is a function of the state alone.
+            total += max(self.cfg.calibration_sample, len(self._sample)) * dim * 4 + _NDARRAY_HEADER
         total += n * (_PER_PATTERN + dim * 4) + self._related_n * _PER_RELATED
         total += len(self._aliases) * _PER_ALIAS
         return int(total)
