@@ -21,7 +21,7 @@ from streams.core.patterns.calibration import (
     silhouette,
 )
 from streams.core.patterns import PatternConfig, SpaceMemory, pattern_id_for
-from streams.core.patterns.calibration import SAME_SCORE
+from streams.core.patterns.calibration import CONSENSUS_MARGIN
 from streams.core.patterns.hdbscan import hdbscan
 
 CAL = PatternConfig(match_threshold=None)
@@ -40,6 +40,16 @@ def groups_stream(k: int, n: int, dim: int, kappa: float, seed: int) -> tuple[np
 
 def learn(memory: SpaceMemory, x: np.ndarray, start: int = 0) -> list[str]:
     return [memory.learn_one(f"e{start + i}", v, 1000.0 + start + i).pattern_id for i, v in enumerate(x)]
+
+
+def restored_after(x: np.ndarray, cfg: PatternConfig) -> SpaceMemory:
+    """A new memory restored from the state of one that learned `x` (a worker taking over)."""
+    first = SpaceMemory("s", cfg)
+    learn(first, x)
+    restored = SpaceMemory("s", cfg)
+    restored.restore(first.patterns(), first.space_state(), first.calibration_sample(),
+                     first.calibration_sample_patterns())
+    return restored
 
 
 # -- the pure core ------------------------------------------------------------------------------
@@ -176,7 +186,7 @@ def test_the_groups_are_hdbscans_unless_the_consensus_separates_the_sample_clear
         g = gram(centred_unit(x))
         dense, agreed = hdbscan(g, 2), consensus(g, t, 17)
         pick = groups(g, t, 17, 2)
-        if silhouette(g, agreed) > silhouette(g, dense) + SAME_SCORE:
+        if silhouette(g, agreed) > silhouette(g, dense) + CONSENSUS_MARGIN:
             assert (pick == agreed).all()
         else:
             assert (pick == dense).all()
@@ -290,9 +300,7 @@ def test_restore_and_continue_is_bit_identical_to_an_uninterrupted_run(cut):
     learn(live, x)
     first = SpaceMemory("s", CAL)
     learn(first, x[:cut])
-    restored = SpaceMemory("s", CAL)
-    restored.restore(first.patterns(), first.space_state(), first.calibration_sample(),
-                     first.calibration_sample_patterns())
+    restored = restored_after(x[:cut], CAL)
     assert restored.threshold == first.threshold
     learn(restored, x[cut:], start=cut)
     assert restored.threshold == live.threshold
@@ -311,11 +319,7 @@ def test_restore_around_the_consolidation_is_bit_identical_to_an_uninterrupted_r
     live = SpaceMemory("s", cfg)
     out = [live.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
     assert len(out[255].merged) > 100
-    first = SpaceMemory("s", cfg)
-    learn(first, x[:cut])
-    restored = SpaceMemory("s", cfg)
-    restored.restore(first.patterns(), first.space_state(), first.calibration_sample(),
-                     first.calibration_sample_patterns())
+    restored = restored_after(x[:cut], cfg)
     again = [restored.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x[cut:], start=cut)]
     assert [(a.pattern_id, a.merged) for a in again] == [(b.pattern_id, b.merged) for b in out[cut:]]
     assert restored.patterns() == live.patterns()
@@ -498,11 +502,7 @@ def test_joins_through_members_survive_restore_bit_for_bit(cut):
     out = [live.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
     through = [i for i, r in enumerate(out) if not r.new and r.similarity < live.threshold and i >= cut]
     assert through, "the stream has records that join through a member after the cut"
-    first = SpaceMemory("s", CAL)
-    learn(first, x[:cut])
-    restored = SpaceMemory("s", CAL)
-    restored.restore(first.patterns(), first.space_state(), first.calibration_sample(),
-                     first.calibration_sample_patterns())
+    restored = restored_after(x[:cut], CAL)
     again = [restored.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x[cut:], start=cut)]
     assert [(a.pattern_id, a.similarity, a.merged) for a in again] == \
         [(b.pattern_id, b.similarity, b.merged) for b in out[cut:]]
