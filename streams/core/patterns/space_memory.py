@@ -1134,16 +1134,21 @@ class SpaceMemory:
             self._members[slot] = centred_row(u, self._mu64, 0.0)[0]
             self._members_n = max(self._members_n, slot + 1)
 
+    def _member_rows(self) -> np.ndarray:
+        """The sample's rows centred by mu without the lift, built when first needed after a change
+        of mu or a restore, and kept in step with the sample's writes after that."""
+        if self._members is None:
+            self._members = np.zeros((max(self.cfg.calibration_sample, len(self._sample)), self._dim), dtype=F32)
+            self._members_n = len(self._sample)
+            self._members[: self._members_n] = centred_rows(np.stack(self._sample), self._mu64, 0.0)[0]
+        return self._members[: self._members_n]
+
     def _through_member(self, xr: np.ndarray, wx: float, u: np.ndarray) -> tuple[str, float, float] | None:
         """The pattern a record below the threshold joins through a sampled member (docstring,
         step 4), as ``(pattern_id, similarity to its centroid, created_ts)``; None if none."""
         if self.cfg.match_threshold is not None or not self._settled or not self._sample:
             return None
-        if self._members is None:
-            self._members = np.zeros((max(self.cfg.calibration_sample, len(self._sample)), self._dim), dtype=F32)
-            self._members_n = len(self._sample)
-            self._members[: self._members_n] = centred_rows(np.stack(self._sample), self._mu64, 0.0)[0]
-        rows = self._members[: self._members_n]
+        rows = self._member_rows()
         z = centred_row(u, self._mu64, 0.0)[0]
         approx = rows @ z  # a screen, as the patterns' product: decided on exact re-scores
         cand = np.flatnonzero(approx >= approx.max() - self._tol)
@@ -1174,11 +1179,12 @@ class SpaceMemory:
 
     def _choose(self, final: bool, events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
         cfg = self.cfg
-        mean = self._mu64
-        if mean is None:
+        if self._mu64 is not None:
+            centred = self._member_rows()  # the sample centred by mu: the members' rows
+        else:
             rows = np.stack(self._sample).astype(np.float64)
             mean = tree_sum_rows(rows.copy()) / len(self._sample)  # a fixed order: the same bits everywhere
-        centred, _ = centred_rows(np.stack(self._sample), mean, 0.0)
+            centred, _ = centred_rows(np.stack(self._sample), mean, 0.0)
         g = gram(centred)
         # An early choice takes the best cut, not a finer one near it: a few dozen records from a
         # handful of tight groups often show a finer peak that only splits off a group's first few.
