@@ -19,6 +19,9 @@ F32 = np.float32
 LN2 = 0.6931471805599453
 LOG2E = 1.4426950408889634
 _SQRT_HALF = 0.7071067811865476
+# The calibration's Gram matrices are fixed point: integers in steps of 2^-GRAM_SHIFT
+# (calibration.gram), which hdbscan.py reads as distances from 2^GRAM_SHIFT.
+GRAM_SHIFT = 20
 
 
 def _exp2_coefs() -> tuple[float, ...]:

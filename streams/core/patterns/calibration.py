@@ -84,14 +84,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from streams.core.patterns.arithmetic import GRAM_SHIFT
 from streams.core.patterns.hdbscan import hdbscan
 
 __all__ = ["GRID", "Selection", "consensus", "gram", "groups", "leader", "leaders", "select", "silhouette"]
 
 GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
-_SHIFT = 20  # fixed-point Gram entries: integers in steps of 2^-20
-_SCALE = float(2**_SHIFT)
-_ROOT_SCALE = float(2 ** (_SHIFT // 2))  # sqrt(_SCALE), exact
+_SCALE = float(2**GRAM_SHIFT)  # fixed-point Gram entries: integers in steps of 2^-20
+_ROOT_SCALE = float(2 ** (GRAM_SHIFT // 2))  # sqrt(_SCALE), exact
 # A sample whose best cut scores less than this shows no grouping (random directions in 64
 # dimensions score ~0.05, the loosest real streams benchmarked ~0.2): its space keeps its threshold.
 MIN_STRUCTURE = 0.1

@@ -42,9 +42,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from streams.core.patterns.arithmetic import GRAM_SHIFT
+
 __all__ = ["hdbscan"]
 
-_ONE = 2**20  # the Gram matrix's fixed-point scale (calibration._SHIFT)
+_ONE = 2**GRAM_SHIFT  # the Gram matrix's fixed-point one (calibration.gram)
 
 
 def hdbscan(g: np.ndarray, min_cluster_size: int) -> np.ndarray:
