@@ -4,23 +4,25 @@ One agent reads both inputs, because what an interaction does depends on what wa
 it, and feedback changes what is learned after. streams.core.sequence merges each partition's two
 inputs into one timestamp-ordered sequence, the same live and in a replay.
 
-The agent only hands what it consumes to the sequencer; `process` applies what is ready. Records
+The agent only hands what it consumes to the sequencer; `run` applies what is ready. Records
 that are waiting are applied in batches, held open for FMS_APPLY_LINGER_MS after the first record:
-each space's records of a batch are one journal transaction (streams.state.journal), so a pattern that
-many of them touch is written to the table and its changelog once per batch instead of once per
-record (the order of repair, begin, commit and flush is streams.state.checkpoint's). Each record is
-still applied exactly as it would be alone, and gets its recognition or optimization records; a
-pattern's "updated" records of a batch are folded into its newest (agents.recognition.PatternEvents),
+each space's records of a batch are one journal transaction (streams.state.journal), whose writes
+are held until the next commit, every FMS_COMMIT_INTERVAL_S: a pattern that many records touch
+between two commits is written to the table and its changelog once (the order of repair, begin,
+keep and commit is streams.state.checkpoint's). Each record is still applied exactly as it would be
+alone, and gets its recognition or optimization records when its batch is applied; a pattern's
+"updated" records are folded into its newest until the commit (agents.recognition.PatternEvents),
 so what fms.patterns keeps of each key is what the records applied one by one would have left
 (tests/unit/agents/test_memory_batches).
 A batch is applied only while its breaker is closed, and is tried once: after a failure its records
 are applied one by one, so that the breaker's retries and trial calls are single records and only
 a bad record is dead-lettered.
 
-Offsets are acknowledged only after a record's outputs are sent. During a rebalance faust suspends
-the flow and waits for unacknowledged records; the sequencer then forgets what it holds, and those
-records are delivered again from the committed offsets. Reading each input partition completely and
-in order (where it starts, gaps, stalls, the bounded buffer) is agents.input_partitions'.
+Offsets are acknowledged only after a record's outputs are sent and its state is committed. During
+a rebalance faust suspends the flow and waits for unacknowledged records: what was applied is
+committed first, the sequencer forgets what it holds, and those records are delivered again from
+the committed offsets. Reading each input partition completely and in order (where it starts,
+gaps, stalls, the bounded buffer) is agents.input_partitions'.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ FEATURES, INTERACTIONS = "audio-features", "interactions"
 INPUTS = (FEATURES, INTERACTIONS)
 
 APPLIED, DUPLICATE, REJECTED, FAILED = "applied", "duplicate", "rejected", "failed"
+# How long a stop or a rebalance waits for the last commit before it lets its records go.
+COMMIT_ON_STOP_S = 5.0
 
 
 @dataclass
@@ -171,6 +175,8 @@ class MemoryProcessor:
         self.sequencer = Sequencer(tuple(self.topics), settings.max_idle_ms / 1000.0)
         self.batch_max = settings.batch_max
         self.linger_s = settings.apply_linger_ms / 1000.0
+        self.commit_s = settings.commit_interval_s
+        self.cache_max_bytes = settings.state_cache_max_bytes
         self.buffer_max = max(2, settings.buffer_max)
         self._peak = 0
         self._released_counted = 0  # sequencer.released already added to fms_sequence_idle_released
@@ -182,6 +188,12 @@ class MemoryProcessor:
         # Offsets being acknowledged after they were applied: the only acknowledgements the
         # consumer honours for the inputs (streams.kafka.transport).
         self._applied: set = set()
+        # Applied since the last commit: acknowledged once their state is committed, with what
+        # the pattern events of their batches say (folded per key until then).
+        self._uncommitted: list[Held] = []
+        self._uncommitted_since: float | None = None
+        self._patterns = PatternEvents()
+        self._space_events: dict[str, object] = {}  # space -> a record of its partition, for the commit
         metrics = runtime.metrics
         self._records_in = {name: metrics.records_in.labels(topic=name) for name in INPUTS}
         self._seconds = {FEATURES: metrics.recognition_seconds, INTERACTIONS: metrics.interaction_seconds}
@@ -252,10 +264,12 @@ class MemoryProcessor:
                     await asyncio.sleep(0.01)
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), 0.02 if self.sequencer.held else 0.5)
+                await asyncio.wait_for(self._wake.wait(), self._wait_s())
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if self._commit_due():
+                await self.commit()
             if self.gaps.refetching:
                 await self.gaps.resolve_gaps()
             await self.gaps.resolve_stalls()
@@ -279,6 +293,8 @@ class MemoryProcessor:
             self._released_counted = released
             if ready:
                 await self.apply(ready)
+                if self._commit_due():
+                    await self.commit()
             if self.buffer.paused:
                 await self.buffer.resume_drained()
 
@@ -296,7 +312,47 @@ class MemoryProcessor:
             idle = idle + 1 if self.sequencer.held == held else 0
             held = self.sequencer.held
 
+    def _wait_s(self) -> float:
+        wait = 0.02 if self.sequencer.held else 0.5
+        if self._uncommitted_since is not None:
+            wait = min(wait, max(0.0, self._uncommitted_since + self.commit_s - time.monotonic()))
+        return wait
+
+    def _commit_due(self) -> bool:
+        if self._uncommitted_since is None:
+            return False
+        return (time.monotonic() - self._uncommitted_since >= self.commit_s
+                or self.runtime.checkpoint.journal.held_bytes >= self.cache_max_bytes)
+
+    async def commit(self) -> None:
+        """The state of the records applied since the last commit, then the pattern events of
+        their batches, then their acknowledgements (streams.state.checkpoint)."""
+        runtime = self.runtime
+        await runtime.checkpoint.commit(self._in_space_partition)
+        await self._patterns.send(runtime.emit)  # each pattern changed, once, in its newest state
+        uncommitted, self._uncommitted, self._uncommitted_since = self._uncommitted, [], None
+        for held in uncommitted:
+            self._applied.add((held.topic, held.partition, held.offset))
+            await self.stream.ack(held.item)
+
+    def _in_space_partition(self, space: str) -> None:
+        _in_partition_of(self._space_events[space])
+
     async def _abandon(self) -> None:
+        """A rebalance or a stop: what was applied is committed, what was not is let go."""
+        if self._uncommitted:
+            try:
+                await asyncio.wait_for(self.commit(), COMMIT_ON_STOP_S)
+            except (Exception, asyncio.TimeoutError):
+                log.exception("could not commit before a rebalance or a stop: %d records will be applied again",
+                              len(self._uncommitted))
+                self.runtime.checkpoint.discard()
+                self._patterns = PatternEvents()
+                for held in self._uncommitted:
+                    self.gaps.forget(held.item)
+                self._uncommitted, self._uncommitted_since = [], None
+                wake_ack_waiters(self.runtime.app.consumer)
+        self._space_events.clear()
         dropped = self.sequencer.abandon()
         self.starts.clear()
         self.gaps.clear()
@@ -324,18 +380,17 @@ class MemoryProcessor:
                 batches.setdefault(decoded.record.space, SpaceBatch(decoded.record.space)).steps.append(step)
         for batch in batches.values():
             await self._apply_space(batch)
-        await runtime.checkpoint.flush()  # the state changes before the outputs that announce them
-        patterns = PatternEvents()
         for step in steps:  # outputs in input order, dead letters included
             _in_partition_of(step.event)  # what a record delivered again emits is read from its state
             if step.outcome == FAILED:
                 await send_failure(runtime, step.event, step.result, step.operation, step.output)
             else:
-                await emit_step(runtime, step, patterns)
-        await patterns.send(runtime.emit)  # each pattern the batch changed, once, in its newest state
-        for held in ready:
-            self._applied.add((held.topic, held.partition, held.offset))
-            await self.stream.ack(held.item)
+                await emit_step(runtime, step, self._patterns)
+        # Acknowledged at the commit. A crash before it delivers them again, and they are applied
+        # again to the same state and outputs (the same input gives the same memory).
+        self._uncommitted.extend(ready)
+        if self._uncommitted_since is None:
+            self._uncommitted_since = time.monotonic()
 
     async def _apply_space(self, batch: SpaceBatch) -> None:
         from streams.core.resilience.breaker import GuardGaveUp
@@ -346,6 +401,7 @@ class MemoryProcessor:
                 await self._apply_space(SpaceBatch(batch.space, [step]))
             return
         _in_partition_of(batch.steps[0].event)
+        self._space_events[batch.space] = batch.steps[0].event
         started = time.perf_counter()
         try:
             # A batch is tried once; a failure is retried (and waited out) record by record.

@@ -223,23 +223,56 @@ class RecentInteraction:
 
 @dataclass(frozen=True)
 class JournalEntry:
-    """The last input record applied to a space: every table write it made (None: a delete), and
-    the offset it and the space's other inputs reached (input kind -> offset). See streams.state.journal."""
+    """What a space's last commit applied: every table write it made (None: a delete), and the
+    offset each of the space's inputs reached (input kind -> offset). See streams.state.journal.
+
+    A large commit keeps its writes in `parts` JournalParts (in slot `slot`, see the journal)
+    instead of inline, so that no changelog message nears Kafka's 1 MB message limit."""
 
     applied: dict[str, int]
     writes: tuple[tuple[str, bytes | None], ...]
+    parts: int = 0
+    slot: int = 0
 
     def encode(self) -> bytes:
-        # State values are JSON documents themselves (schemas.codec): embedded as they are, not
-        # escaped into strings, which is most of the journal's cost on every record.
-        return encode_json({"sv": STATE_VERSION, "applied": self.applied,
-                            "writes": [[k, None if v is None else orjson.Fragment(v)] for k, v in self.writes]})
+        d = {"sv": STATE_VERSION, "applied": self.applied, "writes": _writes_out(self.writes)}
+        if self.parts:
+            d["parts"], d["slot"] = self.parts, self.slot
+        return encode_json(d)
 
     @classmethod
     def decode(cls, raw: bytes) -> "JournalEntry":
         d = _decode_state(raw, "journal entry")
         try:
-            return cls(applied={str(k): int(v) for k, v in d["applied"].items()},
-                       writes=tuple((str(k), None if v is None else encode_json(v)) for k, v in d["writes"]))
+            return cls(applied={str(k): int(v) for k, v in d["applied"].items()}, writes=_writes_in(d["writes"]),
+                       parts=int(d.get("parts", 0)), slot=int(d.get("slot", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateCorrupt(f"unreadable journal entry: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class JournalPart:
+    """One part of a large commit's writes (JournalEntry.parts)."""
+
+    writes: tuple[tuple[str, bytes | None], ...]
+
+    def encode(self) -> bytes:
+        return encode_json({"sv": STATE_VERSION, "writes": _writes_out(self.writes)})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "JournalPart":
+        d = _decode_state(raw, "journal part")
+        try:
+            return cls(writes=_writes_in(d["writes"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateCorrupt(f"unreadable journal part: {exc}") from exc
+
+
+def _writes_out(writes) -> list:
+    # State values are JSON documents themselves (schemas.codec): embedded as they are, not
+    # escaped into strings, which is most of the journal's cost.
+    return [[k, None if v is None else orjson.Fragment(v)] for k, v in writes]
+
+
+def _writes_in(writes) -> tuple[tuple[str, bytes | None], ...]:
+    return tuple((str(k), None if v is None else encode_json(v)) for k, v in writes)

@@ -123,11 +123,17 @@ class Settings:
     # How long the group waits for a silent worker before its partitions move: a killed worker's
     # spaces are down that long. Kafka's brokers accept 6 s and up by default.
     session_timeout_s: float = 10.0
-    # How often the consumer group's offsets are committed. After a crash the records since the last
-    # commit are delivered again: the memory applies each once (its journal), but their
-    # recognitions are emitted again, so this bounds the duplicates a kill -9 leaves (about this
-    # many seconds of input). Each commit is one request to the group coordinator.
+    # How often the memory commits its state (Kafka Streams' commit.interval.ms): the writes held
+    # since the last commit go to the changelog, and the pattern events to fms.patterns, once per
+    # key in their newest state; then the records are acknowledged, and the consumer group's
+    # offsets are committed as often. After a crash the records since the last commit are
+    # delivered again and applied again, to the same state, and their recognitions are emitted
+    # again: this bounds the duplicates a kill -9 leaves (about twice this many seconds of input)
+    # and how late a pattern event is. Longer: fewer changelog messages and pattern events.
     commit_interval_s: float = 1.0
+    # Writes held between two commits, at most (Kafka Streams' statestore.cache.max.bytes): more
+    # commits at once.
+    state_cache_max_bytes: int = 32 * 1024 * 1024
     # The consumer's fetch long-poll; see streams/kafka/transport.py for why it is short.
     fetch_max_wait_ms: int = 20
     # How much the broker gathers before it answers a fetch (at most fetch_max_wait_ms).

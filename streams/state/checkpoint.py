@@ -1,21 +1,24 @@
-"""A batch of the memory's input, as its state sees it: one transaction per space, then one flush.
+"""The memory's state between two commits, as its input sees it: transactions per space, then commits.
 
-Modelled on Quix Streams' `Checkpoint`: the agent (agents.memory) opens one for each batch it takes
-and the order of everything that makes a record count as applied exactly once is here, top to
-bottom:
+Modelled on Quix Streams' `Checkpoint` and Kafka Streams' commit: the agent (agents.memory) opens
+a transaction for each space's records of a batch, and commits every `commit_interval_s` (and
+before a rebalance or a stop). The order of everything that makes a record count as applied
+exactly once is here, top to bottom:
 
 1. **repair** (once per space, until a rebalance): the space's last journal entry is applied again,
    in case a crash cut its writes short (streams.state.journal);
 2. **begin**: the space's records write into the journal's transaction; reads see those writes;
-3. **commit**: the journal entry (every write, and the last offset applied from each input) and
-   the writes go to RocksDB, their changelog messages queued (streams.state.changelog); on any
-   error, **rollback**: nothing is written, and the caches built from the tables are dropped;
-4. **flush** (once per batch, after every space): the changelog queue to the producer, before the
-   outputs that announce the new state.
+3. **keep**: the transaction's writes join what the space holds until the commit (a value many
+   records write is held once, in its newest state); on any error, **rollback**: the transaction's
+   writes are dropped, and the caches built from the tables with them;
+4. **commit**: each space's journal entry (every held write, and the last offset applied from each
+   input) and the writes go to RocksDB, their changelog messages queued (streams.state.changelog);
+   then the changelog queue to the producer.
 
-Then the agent sends the outputs and acknowledges the inputs, and faust commits their offsets
-after flushing its producer: the state is on the broker before the records that made it count as
-processed (as with faust's own table path).
+Then the agent sends what waited for the commit and acknowledges the inputs, and faust commits
+their offsets after flushing its producer: the state is on the broker before the records that made
+it count as processed (as with faust's own table path). A record whose state is not committed yet
+was not acknowledged: after a crash it is delivered again and applied again, to the same result.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ class Checkpoint:
 
     @contextmanager
     def transaction(self, space: str) -> Iterator[Transaction]:
-        """repair -> begin -> (the body applies the space's records) -> commit, or rollback."""
+        """repair -> begin -> (the body applies the space's records) -> keep, or rollback."""
         if self.journal.repair(space):
             self._invalidate()  # the caches predate the restored writes
         self.journal.begin()
@@ -74,14 +77,33 @@ class Checkpoint:
             self._invalidate()  # a cache may be ahead of the tables: reload it
             raise
         if tx.offsets:
-            self.journal.commit(space, tx.offsets)
+            self.journal.keep(space, tx.offsets)
         else:
-            self.journal.rollback()  # nothing new was applied: not even a journal entry
+            self.journal.rollback()  # nothing new was applied: nothing to commit
+
+    @property
+    def held(self) -> bool:
+        """Whether any space holds writes that are not committed."""
+        return bool(self.journal.held_spaces)
+
+    async def commit(self, in_partition: Callable[[str], None] = lambda space: None) -> None:
+        """Every space's held writes to the table and its changelog, then the changelog to the
+        producer, in order. `in_partition(space)` makes a record of the space current first: the
+        table writes to the database and changelog partition of the current record's."""
+        for space in self.journal.held_spaces:
+            in_partition(space)
+            self.journal.commit(space)
+        await self.flush()
 
     async def flush(self) -> None:
-        """The batch's changelog writes to the producer, in order."""
+        """The changelog writes queued so far to the producer, in order."""
         if self.changelog is not None and self.changelog.queued:
             await self.send(self.changelog.flush)
+
+    def discard(self) -> None:
+        """Drop what is held and not committed: its records are applied again when delivered again."""
+        if self.journal.discard():
+            self._invalidate()
 
     def forget(self) -> None:
         """After a rebalance: spaces may come back changed by another worker."""

@@ -60,7 +60,7 @@ class Consumer:
 
 def processor(committed: dict | None = None, earliest: dict | None = None, group: dict | None = None) -> MemoryProcessor:
     settings = SimpleNamespace(topic=lambda name: "t." + name, max_idle_ms=1000, batch_max=64, buffer_max=1000,
-                               apply_linger_ms=0.0)
+                               apply_linger_ms=0.0, commit_interval_s=1.0, state_cache_max_bytes=1 << 20)
     app = SimpleNamespace(consumer=Consumer(committed or {}, earliest or {}, group), in_recovery=False, rebalancing=False,
                           flow_control=SimpleNamespace(is_active=lambda: True))
     return MemoryProcessor(SimpleNamespace(settings=settings, app=app, metrics=MagicMock()))

@@ -1,4 +1,4 @@
-"""The checkpoint's order: repair -> begin -> commit or rollback per space, one flush per batch.
+"""The checkpoint's order: repair -> begin -> keep or rollback per space, then commit and flush.
 No broker: the table is a dict, and the caches and the send breaker are stand-ins that count."""
 from __future__ import annotations
 
@@ -34,24 +34,63 @@ def test_commit_writes_the_journal_entry_then_the_writes_with_the_newest_offset_
         assert not tx.is_applied("audio-features", 4) and not tx.is_applied("interactions", 0)
         tx.applied("audio-features", 4)
         tx.applied("interactions", 9)
-    assert list(table) == [JOURNAL_PREFIX + "s", "a"]  # the journal entry first
-    entry = JournalEntry.decode(table[JOURNAL_PREFIX + "s"])
-    assert dict(entry.applied) == {"audio-features": 4, "interactions": 9}
-    assert entry.writes == (("a", b"1"),)
-    with cp.transaction("s") as tx:  # the next batch sees what the last one applied
+    assert table == {} and cp.held, "held until the commit"
+    with cp.transaction("s") as tx:  # the next batch sees what the last one applied, and wrote
         assert tx.is_applied("audio-features", 4) and not tx.is_applied("audio-features", 5)
+        assert cp.journal["a"] == b"1"
+        cp.journal["a"] = b"2"
+        cp.journal["b"] = b"3"
+        tx.applied("audio-features", 5)
+    asyncio.run(cp.commit())
+    assert list(table) == [JOURNAL_PREFIX + "s", "a", "b"]  # the journal entry first
+    entry = JournalEntry.decode(table[JOURNAL_PREFIX + "s"])
+    assert dict(entry.applied) == {"audio-features": 5, "interactions": 9}
+    assert entry.writes == (("a", b"2"), ("b", b"3")), "a key written by two batches: once, its newest value"
+    assert not cp.held and cp.journal.held_bytes == 0
     assert [c.invalidated for c in caches] == [0, 0]
 
 
-def test_a_failure_writes_nothing_and_drops_the_caches():
+def test_commit_makes_each_space_current_before_its_writes():
+    table: dict = {}
+    cp, _ = checkpoint(table)
+    for space in ("s", "t"):
+        with cp.transaction(space) as tx:
+            cp.journal[space] = b"1"
+            tx.applied("audio-features", 0)
+    current = []
+    asyncio.run(cp.commit(lambda space: current.append((space, len(table)))))
+    assert current == [("s", 0), ("t", 2)]
+
+
+def test_discard_drops_what_is_held_and_its_records_count_as_not_applied():
     table: dict = {"a": b"0"}
     cp, caches = checkpoint(table)
+    with cp.transaction("s") as tx:
+        cp.journal["a"] = b"1"
+        tx.applied("audio-features", 0)
+    cp.discard()
+    assert table == {"a": b"0"} and cp.journal["a"] == b"0" and not cp.held
+    assert [c.invalidated for c in caches] == [1, 1]
+    with cp.transaction("s") as tx:
+        assert not tx.is_applied("audio-features", 0)
+    cp.discard()  # nothing held: the caches stay
+    assert [c.invalidated for c in caches] == [1, 1]
+
+
+def test_a_failure_drops_its_own_writes_only_and_the_caches():
+    table: dict = {"a": b"0"}
+    cp, caches = checkpoint(table)
+    with cp.transaction("s") as tx:  # an earlier batch, held
+        cp.journal["b"] = b"1"
+        tx.applied("audio-features", 0)
     with pytest.raises(ZeroDivisionError):
         with cp.transaction("s") as tx:
             cp.journal["a"] = b"1"
-            tx.applied("audio-features", 0)
+            tx.applied("audio-features", 1)
             1 / 0
-    assert table == {"a": b"0"}
+    assert cp.journal["a"] == b"0" and cp.journal["b"] == b"1"
+    asyncio.run(cp.commit())
+    assert table == {"a": b"0", "b": b"1", JOURNAL_PREFIX + "s": table[JOURNAL_PREFIX + "s"]}
     assert [c.invalidated for c in caches] == [1, 1]
     with pytest.raises(RuntimeError):  # and the transaction is closed
         cp.journal["a"] = b"2"
@@ -72,6 +111,7 @@ def test_repair_restores_a_cut_record_once_and_drops_the_caches_only_then():
         cp.journal["a"] = b"1"
         cp.journal["b"] = b"2"
         tx.applied("audio-features", 0)
+    asyncio.run(cp.commit())
     del table["b"]  # a crash cut the record's writes after the journal entry and "a"
     cp2, caches2 = checkpoint(table)
     with cp2.transaction("s"):
