@@ -205,14 +205,15 @@ def create_runtime(settings: Settings) -> Runtime:
                          observe_write=metrics.storage_seconds.labels(operation="write").observe)
     optimizations = OptimizationStore(Prefixed(memory, "o/"), Prefixed(memory, "oi/"), settings.optimization_config(),
                                       observe_write=metrics.storage_seconds.labels(operation="optimization").observe)
-    # rp/ and ip/: ring pages (rr/ and ir/ held one slot per key before; such keys are left alone).
-    recent = RecentRecognitions(Prefixed(memory, "r/"), Prefixed(memory, "rp/"), settings.recent_recognitions)
-    recent_interactions = RecentInteractions(Prefixed(memory, "i/"), Prefixed(memory, "ip/"),
+    # rq/ and iq/: rings of entries. Before, r/ and i/ held an entry per id (still read) and rp/ and
+    # ip/ their rings of ids (rr/ and ir/ one slot per key before that); such keys are left alone.
+    recent = RecentRecognitions(Prefixed(memory, "r/"), Prefixed(memory, "rq/"), settings.recent_recognitions)
+    recent_interactions = RecentInteractions(Prefixed(memory, "i/"), Prefixed(memory, "iq/"),
                                              settings.recent_recognitions)
 
     emit = Emitter(app, settings, metrics)
     guard = create_guard(settings, metrics, emit, GUARDED_OPERATIONS)
-    checkpoint = Checkpoint(memory, changelog, caches=(store, optimizations),
+    checkpoint = Checkpoint(memory, changelog, caches=(store, optimizations, recent, recent_interactions),
                             send=lambda flush: guard.call("send", flush, emit.send_encoded))
 
     runtime = Runtime(

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from schemas.codec import decode_json, encode_json
 from schemas.state import PatternPage, RecentInteraction, RecentRecognition, SpaceState, decode_pattern_state, encode_pattern_state
@@ -301,58 +302,120 @@ class PatternStore:
 class Recent:
     """Recent input records of a space by id: what each did, for what comes after it.
 
-      <prefix>/<space>\x1f<id>     -> the record's entry (a schemas.state record with `offset`)
-      <ring>/<space>\x1f<page>     -> the ids in RING_PAGE consecutive slots of the space's ring
+      <ring>/<space>\x1f<page>   -> the entries (schemas.state records with `offset`) of RING_PAGE
+                                    consecutive slots of the space's ring, null where empty
 
     The slot is the input offset modulo `capacity`: a space keeps the entries of (at most) the
     last `capacity` offsets of its partition, found again in the same slots on a replay, so the
-    bound needs no counter and no scan. Slots are kept RING_PAGE to a value: the records of a
-    batch are consecutive offsets, so a batch rewrites one or two ring values (and changelog
-    messages), not one per record.
+    bound needs no counter and no scan. The entries live in the ring values themselves: the
+    records between two commits are consecutive offsets, so a commit writes one or two ring values
+    (and changelog messages) per space, not one per record. An entry is found by id through an
+    index of the ids' hashes by slot, built from the ring the first time a space is read (and
+    again after `invalidate`); a hash that matches is checked against the entry.
+
+    Entries written by an older worker, one value per id (`legacy`, `<prefix>/<space>\x1f<id>`),
+    are still found when the ring does not hold the id.
     """
 
     entry_type: type = RecentRecognition
+    # Decoded ring values kept (by key, with the value they were decoded from), at most.
+    _PAGES_KEPT = 64
 
-    def __init__(self, recent: MutableMapping, ring: MutableMapping, capacity: int) -> None:
+    def __init__(self, legacy: Mapping | None, ring: MutableMapping, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self._recent = recent
+        self._legacy = legacy
         self._ring = ring
         self.capacity = capacity
+        self._index: dict[str, np.ndarray] = {}  # space -> hash of the id in each slot (0: none)
+        self._pages: dict[str, tuple[bytes, list[bytes | None]]] = {}
+
+    @staticmethod
+    def _id(entry) -> str:
+        raise NotImplementedError
+
+    def invalidate(self) -> None:
+        """Drop the index and the decoded values: the ring may differ from them (a rollback, a rebalance)."""
+        self._index.clear()
+        self._pages.clear()
+
+    def _page(self, key: str) -> list[bytes | None]:
+        raw = self._ring.get(key)
+        kept = self._pages.get(key)
+        if kept is not None and kept[0] == raw:  # the value this worker wrote last: no decode
+            return kept[1]
+        entries = [None] * RING_PAGE if raw is None else [None if e is None else encode_json(e) for e in decode_json(raw)]
+        if len(self._pages) >= self._PAGES_KEPT:
+            self._pages.clear()
+        self._pages[key] = (raw, entries)
+        return entries
+
+    def _slots(self, space: str) -> np.ndarray:
+        index = self._index.get(space)
+        if index is None:
+            index = self._index[space] = np.zeros(self.capacity, dtype=np.int64)
+            for n in range(-(-self.capacity // RING_PAGE)):
+                raw = self._ring.get(f"{space}\x1f{n}")
+                if raw is None:
+                    continue
+                for k, entry in enumerate(decode_json(raw)):
+                    if entry is not None:
+                        index[n * RING_PAGE + k] = _hash(self._id(self.entry_type.decode(encode_json(entry))))
+        return index
 
     def _remember(self, space: str, key: str, offset: int, value: bytes) -> None:
         slot = offset % self.capacity
         page = f"{space}\x1f{slot // RING_PAGE}"
-        raw = self._ring.get(page)
-        ids = [None] * RING_PAGE if raw is None else decode_json(raw)
-        old = ids[slot % RING_PAGE]
-        if old != key:
-            if old is not None:
-                self._recent.pop(f"{space}\x1f{old}", None)
-            ids[slot % RING_PAGE] = key
-            self._ring[page] = encode_json(ids)  # every table value is JSON (streams.state.journal)
-        self._recent[f"{space}\x1f{key}"] = value
+        index = self._slots(space)
+        entries = self._page(page)
+        entries[slot % RING_PAGE] = value
+        raw = encode_json([None if e is None else orjson.Fragment(e) for e in entries])
+        self._ring[page] = raw  # every table value is JSON (streams.state.journal)
+        self._pages[page] = (raw, entries)
+        index[slot] = _hash(key)
 
     def get(self, space: str, key: str):
-        raw = self._recent.get(f"{space}\x1f{key}")
+        h = _hash(key)
+        for slot in np.flatnonzero(self._slots(space) == h)[::-1]:
+            raw = self._page(f"{space}\x1f{slot // RING_PAGE}")[slot % RING_PAGE]
+            if raw is not None:
+                entry = self.entry_type.decode(raw)
+                if self._id(entry) == key:
+                    return entry
+        raw = None if self._legacy is None else self._legacy.get(f"{space}\x1f{key}")
         return None if raw is None else self.entry_type.decode(raw)
 
 
+def _hash(key: str) -> int:
+    # Python's own string hash: the index lives in this process only. 0 marks an empty slot.
+    return hash(key) or 1
+
+
 class RecentRecognitions(Recent):
-    """What recent `fms.audio-features` records were recognized as, by event id (views r/, rp/):
-    the context an interaction's `event_id` names, and what a redelivered record emits again."""
+    """What recent `fms.audio-features` records were recognized as, by event id (ring view rq/;
+    r/ is the older layout's): the context an interaction's `event_id` names, and what a redelivered
+    record emits again."""
 
     entry_type = RecentRecognition
+
+    @staticmethod
+    def _id(entry) -> str:
+        return entry.event_id
 
     def remember(self, space: str, recognition: RecentRecognition) -> None:
         self._remember(space, recognition.event_id, recognition.offset, recognition.encode())
 
 
 class RecentInteractions(Recent):
-    """What recent `fms.interactions` records emitted, by interaction id (views i/, ip/), so that a
-    redelivered interaction emits its optimizations again without being applied again."""
+    """What recent `fms.interactions` records emitted, by interaction id (ring view iq/; i/ is the
+    older layout's), so that a redelivered interaction emits its optimizations again without being
+    applied again."""
 
     entry_type = RecentInteraction
+
+    @staticmethod
+    def _id(entry) -> str:
+        return entry.interaction_id
 
     def remember(self, space: str, interaction: RecentInteraction) -> None:
         self._remember(space, interaction.interaction_id, interaction.offset, interaction.encode())

@@ -31,12 +31,14 @@ def runtime():
     store = PatternStore(Prefixed(journal, "p/"), Prefixed(journal, "s/"), PatternConfig(max_patterns=5))
     optimizations = OptimizationStore(Prefixed(journal, "o/"), Prefixed(journal, "oi/"),
                                       OptimizationConfig(min_support=2))
+    recent = RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rq/"), 64)
+    recent_interactions = RecentInteractions(Prefixed(journal, "i/"), Prefixed(journal, "iq/"), 64)
     return table, SimpleNamespace(
-        checkpoint=Checkpoint(journal, caches=(store, optimizations)),
+        checkpoint=Checkpoint(journal, caches=(store, optimizations, recent, recent_interactions)),
         store=store,
         optimizations=optimizations,
-        recent=RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rp/"), 64),
-        recent_interactions=RecentInteractions(Prefixed(journal, "i/"), Prefixed(journal, "ip/"), 64),
+        recent=recent,
+        recent_interactions=recent_interactions,
     )
 
 

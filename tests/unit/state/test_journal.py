@@ -44,8 +44,8 @@ def restore(log: list[tuple[str, bytes | None]]) -> LoggedTable:
 def worker(table, part_bytes: int = PART_BYTES):
     journal = Journal(table, part_bytes)
     store = PatternStore(Prefixed(journal, "p/"), Prefixed(journal, "s/"), PatternConfig(max_patterns=6))
-    recent = RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rp/"), capacity=8)
-    return Checkpoint(journal, caches=(store,)), store, recent
+    recent = RecentRecognitions(Prefixed(journal, "r/"), Prefixed(journal, "rq/"), capacity=8)
+    return Checkpoint(journal, caches=(store, recent)), store, recent
 
 
 def apply(checkpoint, store, recent, offset: int, vector: np.ndarray) -> bool:

@@ -12,6 +12,7 @@ from schemas.validation import NO_MATCHING_PATTERN, UNKNOWN_EVENT, UNKNOWN_PATTE
 from streams.core.optimizations import DAY, OptimizationConfig
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.state.optimizations import OptimizationStore, memory_key
+from schemas.codec import decode_json
 from streams.state.patterns import RING_PAGE, Prefixed, RecentRecognitions
 
 OK = {"success": True, "quality": 1.0, "latency_ms": 10.0}
@@ -150,7 +151,29 @@ def test_recent_recognitions_keep_a_ring_of_offsets_per_space():
     assert recent.get("other", "e5") is None
     recent.remember("s", rec(5))  # the same record again (a redelivery) keeps its entry
     assert recent.get("s", "e5") == rec(5)
-    assert len(Prefixed(table, "r/")) == 4
+    assert list(Prefixed(table, "rp/")) == ["s\x1f0"] and len(Prefixed(table, "r/")) == 0, "the entries are in the ring"
+    fresh = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rp/"), capacity=4)  # its index from the ring
+    assert [fresh.get("s", f"e{i}") for i in range(6)] == [None, None] + [rec(i) for i in range(2, 6)]
+
+
+def test_recent_recognitions_written_one_per_id_by_an_older_worker_are_still_found():
+    table: dict = {}
+    old = RecentRecognition("e-old", "p-old", 0.9, 0.5, False, offset=3)
+    Prefixed(table, "r/")["s\x1fe-old"] = old.encode()
+    recent = RecentRecognitions(Prefixed(table, "r/"), Prefixed(table, "rq/"), capacity=4)
+    recent.remember("s", RecentRecognition("e-new", "p", 0.9, 0.5, False, offset=3))
+    assert recent.get("s", "e-old") == old and recent.get("s", "e-new").pattern_id == "p"
+
+
+def test_an_id_is_found_by_its_entry_not_by_its_hash_alone(monkeypatch):
+    from streams.state import patterns
+
+    monkeypatch.setattr(patterns, "_hash", lambda key: 7)  # every id collides
+    recent = RecentRecognitions(None, {}, capacity=8)
+    for i in range(5):
+        recent.remember("s", RecentRecognition(f"e{i}", f"p{i}", 0.9, 0.5, False, offset=i))
+    assert [recent.get("s", f"e{i}").pattern_id for i in range(5)] == [f"p{i}" for i in range(5)]
+    assert recent.get("s", "e9") is None
 
 
 def _interaction(**context) -> Interaction:
@@ -218,7 +241,8 @@ def test_a_run_of_consecutive_offsets_rewrites_one_ring_value():
     # a full lap later the same slots hold new ids, and the old entries are gone
     recent.remember("s", RecentRecognition("late", "p", 0.9, 0.5, False, offset=RING_PAGE + 1024))
     assert recent.get("s", "e0") is None and recent.get("s", "late") is not None
-    assert len(writes[-1]) == 1 and len(Prefixed(table, "r/")) == RING_PAGE
+    page = decode_json(next(iter(writes[-1].values())))
+    assert len(writes[-1]) == 1 and sum(entry is not None for entry in page) == RING_PAGE
 
 
 # -- re-announcement: the published numbers follow the memory ------------------
@@ -332,3 +356,20 @@ def test_every_published_recommendation_stays_within_the_tolerance_of_the_memory
             assert abs(eff - e.effectiveness) <= cfg.reannounce_tolerance, (i, pattern, model)
             assert e.support * cfg.reannounce_support_factor > support > e.support / cfg.reannounce_support_factor
     assert records < 400, "fewer records than interactions"
+
+
+def test_a_rolled_back_entry_leaves_the_ring_as_it_was():
+    from streams.state.checkpoint import Checkpoint
+    from streams.state.journal import Journal
+
+    journal = Journal({})
+    recent = RecentRecognitions(None, Prefixed(journal, "rq/"), capacity=8)
+    checkpoint = Checkpoint(journal, caches=(recent,))
+    with checkpoint.transaction("s") as tx:
+        recent.remember("s", RecentRecognition("e0", "p0", 0.9, 0.5, False, offset=0))
+        tx.applied("audio-features", 0)
+    with pytest.raises(ZeroDivisionError), checkpoint.transaction("s") as tx:
+        recent.remember("s", RecentRecognition("e8", "p8", 0.9, 0.5, False, offset=8))  # slot 0 again
+        assert recent.get("s", "e0") is None
+        1 / 0
+    assert recent.get("s", "e0").pattern_id == "p0" and recent.get("s", "e8") is None
