@@ -79,6 +79,16 @@ class Step:
 
 
 @dataclass
+class Uncommitted:
+    """A space's records applied since its last commit."""
+
+    since: float  # when the first of them was applied (time.monotonic)
+    event: object  # one of them: the space's writes go to its partition's database and changelog
+    records: list[Held] = field(default_factory=list)
+    patterns: PatternEvents = field(default_factory=PatternEvents)
+
+
+@dataclass
 class SpaceBatch:
     space: str
     steps: list[Step] = field(default_factory=list)
@@ -188,12 +198,9 @@ class MemoryProcessor:
         # Offsets being acknowledged after they were applied: the only acknowledgements the
         # consumer honours for the inputs (streams.kafka.transport).
         self._applied: set = set()
-        # Applied since the last commit: acknowledged once their state is committed, with what
-        # the pattern events of their batches say (folded per key until then).
-        self._uncommitted: list[Held] = []
-        self._uncommitted_since: float | None = None
-        self._patterns = PatternEvents()
-        self._space_events: dict[str, object] = {}  # space -> a record of its partition, for the commit
+        # Per space, what was applied since its last commit, oldest first: acknowledged once the
+        # space's state is committed, after the pattern events of its batches (folded per key).
+        self._uncommitted: dict[str, Uncommitted] = {}
         metrics = runtime.metrics
         self._records_in = {name: metrics.records_in.labels(topic=name) for name in INPUTS}
         self._seconds = {FEATURES: metrics.recognition_seconds, INTERACTIONS: metrics.interaction_seconds}
@@ -268,8 +275,7 @@ class MemoryProcessor:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            if self._commit_due():
-                await self.commit()
+            await self._commit_due()
             if self.gaps.refetching:
                 await self.gaps.resolve_gaps()
             await self.gaps.resolve_stalls()
@@ -293,8 +299,7 @@ class MemoryProcessor:
             self._released_counted = released
             if ready:
                 await self.apply(ready)
-                if self._commit_due():
-                    await self.commit()
+                await self._commit_due()
             if self.buffer.paused:
                 await self.buffer.resume_drained()
 
@@ -314,45 +319,54 @@ class MemoryProcessor:
 
     def _wait_s(self) -> float:
         wait = 0.02 if self.sequencer.held else 0.5
-        if self._uncommitted_since is not None:
-            wait = min(wait, max(0.0, self._uncommitted_since + self.commit_s - time.monotonic()))
+        if self._uncommitted:
+            oldest = next(iter(self._uncommitted.values()))
+            wait = min(wait, max(0.0, oldest.since + self.commit_s - time.monotonic()))
         return wait
 
-    def _commit_due(self) -> bool:
-        if self._uncommitted_since is None:
-            return False
-        return (time.monotonic() - self._uncommitted_since >= self.commit_s
-                or self.runtime.checkpoint.journal.held_bytes >= self.cache_max_bytes)
+    async def _commit_due(self) -> None:
+        """Commit the space whose commit is due, if one is: the one held longest, once it has
+        been held commit_interval_s, or when the held writes are over their bound. One space per
+        turn, so that the spaces' commits spread out instead of stalling the input together."""
+        if not self._uncommitted:
+            return
+        space, oldest = next(iter(self._uncommitted.items()))
+        if (time.monotonic() - oldest.since >= self.commit_s
+                or self.runtime.checkpoint.journal.held_bytes >= self.cache_max_bytes):
+            await self.commit(space)
 
-    async def commit(self) -> None:
-        """The state of the records applied since the last commit, then the pattern events of
-        their batches, then their acknowledgements (streams.state.checkpoint)."""
+    async def commit(self, space: str) -> None:
+        """The space's state held since its last commit, then the pattern events of its batches,
+        then the acknowledgements of its records (streams.state.checkpoint)."""
         runtime = self.runtime
-        await runtime.checkpoint.commit(self._in_space_partition)
-        await self._patterns.send(runtime.emit)  # each pattern changed, once, in its newest state
-        uncommitted, self._uncommitted, self._uncommitted_since = self._uncommitted, [], None
-        for held in uncommitted:
+        uncommitted = self._uncommitted[space]
+        await runtime.checkpoint.commit((space,), lambda _: _in_partition_of(uncommitted.event))
+        await uncommitted.patterns.send(runtime.emit)  # each pattern changed, once, in its newest state
+        del self._uncommitted[space]
+        await self._ack(uncommitted.records)
+
+    async def _ack(self, records: list[Held]) -> None:
+        for held in records:
             self._applied.add((held.topic, held.partition, held.offset))
             await self.stream.ack(held.item)
 
-    def _in_space_partition(self, space: str) -> None:
-        _in_partition_of(self._space_events[space])
+    async def _commit_all(self) -> None:
+        for space in list(self._uncommitted):
+            await self.commit(space)
 
     async def _abandon(self) -> None:
         """A rebalance or a stop: what was applied is committed, what was not is let go."""
-        if self._uncommitted:
-            try:
-                await asyncio.wait_for(self.commit(), COMMIT_ON_STOP_S)
-            except (Exception, asyncio.TimeoutError):
-                log.exception("could not commit before a rebalance or a stop: %d records will be applied again",
-                              len(self._uncommitted))
-                self.runtime.checkpoint.discard()
-                self._patterns = PatternEvents()
-                for held in self._uncommitted:
+        try:
+            await asyncio.wait_for(self._commit_all(), COMMIT_ON_STOP_S)
+        except (Exception, asyncio.TimeoutError):
+            log.exception("could not commit before a rebalance or a stop: %d records will be applied again",
+                          sum(len(u.records) for u in self._uncommitted.values()))
+            self.runtime.checkpoint.discard()
+            for uncommitted in self._uncommitted.values():
+                for held in uncommitted.records:
                     self.gaps.forget(held.item)
-                self._uncommitted, self._uncommitted_since = [], None
-                wake_ack_waiters(self.runtime.app.consumer)
-        self._space_events.clear()
+            self._uncommitted.clear()
+            wake_ack_waiters(self.runtime.app.consumer)
         dropped = self.sequencer.abandon()
         self.starts.clear()
         self.gaps.clear()
@@ -380,17 +394,24 @@ class MemoryProcessor:
                 batches.setdefault(decoded.record.space, SpaceBatch(decoded.record.space)).steps.append(step)
         for batch in batches.values():
             await self._apply_space(batch)
+        now, unread = time.monotonic(), []
         for step in steps:  # outputs in input order, dead letters included
             _in_partition_of(step.event)  # what a record delivered again emits is read from its state
+            if step.record is None:  # unreadable: no space, no state; its dead letter is all it does
+                await emit_step(runtime, step, None)
+                unread.append(step.held)
+                continue
+            uncommitted = self._uncommitted.get(step.record.space)
+            if uncommitted is None:
+                uncommitted = self._uncommitted[step.record.space] = Uncommitted(now, step.event)
             if step.outcome == FAILED:
                 await send_failure(runtime, step.event, step.result, step.operation, step.output)
             else:
-                await emit_step(runtime, step, self._patterns)
-        # Acknowledged at the commit. A crash before it delivers them again, and they are applied
-        # again to the same state and outputs (the same input gives the same memory).
-        self._uncommitted.extend(ready)
-        if self._uncommitted_since is None:
-            self._uncommitted_since = time.monotonic()
+                await emit_step(runtime, step, uncommitted.patterns)
+            # Acknowledged at the space's commit. A crash before it delivers them again, and they
+            # are applied again to the same state and outputs (the same input gives the same memory).
+            uncommitted.records.append(step.held)
+        await self._ack(unread)
 
     async def _apply_space(self, batch: SpaceBatch) -> None:
         from streams.core.resilience.breaker import GuardGaveUp
@@ -401,7 +422,6 @@ class MemoryProcessor:
                 await self._apply_space(SpaceBatch(batch.space, [step]))
             return
         _in_partition_of(batch.steps[0].event)
-        self._space_events[batch.space] = batch.steps[0].event
         started = time.perf_counter()
         try:
             # A batch is tried once; a failure is retried (and waited out) record by record.

@@ -1,8 +1,8 @@
 """The memory's state between two commits, as its input sees it: transactions per space, then commits.
 
 Modelled on Quix Streams' `Checkpoint` and Kafka Streams' commit: the agent (agents.memory) opens
-a transaction for each space's records of a batch, and commits every `commit_interval_s` (and
-before a rebalance or a stop). The order of everything that makes a record count as applied
+a transaction for each space's records of a batch, and commits a space every `commit_interval_s`
+(and every space before a rebalance or a stop). The order of everything that makes a record count as applied
 exactly once is here, top to bottom:
 
 1. **repair** (once per space, until a rebalance): the space's last journal entry is applied again,
@@ -22,7 +22,7 @@ was not acknowledged: after a crash it is delivered again and applied again, to 
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -86,11 +86,13 @@ class Checkpoint:
         """Whether any space holds writes that are not committed."""
         return bool(self.journal.held_spaces)
 
-    async def commit(self, in_partition: Callable[[str], None] = lambda space: None) -> None:
-        """Every space's held writes to the table and its changelog, then the changelog to the
-        producer, in order. `in_partition(space)` makes a record of the space current first: the
-        table writes to the database and changelog partition of the current record's."""
-        for space in self.journal.held_spaces:
+    async def commit(self, spaces: Iterable[str] | None = None,
+                     in_partition: Callable[[str], None] = lambda space: None) -> None:
+        """The held writes of `spaces` (None: every space) to the table and its changelog, then the
+        changelog to the producer, in order. `in_partition(space)` makes a record of the space
+        current first: the table writes to the database and changelog partition of the current
+        record's."""
+        for space in self.journal.held_spaces if spaces is None else spaces:
             in_partition(space)
             self.journal.commit(space)
         await self.flush()

@@ -1,17 +1,17 @@
-"""The memory's commit: the state held since the last commit goes to the table first, then the
-pattern events, then the acknowledgements; a commit that cannot finish before a rebalance lets its
+"""The memory's commit, a space at a time: the state it held since its last commit goes to the table
+first, then its pattern events, then the acknowledgements; a commit that cannot finish before a rebalance lets its
 records go, to be delivered and applied again. No broker: the table is a dict, and the stream, the
 emitter and the consumer are stand-ins that record what they are given."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
 import numpy as np
 
-from agents.memory import FEATURES, MemoryProcessor
-from agents.recognition import PatternEvents
+from agents.memory import FEATURES, MemoryProcessor, Uncommitted
 from streams.core.patterns import Pattern
 from streams.core.sequence import Held
 from streams.state.checkpoint import Checkpoint
@@ -56,19 +56,18 @@ def processor(table: dict, log: list, send_fails: bool = False):
     return proc, checkpoint, forgotten
 
 
-def apply_one(proc, checkpoint, offset: int) -> Held:
+def apply_one(proc, checkpoint, offset: int, space: str = "s") -> Held:
     """What MemoryProcessor.apply leaves after one record: its writes held, its pattern event
-    folded, the record waiting for the commit."""
-    with checkpoint.transaction("s") as tx:
-        checkpoint.journal[f"p/s/{offset}"] = b"1"
+    folded, the record waiting for its space's commit."""
+    with checkpoint.transaction(space) as tx:
+        checkpoint.journal[f"p/{space}/{offset}"] = b"1"
         tx.applied(FEATURES, offset)
-    proc._space_events["s"] = Event(0)
+    uncommitted = proc._uncommitted.setdefault(space, Uncommitted(0.0, Event(0)))
     pattern = Pattern(pattern_id="a", count=offset + 1, centroid=np.array([1.0, 0.0], dtype=np.float32),
                       similarity_sum=offset + 1.0, confidence=0.5, created_ts=0.0, last_ts=float(offset))
-    proc._patterns.add("s", pattern, "updated", 0.0)
+    uncommitted.patterns.add(space, pattern, "updated", 0.0)
     held = Held(TOPIC, 0, offset, 0.0, f"event{offset}")
-    proc._uncommitted.append(held)
-    proc._uncommitted_since = 0.0
+    uncommitted.records.append(held)
     return held
 
 
@@ -78,14 +77,18 @@ def test_a_commit_writes_the_state_then_sends_the_pattern_events_then_acknowledg
     proc, checkpoint, _ = processor(table, log)
     for offset in range(3):
         apply_one(proc, checkpoint, offset)
-    assert table == {} and log == [] and proc._commit_due()
-    asyncio.run(proc.commit())
+    apply_one(proc, checkpoint, 3, space="t")
+    proc._uncommitted["t"].since = time.monotonic()  # not due yet
+    assert table == {} and log == []
+    asyncio.run(proc._commit_due())
     written = len(table)
-    assert written == 4 and JOURNAL_PREFIX + "s" in table
+    assert written == 4 and JOURNAL_PREFIX + "s" in table and checkpoint.held
     assert log == [("send", "patterns", "s/a", written)] + [("ack", f"event{n}", written) for n in range(3)], \
         "one pattern event for three updates, after the state; then the acknowledgements"
-    assert not proc._uncommitted and not proc._commit_due()
+    assert list(proc._uncommitted) == ["t"]
     assert proc.may_ack(SimpleNamespace(topic=TOPIC, partition=0, offset=2))
+    asyncio.run(proc._commit_due())  # the other space is not due
+    assert len(log) == 4
 
 
 def test_a_rebalance_commits_what_was_applied_and_a_commit_that_fails_lets_it_go():
@@ -93,8 +96,10 @@ def test_a_rebalance_commits_what_was_applied_and_a_commit_that_fails_lets_it_go
     log: list = []
     proc, checkpoint, forgotten = processor(table, log)
     apply_one(proc, checkpoint, 0)
+    apply_one(proc, checkpoint, 1, space="t")
     asyncio.run(proc._abandon())
-    assert [entry[0] for entry in log] == ["send", "ack"] and forgotten == []
+    assert [entry[0] for entry in log] == ["send", "ack"] * 2 and forgotten == []
+    assert not checkpoint.held and not proc._uncommitted
 
     table, log = {}, []
     proc, checkpoint, forgotten = processor(table, log, send_fails=True)
@@ -102,5 +107,4 @@ def test_a_rebalance_commits_what_was_applied_and_a_commit_that_fails_lets_it_go
     asyncio.run(proc._abandon())
     assert log == [], "no pattern event and no acknowledgement for a state that is not on the broker"
     assert forgotten == ["event0"] and not checkpoint.held and not proc._uncommitted
-    assert proc._patterns.__dict__ == PatternEvents().__dict__
     assert not proc.may_ack(SimpleNamespace(topic=TOPIC, partition=0, offset=0))

@@ -58,8 +58,16 @@ def test_commit_makes_each_space_current_before_its_writes():
             cp.journal[space] = b"1"
             tx.applied("audio-features", 0)
     current = []
-    asyncio.run(cp.commit(lambda space: current.append((space, len(table)))))
+    asyncio.run(cp.commit(in_partition=lambda space: current.append((space, len(table)))))
     assert current == [("s", 0), ("t", 2)]
+    with cp.transaction("s") as tx:
+        cp.journal["s"] = b"2"
+        tx.applied("audio-features", 1)
+    with cp.transaction("t") as tx:
+        cp.journal["t"] = b"2"
+        tx.applied("audio-features", 1)
+    asyncio.run(cp.commit(["t"]))  # one space: the other's writes stay held
+    assert table["t"] == b"2" and table["s"] == b"1" and cp.journal["s"] == b"2" and cp.held
 
 
 def test_discard_drops_what_is_held_and_its_records_count_as_not_applied():
