@@ -13,7 +13,9 @@ patterns over 8 spaces, common.stream) on their own topics, and are measured the
 - per offered rate: p50/p90/p99/max latency, the achieved send and output rates, and the backlog
   when the last record of the rate was sent (records sent but not yet output). Each rate drains
   before the next starts. Beside them, the cores each process used and, read from the worker's
-  /metrics, the garbage collections it paused for while the rate was offered.
+  /metrics, the garbage collections it paused for while the rate was offered; for the worker, the
+  messages its records caused per input record (outputs and changelog, from the start of the rate
+  to the start of the next, so that its last commits count).
 
 Before measuring, 2,000 records are published as fast as possible and their outputs awaited, so
 that every pattern exists and startup (worker recovery, consumer group joins) is excluded.
@@ -36,7 +38,7 @@ import orjson
 
 from common import CpuSampler, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
 import faust_loop  # noqa: E402
-from throughput import baseline_loop, free_port, worker_env
+from throughput import baseline_loop, free_port, messages_written, worker_env
 from streams.ops.publish import publish
 from streams.service.settings import Settings
 from streams.service.topics import ensure_topics, kafka_client_options
@@ -177,8 +179,18 @@ async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, dr
     }
 
 
+async def written_since(settings: Settings, run_id: str, before: dict[str, int] | None) -> dict[str, int]:
+    """Messages in the run's topics other than the inputs (outputs and changelogs), per topic; with
+    `before`, only those written since."""
+    now = {topic: n for topic, n in (await messages_written(settings, run_id)).items()
+           if not topic.endswith("audio-features")}
+    return now if before is None else {topic: n - before.get(topic, 0) for topic, n in now.items()}
+
+
 async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, chunks, rates, pids: dict,
-                     also=None, worker_url: str | None = None) -> list[dict]:
+                     also=None, worker_url: str | None = None, run_id: str | None = None) -> list[dict]:
+    """Each rate in turn; with `run_id`, also the messages each rate's records caused (from the start
+    of its rate to the start of the next, so that the commits of its last second count)."""
     t = time.perf_counter()
     await send_paced(settings, warm, 0, {})
     if not await arrivals.wait_for([f.id for f in warm], 180, also):
@@ -188,9 +200,19 @@ async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, ch
     cpu = CpuSampler(pids)
     sampling = asyncio.create_task(cpu.run())
     try:
+        counted = await written_since(settings, run_id, None) if run_id else None
         for rate, feats in zip(rates, chunks):
             row = await measure(settings, arrivals, feats, rate, drain_s=max(20.0, len(feats) / rate), also=also,
                                 cpu=cpu, worker_url=worker_url)
+            if run_id:
+                # its records' last commits (the worker reads its interval from the environment)
+                await asyncio.sleep(float(os.environ.get("FMS_COMMIT_INTERVAL_S", settings.commit_interval_s)) + 0.5)
+                written = await written_since(settings, run_id, counted)
+                counted = {t: counted.get(t, 0) + n for t, n in written.items()}
+                per_input = {t.removeprefix(settings.topic_prefix).removeprefix(f"{settings.app_id}-"):
+                             round(n / len(feats), 3) for t, n in sorted(written.items()) if n}
+                row["messages_per_input"] = per_input
+                row["messages_per_input_total"] = round(sum(per_input.values()), 3)
             rows.append(row)
             print(f"{name}: {fmt(row)}", flush=True)
     finally:
@@ -222,7 +244,8 @@ def fmt(r: dict) -> str:
             f"p50 {r.get('p50_ms', float('nan')):7.1f}  p90 {r.get('p90_ms', float('nan')):7.1f}  "
             f"p99 {r.get('p99_ms', float('nan')):7.1f}  max {r['max_ms'] or float('nan'):7.1f} ms  "
             f"backlog {r['backlog_at_end']:>5}  kept up: {'yes' if r['kept_up'] else 'NO'}  "
-            f"cores {r['cpu']}" + (f"  gc {r['worker_gc']}" if "worker_gc" in r else ""))
+            f"cores {r['cpu']}" + (f"  gc {r['worker_gc']}" if "worker_gc" in r else "")
+            + (f"  messages per input {r['messages_per_input_total']}" if "messages_per_input" in r else ""))
 
 
 async def run(bootstrap: str, args) -> dict:
@@ -280,7 +303,7 @@ async def run(bootstrap: str, args) -> dict:
             try:
                 pids = {"worker": worker.proc.pid, "broker": listener_pid(bootstrap), "benchmark": os.getpid()}
                 results["worker"] = await run_phases("worker", wset, arrivals, warm, chunks, args.rates, pids,
-                                                     worker_url=worker.url)
+                                                     worker_url=worker.url, run_id=run_id)
             finally:
                 worker.stop()
                 await arrivals.stop()
