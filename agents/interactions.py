@@ -27,8 +27,8 @@ def resolve_context(interaction, memory, recent, result: ValidationResult) -> st
     """The live pattern an interaction's context names, or None with the reason in `result`.
 
     pattern_id follows merges to the survivor; event_id goes through the recent recognitions of
-    the space (then through merges, as the pattern may have been absorbed since); a vector is
-    recognized without learning and must match at the match threshold.
+    the space (then through merges, as the pattern may have been absorbed since); a vector names
+    the pattern learning it would join (SpaceMemory.recognize), without learning it.
     """
     space = interaction.space
     if memory is None:
@@ -53,13 +53,14 @@ def resolve_context(interaction, memory, recent, result: ValidationResult) -> st
         return pid
     if not check_dimension(interaction.vector, memory.dim, "vector", result):
         return None
-    matches = memory.predict_one(interaction.vector, k=1)
-    if not matches or matches[0].similarity < memory.threshold:
-        best = f"{matches[0].similarity:.3f}" if matches else "none"
+    match = memory.recognize(interaction.vector)  # the pattern learning it would join
+    if match is None:
+        nearest = memory.predict_one(interaction.vector, k=1)
+        best = f"{nearest[0].similarity:.3f}" if nearest else "none"
         result.error(NO_MATCHING_PATTERN, f"the vector matches no pattern of space {space!r} at "
                      f"{memory.threshold} (best {best})", "vector")
         return None
-    return matches[0].pattern_id
+    return match.pattern_id
 
 
 def apply(runtime, interaction, pattern_id: str, offset: int):

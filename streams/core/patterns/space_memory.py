@@ -604,6 +604,22 @@ class SpaceMemory:
             out.append(Match(pid, sim, c, c >= self.cfg.confidence_threshold))
         return out
 
+    def recognize(self, vector: Any, now: float | None = None) -> Match | None:
+        """The pattern that learning ``vector`` now would join (docstring, steps 3 and 4: its nearest
+        centroid at the threshold, or else through a sampled member), with the similarity to that
+        pattern's centroid; None when it would start a pattern of its own. Changes nothing."""
+        u = self._prepare(vector)
+        xr, wx = self._transform(u)
+        best = self._rank(self._approx(xr, wx), xr, wx, 1)
+        if not (best and best[0][1] >= self._t):
+            member = self._through_member(xr, wx, u)
+            best = [member] if member is not None else []
+        if not best:
+            return None
+        pid, sim, _ = best[0]
+        c = confidence_at(self._patterns[pid], self._at(now), self.cfg)
+        return Match(pid, sim, c, c >= self.cfg.confidence_threshold)
+
     def learn_one(self, event_id: str, vector: Any, ts: float) -> Learned:
         ts = _event_ts(ts)
         return self._learn(event_id, self._prepare(vector), ts)

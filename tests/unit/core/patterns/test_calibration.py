@@ -469,6 +469,10 @@ def one_pattern_of_two_records(settled: bool, pin: float | None = None) -> tuple
 
 def test_a_record_below_the_threshold_joins_through_a_sampled_member_within_t_squared():
     m, pid = one_pattern_of_two_records(settled=True)
+    # recognize says what learning will do, and changes nothing; predict_one ranks by centroid
+    match = m.recognize(at(53))
+    assert match.pattern_id == pid and 0.70 < match.similarity < 0.9
+    assert m.predict_one(at(53))[0].similarity < m.threshold and m.recognize(at(68)) is None
     # 53 degrees: 0.75 from the centroid (below 0.9), 0.866 from the member at 23 (>= 0.81).
     joined = m.learn_one("c", at(53), 3.0)
     assert (joined.pattern_id, joined.new, joined.event) == (pid, False, "updated")
@@ -482,6 +486,7 @@ def test_a_record_below_the_threshold_joins_through_a_sampled_member_within_t_sq
 @pytest.mark.parametrize("settled, pin", [(False, None), (True, 0.9)])
 def test_before_its_choice_or_when_pinned_a_space_joins_by_the_centroid_only(settled, pin):
     m, pid = one_pattern_of_two_records(settled, pin)
+    assert m.recognize(at(53)) is None
     assert m.learn_one("c", at(53), 3.0).new
 
 
