@@ -4,10 +4,11 @@ A faust table sends each write to its changelog through faust's producer buffer:
 step, one FutureMessage and one sensor round per write, and the worker's input stops while that
 buffer holds more than 100 writes. The memory writes several values per record, so that buffer,
 not the memory, set the worker's pace (faust's "producer buffer full" warnings while draining a
-backlog). Here a write goes to the store at once and its changelog message is queued; `flush` hands
-the queue to the producer in order, after the record's transaction. The producer keeps a
-partition's order, and faust flushes it before committing input offsets, so the changelog is on
-the broker before the records it holds count as processed, as with faust's own path.
+backlog). Here a write (made at a space's commit, streams.state.checkpoint) goes to the store at once
+and its changelog message is queued; `flush` hands the queue to the producer in order, after the
+commit. The producer keeps a partition's order, and faust flushes it before committing input
+offsets (which the memory acknowledges only after the commit), so the changelog is on the broker
+before the records it holds count as processed, as with faust's own path.
 
 Like faust, it remembers per changelog partition the last offset that reached the broker, in the
 partition's RocksDB (`set_persisted_offset`), so that a warm restart reads only the rest.
