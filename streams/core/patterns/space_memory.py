@@ -610,13 +610,10 @@ class SpaceMemory:
         pattern's centroid; None when it would start a pattern of its own. Changes nothing."""
         u = self._prepare(vector)
         xr, wx = self._transform(u)
-        best = self._rank(self._approx(xr, wx), xr, wx, 1)
-        if not (best and best[0][1] >= self._t):
-            member = self._through_member(xr, wx, u)
-            best = [member] if member is not None else []
-        if not best:
+        joins = self._joins(self._approx(xr, wx), xr, wx, u)
+        if joins is None:
             return None
-        pid, sim, _ = best[0]
+        pid, sim, _ = joins
         c = confidence_at(self._patterns[pid], self._at(now), self.cfg)
         return Match(pid, sim, c, c >= self.cfg.confidence_threshold)
 
@@ -674,18 +671,13 @@ class SpaceMemory:
         self._now = max(self._now, ts)
         cfg = self.cfg
 
-        best = self._rank(approx, xr, wx, 1)
-        member = None
-        if not (best and best[0][1] >= self._t):
-            member = self._through_member(xr, wx, u)
-            if member is not None:
-                best = [member]
+        joins = self._joins(approx, xr, wx, u)
         events: dict[str, str] = {}
         evicted: list[Pattern] = []
         merged: list[tuple[str, str]] = []
         space_changed = fixes_dim
-        if best and (best[0][1] >= self._t or member is not None):
-            pid, sim, _ = best[0]
+        if joins is not None:
+            pid, sim, _ = joins
             p = self._patterns[pid]
             p.count += 1
             p.centroid = move_centroid(p.centroid, u, min(p.count, cfg.centroid_window))
@@ -1158,6 +1150,15 @@ class SpaceMemory:
             self._members_n = len(self._sample)
             self._members[: self._members_n] = centred_rows(np.stack(self._sample), self._mu64, 0.0)[0]
         return self._members[: self._members_n]
+
+    def _joins(self, approx, xr: np.ndarray, wx: float, u: np.ndarray) -> tuple[str, float, float] | None:
+        """The pattern record ``u`` joins (docstring, step 4), as ``(pattern_id, similarity to its
+        centroid, created_ts)``: its nearest centroid at the threshold, or else through a member;
+        None: it starts a pattern of its own."""
+        best = self._rank(approx, xr, wx, 1)
+        if best and best[0][1] >= self._t:
+            return best[0]
+        return self._through_member(xr, wx, u)
 
     def _through_member(self, xr: np.ndarray, wx: float, u: np.ndarray) -> tuple[str, float, float] | None:
         """The pattern a record below the threshold joins through a sampled member (docstring,
