@@ -28,8 +28,9 @@ def learn(runtime, space: str, features: list[tuple[object, int]]) -> list[tuple
             event_id=feature.id, pattern_id=learned.pattern_id, similarity=learned.similarity,
             confidence=learned.confidence, new=learned.new, offset=offset,
             changed=tuple((p.pattern_id, kind) for p, kind in change.events), removed=change.removed)
-        runtime.recent.remember(space, seen)
         out.append((seen, change))
+    # Together: a ring value is written once for all of them (an interaction after them reads them).
+    runtime.recent.remember(space, *(seen for seen, _ in out))
     return out
 
 

@@ -318,6 +318,7 @@ class Recent:
     """
 
     entry_type: type = RecentRecognition
+    id_field = "event_id"  # the entry's field that holds its id
     # Decoded ring values kept (by key, with the value they were decoded from), at most.
     _PAGES_KEPT = 64
 
@@ -329,10 +330,6 @@ class Recent:
         self.capacity = capacity
         self._index: dict[str, np.ndarray] = {}  # space -> hash of the id in each slot (0: none)
         self._pages: dict[str, tuple[bytes, list[bytes | None]]] = {}
-
-    @staticmethod
-    def _id(entry) -> str:
-        raise NotImplementedError
 
     def invalidate(self) -> None:
         """Drop the index and the decoded values: the ring may differ from them (a rollback, a rebalance)."""
@@ -360,19 +357,26 @@ class Recent:
                     continue
                 for k, entry in enumerate(decode_json(raw)):
                     if entry is not None:
-                        index[n * RING_PAGE + k] = _hash(self._id(self.entry_type.decode(encode_json(entry))))
+                        index[n * RING_PAGE + k] = _hash(str(entry[self.id_field]))
         return index
 
-    def _remember(self, space: str, key: str, offset: int, value: bytes) -> None:
-        slot = offset % self.capacity
-        page = f"{space}\x1f{slot // RING_PAGE}"
+    def remember(self, space: str, *entries) -> None:
+        """Keep `entries` (entry_type records, in offset order) in their slots: each ring value they
+        touch is encoded and written once."""
         index = self._slots(space)
-        entries = self._page(page)
-        entries[slot % RING_PAGE] = value
-        raw = encode_json([None if e is None else orjson.Fragment(e) for e in entries])
-        self._ring[page] = raw  # every table value is JSON (streams.state.journal)
-        self._pages[page] = (raw, entries)
-        index[slot] = _hash(key)
+        touched: dict[str, list[bytes | None]] = {}
+        for entry in entries:
+            slot = entry.offset % self.capacity
+            page = f"{space}\x1f{slot // RING_PAGE}"
+            values = touched.get(page)
+            if values is None:
+                values = touched[page] = self._page(page)
+            values[slot % RING_PAGE] = entry.encode()
+            index[slot] = _hash(getattr(entry, self.id_field))
+        for page, values in touched.items():
+            raw = encode_json([None if e is None else orjson.Fragment(e) for e in values])
+            self._ring[page] = raw  # every table value is JSON (streams.state.journal)
+            self._pages[page] = (raw, values)
 
     def get(self, space: str, key: str):
         h = _hash(key)
@@ -380,7 +384,7 @@ class Recent:
             raw = self._page(f"{space}\x1f{slot // RING_PAGE}")[slot % RING_PAGE]
             if raw is not None:
                 entry = self.entry_type.decode(raw)
-                if self._id(entry) == key:
+                if getattr(entry, self.id_field) == key:
                     return entry
         raw = None if self._legacy is None else self._legacy.get(f"{space}\x1f{key}")
         return None if raw is None else self.entry_type.decode(raw)
@@ -397,13 +401,7 @@ class RecentRecognitions(Recent):
     record emits again."""
 
     entry_type = RecentRecognition
-
-    @staticmethod
-    def _id(entry) -> str:
-        return entry.event_id
-
-    def remember(self, space: str, recognition: RecentRecognition) -> None:
-        self._remember(space, recognition.event_id, recognition.offset, recognition.encode())
+    id_field = "event_id"
 
 
 class RecentInteractions(Recent):
@@ -412,10 +410,4 @@ class RecentInteractions(Recent):
     applied again."""
 
     entry_type = RecentInteraction
-
-    @staticmethod
-    def _id(entry) -> str:
-        return entry.interaction_id
-
-    def remember(self, space: str, interaction: RecentInteraction) -> None:
-        self._remember(space, interaction.interaction_id, interaction.offset, interaction.encode())
+    id_field = "interaction_id"

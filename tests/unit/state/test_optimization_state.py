@@ -373,3 +373,19 @@ def test_a_rolled_back_entry_leaves_the_ring_as_it_was():
         assert recent.get("s", "e0") is None
         1 / 0
     assert recent.get("s", "e0").pattern_id == "p0" and recent.get("s", "e8") is None
+
+
+def test_entries_remembered_together_write_each_ring_value_once():
+    class Counted(dict):
+        writes = 0
+
+        def __setitem__(self, key, value):
+            Counted.writes += 1
+            super().__setitem__(key, value)
+
+    ring = Counted()
+    recent = RecentRecognitions(None, ring, capacity=1024)
+    batch = [RecentRecognition(f"e{i}", "p", 0.9, 0.5, False, offset=RING_PAGE // 2 + i) for i in range(RING_PAGE)]
+    recent.remember("s", *batch)
+    assert Counted.writes == 2, "the batch spans two ring values: one write each"
+    assert [recent.get("s", f"e{i}") for i in range(RING_PAGE)] == batch
