@@ -50,6 +50,7 @@ class Journal(MutableMapping):
         self._held: dict[str, dict[str, bytes | None]] = {}  # space -> writes kept, not committed
         self._held_values: dict[str, bytes | None] = {}       # every held write, for reads
         self._held_bytes = 0
+        self._slots: dict[str, int] = {}  # space -> the parts slot its last entry uses (-1: none)
         self._repaired: set[str] = set()
         # Applied offsets per space, as its journal entry and what it holds say: read on every record.
         self._applied: dict[str, dict[str, int]] = {}
@@ -148,6 +149,7 @@ class Journal(MutableMapping):
         What the spaces held is dropped (True when there was some)."""
         self._repaired.clear()
         self._applied.clear()
+        self._slots.clear()
         return self.discard()
 
     # -- transactions
@@ -187,12 +189,12 @@ class Journal(MutableMapping):
         chunks = _chunks(writes, self._part_bytes)
         entry = JournalEntry(self.applied(space), writes)
         if len(chunks) > 1:
-            last = self.entry(space)
-            slot = 1 - last.slot if last is not None and last.parts else 0
+            slot = 1 if self._last_slot(space) == 0 else 0
             for n, chunk in enumerate(chunks):
                 self._table[_part_key(space, slot, n)] = JournalPart(chunk).encode()
             entry = JournalEntry(entry.applied, (), parts=len(chunks), slot=slot)
         self._table[JOURNAL_PREFIX + space] = entry.encode()
+        self._slots[space] = entry.slot if entry.parts else -1
         for key, value in writes:
             self._held_bytes -= _size(key, value)
             self._held_values.pop(key, None)  # a key is one space's: no other space holds it
@@ -200,6 +202,14 @@ class Journal(MutableMapping):
                 self._table.pop(key, None)
             else:
                 self._table[key] = value
+
+    def _last_slot(self, space: str) -> int:
+        """The parts slot the space's last entry uses, -1 if it has none (read once, then kept)."""
+        slot = self._slots.get(space)
+        if slot is None:
+            last = self.entry(space)
+            slot = self._slots[space] = last.slot if last is not None and last.parts else -1
+        return slot
 
     def discard(self) -> bool:
         """Drop what every space holds: its records count as not applied again."""
