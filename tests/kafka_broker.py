@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -62,11 +63,30 @@ def docker_available(timeout: float = 2.0) -> bool:
         return False
 
 
-def free_port_pair(host: str = "127.0.0.1", attempts: int = 50) -> int:
-    """A port P such that P and P+1 are both free on host (P for clients, P+1 for the controller)."""
+def _ephemeral_low() -> int:
+    """Where the system's ephemeral (outgoing) ports begin."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default; macOS's range begins higher still
+
+
+def free_port_pair(host: str = "127.0.0.1", attempts: int = 200) -> int:
+    """A port P such that P and P+1 are both free on host (P for clients, P+1 for the controller).
+
+    Below the ephemeral range: a broker a test restarts binds its ports again, and meanwhile a
+    client reconnecting in a loop takes ephemeral ports as its own side of each connection (seen: a
+    restart refused with "Address already in use" on the controller port after a 60 s outage).
+    """
+    rng = random.Random()
+    low = _ephemeral_low()
     for _ in range(attempts):
+        port = rng.randrange(10000, low - 1) if low > 10002 else 0
         with socket.socket() as first:
-            first.bind((host, 0))
+            try:
+                first.bind((host, port))
+            except OSError:
+                continue
             port = first.getsockname()[1]
             if port + 1 > 65535 or port in (9092, 9093):
                 continue
@@ -354,9 +374,7 @@ class PrivateBroker:
         self._env = dict(os.environ, KAFKA_DIR=str(self.kafka_dir), KAFKA_PORT=str(self.port))
         self.sasl_bootstrap = None  # a SASL_PLAINTEXT (PLAIN) listener for these users, when given
         if sasl_users:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                sasl_port = s.getsockname()[1]
+            sasl_port = free_port_pair()  # below the ephemeral range too (the broker may restart)
             self.sasl_bootstrap = f"127.0.0.1:{sasl_port}"
             self._env.update(KAFKA_SASL_PORT=str(sasl_port),
                              KAFKA_SASL_USERS=",".join(f"{u}:{p}" for u, p in sasl_users.items()))
