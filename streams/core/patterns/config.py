@@ -39,12 +39,16 @@ class PatternConfig:
     max_aliases: int = 10_000
     # calibration (streams.core.calibration), when match_threshold is None
     calibration_start: float = 0.9  # until the space's first choice: strict (splits can merge later)
-    calibration_sample: int = 256  # records the space keeps to choose from (first ones, then a reservoir)
+    calibration_sample: int = 512  # records the space keeps to choose from (first ones, then a reservoir)
+    calibration_warmup: int = 256  # records before the space's full choice (at most calibration_sample)
+    calibration_regroup: int = 32  # records between consolidations after it, while the sample holds every record
     calibration_interval: int = 32768  # records between later choices, over the reservoir (~0.1 s each)
     calibration_peak_share: float = 0.85  # the finest silhouette peak within this share of the best
     calibration_clear: float = 0.6  # best silhouette that lets a space choose before its sample is full
     calibration_passes: int = 17  # orders of the sample whose consensus may consolidate the warm-up (1: stream order)
-    calibration_min_cluster: int = 2  # HDBSCAN's smallest group when the warm-up is consolidated (hdbscan.py)
+    # HDBSCAN's smallest group when the warm-up is consolidated (hdbscan.py): each size is tried, and
+    # the one whose groups separate the sample better is taken (calibration.dense_groups)
+    calibration_min_cluster: tuple[int, ...] = (2, 3)
     calibration_merge_ratio: float = 0.125  # calibrated merge threshold: 1 - ratio * (1 - t)
     calibration_band_ratio: float = 0.25  # calibrated related band: ratio * (1 - t)
 
@@ -55,8 +59,10 @@ class PatternConfig:
             raise ValueError("calibration_start must be in [-1, 1]")
         if self.calibration_sample < 4 or self.calibration_interval < 1 or self.calibration_passes < 1:
             raise ValueError("calibration_sample must be >= 4, calibration_interval and calibration_passes >= 1")
-        if self.calibration_min_cluster < 2:
-            raise ValueError("calibration_min_cluster must be >= 2")
+        if not 4 <= self.calibration_warmup <= self.calibration_sample or self.calibration_regroup < 1:
+            raise ValueError("calibration_warmup must be in [4, calibration_sample], calibration_regroup >= 1")
+        if not self.calibration_min_cluster or min(self.calibration_min_cluster) < 2:
+            raise ValueError("calibration_min_cluster must be one or more sizes >= 2")
         if not (0.0 < self.calibration_peak_share <= 1.0 and -1.0 <= self.calibration_clear <= 1.0):
             raise ValueError("calibration_peak_share must be in (0, 1] and calibration_clear in [-1, 1]")
         if not (0.0 <= self.calibration_merge_ratio <= 1.0 and 0.0 <= self.calibration_band_ratio <= 2.0):

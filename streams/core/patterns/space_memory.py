@@ -285,7 +285,15 @@ from streams.core.patterns.arithmetic import (
     unit_rows,
     unit_vector,
 )
-from streams.core.patterns.calibration import SAME_SCORE, derived_band, derived_merge, gram, groups, select
+from streams.core.patterns.calibration import (
+    SAME_SCORE,
+    dense_groups,
+    derived_band,
+    derived_merge,
+    gram,
+    groups,
+    select,
+)
 from streams.core.patterns.config import DimensionMismatch, PatternConfig
 from streams.core.patterns.pattern import (
     Learned,
@@ -355,6 +363,9 @@ class SpaceMemory:
         self._sample: list[np.ndarray] = []
         self._sample_of: list[str] = []  # by slot: the pattern its record went to (resolved when used)
         self._settled = False
+        # Whether the full choice consolidated the warm-up by HDBSCAN's groups: then the space does so
+        # again every calibration_regroup records while its sample still holds every record (_regroup).
+        self._regrouping = False
         # Derived.
         # The sample's rows in matching space without the lift (centred_rows(sample, mu64, 0)),
         # the first `_members_n` of them valid; None: rebuilt when next needed.
@@ -493,6 +504,7 @@ class SpaceMemory:
             "aliases": [[a, s] for a, s in self._aliases.items()],
             "threshold": float(self._t),
             "settled": self._settled,
+            "regrouping": self._regrouping,
         }
 
     def restore(
@@ -566,6 +578,7 @@ class SpaceMemory:
         self._aliases = aliases
         self._set_threshold(threshold)
         self._settled = bool(st.get("settled", False))
+        self._regrouping = bool(st.get("regrouping", False))
         self._sample = sample_rows
         self._members = None
         of = [str(pid) for pid in (sample_patterns or ())][: len(sample_rows)]
@@ -1180,29 +1193,38 @@ class SpaceMemory:
         return pid, sim, self._patterns[pid].created_ts
 
     def _maybe_calibrate(self, events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
-        """Choose the threshold again if due (streams.core.patterns.calibration); True if the space state changed.
+        """Choose the threshold again, or consolidate, if due (streams.core.patterns.calibration); True
+        if the space state changed.
 
-        Due after 32, 64 and 128 records while the space has not chosen yet (taken only when
-        the sample's structure is clear), when the sample is full, and every ``calibration_interval``
-        records after that: a schedule that is a function of ``n`` alone.
+        Choices are due after 32, 64 and 128 records while the space has not chosen yet (taken only
+        when the sample's structure is clear), after ``calibration_warmup`` records (the full
+        choice), and every ``calibration_interval`` records once the sample is a reservoir. Between
+        the full choice and a full sample, every ``calibration_regroup`` records, a space whose
+        choice consolidated its warm-up consolidates again (:meth:`_regroup`). A schedule that is a
+        function of ``n`` alone.
         """
         cfg = self.cfg
         if cfg.match_threshold is None:
-            n, size = self._n, cfg.calibration_sample
-            early = not self._settled and n < size and n in (32, 64, 128)
-            if early or n == size or (n > size and n % cfg.calibration_interval == 0):
+            n, size, warmup = self._n, cfg.calibration_sample, cfg.calibration_warmup
+            early = not self._settled and n < warmup and n in (32, 64, 128)
+            if early or n == warmup or (n > size and n % cfg.calibration_interval == 0):
                 return self._choose(not early, events, merged)
+            if self._regrouping and n > warmup and n == len(self._sample) and (n - warmup) % cfg.calibration_regroup == 0:
+                return self._regroup(events, merged)
         return False
+
+    def _sample_gram(self) -> np.ndarray:
+        """The fixed-point Gram matrix of the sample, centred by mu (the members' rows), or by its
+        own mean before the space has a mu."""
+        if self._mu64 is not None:
+            return gram(self._member_rows())
+        rows = np.stack(self._sample).astype(np.float64)
+        mean = tree_sum_rows(rows.copy()) / len(self._sample)  # a fixed order: the same bits everywhere
+        return gram(centred_rows(np.stack(self._sample), mean, 0.0)[0])
 
     def _choose(self, final: bool, events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
         cfg = self.cfg
-        if self._mu64 is not None:
-            centred = self._member_rows()  # the sample centred by mu: the members' rows
-        else:
-            rows = np.stack(self._sample).astype(np.float64)
-            mean = tree_sum_rows(rows.copy()) / len(self._sample)  # a fixed order: the same bits everywhere
-            centred, _ = centred_rows(np.stack(self._sample), mean, 0.0)
-        g = gram(centred)
+        g = self._sample_gram()
         # An early choice takes the best cut, not a finer one near it: a few dozen records from a
         # handful of tight groups often show a finer peak that only splits off a group's first few.
         # It also needs a clear structure, and a cut that two neighbouring thresholds agree on: a
@@ -1216,12 +1238,27 @@ class SpaceMemory:
         if threshold != self._t:
             self._set_threshold(threshold)
         if self._n == len(self._sample) and rise >= SAME_SCORE:
-            labels = groups(g, threshold, cfg.calibration_passes, cfg.calibration_min_cluster, cut)
-            if self._consolidate(labels.tolist(), events, merged):
+            found = groups(g, threshold, cfg.calibration_passes, cfg.calibration_min_cluster, cut)
+            changed = changed or found.dense != self._regrouping
+            self._regrouping = found.dense
+            if self._consolidate(found.labels.tolist(), events, merged):
                 changed = True
         if changed:
             self._now_floor = self._now
         return changed
+
+    def _regroup(self, events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
+        """Consolidate again over the grown sample, which still holds every record (docstring of
+        :meth:`_consolidate`): each group's later records give HDBSCAN the density to tell which of
+        the patterns they went to are one group. Only in a space whose full choice took HDBSCAN's
+        groups: where the leader consensus separated the sample clearly better, the groups are large
+        and evenly spread, HDBSCAN finds sub-groups of them or lumps neighbours, and the choice left
+        them whole already. The threshold stays."""
+        g = self._sample_gram()
+        if not self._consolidate(dense_groups(g, self.cfg.calibration_min_cluster).tolist(), events, merged):
+            return False
+        self._now_floor = self._now
+        return True
 
     def _consolidate(self, labels: list[int], events: dict[str, str], merged: list[tuple[str, str]]) -> bool:
         """Merge the patterns of the warm-up that one dense group of its records spans; True if any.

@@ -86,7 +86,7 @@ def test_tables_hold_exactly_the_live_patterns():
     assert len(memory) <= 6
     assert set(patterns) == {pattern_key("s", pid) for pid in memory.pattern_ids()}
     samples = {sample_key("s", slot) for slot in range(len(memory.calibration_sample()))}
-    assert len(samples) == cfg.calibration_sample  # the calibration sample, full
+    assert len(samples) == min(300, cfg.calibration_sample)  # the calibration sample: every record, up to its size
     assert set(spaces) == {"s"} | samples | {page_key("s", n) for n in range(SpaceState.decode(spaces["s"]).pages)}
     listed = {pid for k, v in spaces.items() if k != "s" and k not in samples for pid in PatternPage.decode(v).pattern_ids}
     assert listed == set(memory.pattern_ids()), "the pages list exactly the live patterns"

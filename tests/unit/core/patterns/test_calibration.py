@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from streams.core.patterns.calibration import (
     GRID,
     consensus,
+    dense_groups,
     derived_band,
     derived_merge,
     gram,
@@ -168,11 +170,12 @@ def test_a_record_between_two_groups_lumps_them_in_stream_order_but_not_in_the_c
     assert len(up) == 1 and len(down) == 1 and up != down
 
 
-def small_groups_of_varied_spread(k: int, per: int, dim: int, seed: int) -> np.ndarray:
+def small_groups_of_varied_spread(k: int, per: int, dim: int, seed: int,
+                                  spread_range: tuple[float, float] = (0.1, 0.6)) -> np.ndarray:
     # Like recorded sounds in a few varied copies each: some groups tight, some loose.
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(k, dim))
-    spread = rng.uniform(0.1, 0.6, size=k)
+    spread = rng.uniform(*spread_range, size=k)
     labels = np.repeat(np.arange(k), per)
     x = centres[labels] + spread[labels, None] * rng.normal(size=(k * per, dim))
     return x[rng.permutation(len(x))]
@@ -185,17 +188,26 @@ def test_the_groups_are_hdbscans_unless_the_consensus_separates_the_sample_clear
     for x, t in cases:
         g = gram(centred_unit(x))
         dense, agreed = hdbscan(g, 2), consensus(g, t, 17)
-        pick = groups(g, t, 17, 2)
+        pick = groups(g, t, 17, (2,))
         if silhouette(g, agreed) > silhouette(g, dense) + CONSENSUS_MARGIN:
-            assert (pick == agreed).all()
+            assert (pick.labels == agreed).all() and not pick.dense
         else:
-            assert (pick == dense).all()
+            assert (pick.labels == dense).all() and pick.dense
     # Large evenly spread groups: HDBSCAN with groups of two finds sub-groups; the consensus wins.
     g = gram(centred_unit(cases[0][0]))
-    assert (groups(g, 0.55, 17, 2) == consensus(g, 0.55, 17)).all()
+    assert (groups(g, 0.55, 17, (2,)).labels == consensus(g, 0.55, 17)).all()
     # A few copies each, tight and loose: density wins.
     g = gram(centred_unit(cases[1][0]))
-    assert (groups(g, 0.6, 17, 2) == hdbscan(g, 2)).all()
+    assert (groups(g, 0.6, 17, (2,)).labels == hdbscan(g, 2)).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_dense_groups_are_hdbscans_at_the_size_that_separates_the_sample_best(seed):
+    g = gram(centred_unit(small_groups_of_varied_spread(40, 8, 32, seed)))
+    scores = {k: silhouette(g, hdbscan(g, k)) for k in (2, 3, 4)}
+    best = max(scores, key=lambda k: (scores[k], -k))  # the first of the sizes on a tie
+    assert (dense_groups(g, (2, 3, 4)) == hdbscan(g, best)).all()
+    assert (dense_groups(g, (3,)) == hdbscan(g, 3)).all()
 
 
 def test_derived_band_and_merge_match_the_pinned_defaults_at_0_6():
@@ -271,6 +283,9 @@ def test_the_warm_up_is_consolidated_when_the_space_chooses(passes):
     by_group = {g: {p for p, l in zip(final, labels) if l == g} for g in set(labels.tolist())}
     assert all(len(ps) == 1 for ps in by_group.values()), by_group
     assert len(m) == 12 and at_choice.pattern_id == m.resolve(out[255].pattern_id)
+    # The leader rule's cut these large evenly spread groups, not HDBSCAN's groups: so the space
+    # does not regroup by density after its choice, which would lump the closest of them.
+    assert not m.space_state()["regrouping"]
 
 
 def test_a_choice_no_better_separated_than_the_coarsest_cut_leaves_the_strict_start_alone():
@@ -339,7 +354,7 @@ def test_a_pin_wins_over_a_learned_threshold_on_restore():
 
 
 def test_the_sample_fills_then_keeps_its_size_as_a_deterministic_reservoir():
-    cfg = PatternConfig(match_threshold=None, calibration_sample=64, calibration_interval=128)
+    cfg = PatternConfig(match_threshold=None, calibration_sample=64, calibration_warmup=64, calibration_interval=128)
     x, _ = groups_stream(4, 400, 16, 0.9, seed=6)
     a, b = SpaceMemory("s", cfg), SpaceMemory("s", cfg)
     slots = [a.learn_one(f"e{i}", v, float(i)).sampled for i, v in enumerate(x)]
@@ -442,7 +457,7 @@ def test_at_least_one_pass_is_needed_and_a_group_has_two_records():
     with pytest.raises(ValueError, match="calibration_passes"):
         PatternConfig(calibration_passes=0)
     with pytest.raises(ValueError, match="calibration_min_cluster"):
-        PatternConfig(calibration_min_cluster=1)
+        PatternConfig(calibration_min_cluster=(1,))
 
 
 # -- joining through a sampled member --------------------------------------------------------------
@@ -512,3 +527,37 @@ def test_joins_through_members_survive_restore_bit_for_bit(cut):
     assert [(a.pattern_id, a.similarity, a.merged) for a in again] == \
         [(b.pattern_id, b.similarity, b.merged) for b in out[cut:]]
     assert restored.patterns() == live.patterns()
+
+
+def test_after_its_choice_a_space_consolidates_again_while_its_sample_holds_every_record():
+    # A few copies each of many groups of varied spread: at the choice (96 records) most groups have
+    # shown one or two copies, and their later copies land in patterns of their own at the chosen
+    # threshold. Every 16 records after that, while the sample still holds every record, HDBSCAN's
+    # groups of the grown sample merge them (into the oldest, announced); a space that does not
+    # regroup keeps them apart. Nothing else differs: up to the first regroup the two are the same.
+    cfg = PatternConfig(match_threshold=None, calibration_clear=1.0, calibration_warmup=96,
+                        calibration_sample=192, calibration_regroup=16)
+    x = small_groups_of_varied_spread(40, 5, 32, seed=1, spread_range=(0.5, 1.2))
+    m, ref = SpaceMemory("s", cfg), SpaceMemory("s", replace(cfg, calibration_regroup=10**9))
+    out = [key(m.learn_one(f"e{i}", v, 1000.0 + i)) for i, v in enumerate(x)]
+    base = [key(ref.learn_one(f"e{i}", v, 1000.0 + i)) for i, v in enumerate(x)]
+    assert m.space_state()["regrouping"] and ref.space_state()["regrouping"]
+    first = next(i for i, (a, b) in enumerate(zip(out, base)) if a != b)
+    regroups = range(112, 193, 16)
+    assert first + 1 in regroups  # record n = first + 1 is a regroup
+    merged_at = [n for n in regroups if out[n - 1][3]]
+    assert merged_at, "a regroup merged patterns"
+    assert all(out[n - 1][4] for n in merged_at)  # and the space state (its aliases) changed
+    assert len(m) < len(ref)
+    # A space restored between two regroups regroups as the live one does.
+    cut = 150
+    live, restored = SpaceMemory("s", cfg), SpaceMemory("s", cfg)
+    for i, v in enumerate(x[:cut]):
+        live.learn_one(f"e{i}", v, 1000.0 + i)
+    restored.restore(live.patterns(), live.space_state(), live.calibration_sample(), live.calibration_sample_patterns())
+    rest = [key(restored.learn_one(f"e{i}", v, 1000.0 + i)) for i, v in enumerate(x[cut:], start=cut)]
+    assert rest == out[cut:]
+
+
+def key(r) -> tuple:
+    return (r.pattern_id, r.new, r.event, r.merged, r.space_changed, r.similarity)

@@ -1146,14 +1146,15 @@ def test_the_estimate_counts_the_calibration_sample_as_the_arrays_it_holds():
     m = SpaceMemory(SPACE, PatternConfig())  # calibrating: it keeps a sample
     rng = np.random.default_rng(1)
     base = m.memory_estimate_bytes()
-    for i in range(300):
+    n = m.cfg.calibration_sample + 44
+    for i in range(n):
         m.learn_one(f"e{i}", rng.standard_normal(48), float(i))
-        if i in (0, 10, 299):
+        if i in (0, 10, n - 1):
             without = m.memory_estimate_bytes() - sum(v.nbytes + space_memory._NDARRAY_HEADER for v in m._sample)
             m._sample, sample = [], m._sample
             assert m.memory_estimate_bytes() == without
             m._sample = sample
-    assert len(m._sample) == 256 and m.memory_estimate_bytes() > base
+    assert len(m._sample) == m.cfg.calibration_sample and m.memory_estimate_bytes() > base
 
 
 def test_a_join_multiplies_only_the_rows_that_could_matter(monkeypatch):
