@@ -1237,12 +1237,17 @@ class SpaceMemory:
         self._settled = True
         if threshold != self._t:
             self._set_threshold(threshold)
-        if self._n == len(self._sample) and rise >= SAME_SCORE:
-            found = groups(g, threshold, cfg.calibration_passes, cfg.calibration_min_cluster, cut)
-            changed = changed or found.dense != self._regrouping
-            self._regrouping = found.dense
-            if self._consolidate(found.labels.tolist(), events, merged):
-                changed = True
+        if self._n == len(self._sample):
+            dense = False
+            if rise >= SAME_SCORE:
+                found = groups(g, threshold, cfg.calibration_passes, cfg.calibration_min_cluster, cut)
+                dense = found.dense
+                if self._consolidate(found.labels.tolist(), events, merged):
+                    changed = True
+            # The last such choice decides: one that leaves the strict start alone (no interior
+            # peak) stops the regroups an early choice may have started.
+            changed = changed or dense != self._regrouping
+            self._regrouping = dense
         if changed:
             self._now_floor = self._now
         return changed

@@ -297,6 +297,7 @@ def test_a_choice_no_better_separated_than_the_coarsest_cut_leaves_the_strict_st
     m = SpaceMemory("s", cfg)
     out = [m.learn_one(f"e{i}", v, 1000.0 + i) for i, v in enumerate(x)]
     assert m.threshold < cfg.calibration_start and not out[255].merged
+    assert not m.space_state()["regrouping"]  # nor does it regroup later
 
 
 def test_before_its_sample_is_full_a_space_does_not_choose_on_a_handful_of_records():
@@ -561,3 +562,28 @@ def test_after_its_choice_a_space_consolidates_again_while_its_sample_holds_ever
 
 def key(r) -> tuple:
     return (r.pattern_id, r.new, r.event, r.merged, r.space_changed, r.similarity)
+
+
+def test_the_last_choice_over_every_record_decides_whether_the_space_regroups(monkeypatch):
+    # An early choice (64 records) with an interior peak consolidates by HDBSCAN's groups and so
+    # starts regrouping; the full choice (256) finds only a falling curve (no interior peak), leaves
+    # the strict start alone, and stops the regroups: none is due after it.
+    import streams.core.patterns.space_memory as space_memory
+    from streams.core.patterns.calibration import Selection
+
+    def chosen(g, peak_share, grid=GRID):
+        peak = g.shape[0] < 256
+        return Selection(0.6, 0.9, 3, 0.2 if peak else 0.0, np.zeros(g.shape[0], dtype=np.int64))
+
+    monkeypatch.setattr(space_memory, "select", chosen)
+    regroups = []
+    monkeypatch.setattr(SpaceMemory, "_regroup", lambda self, events, merged: regroups.append(self._n) or False)
+    x, _ = groups_stream(6, 400, 32, 0.9, seed=9)
+    m = SpaceMemory("s", CAL)
+    states = []
+    for i, v in enumerate(x):
+        r = m.learn_one(f"e{i}", v, 1000.0 + i)
+        states.append((m.space_state()["regrouping"], r.space_changed))
+    assert states[32 - 1][0] and states[255 - 1][0]  # from the early choice on
+    assert not states[256 - 1][0] and states[256 - 1][1]  # the full choice stopped it, a change of state
+    assert regroups == []  # none was due before 256, and none after
