@@ -7,6 +7,7 @@ table restored from its changelog must give the same matches as the table that w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 import orjson
@@ -16,6 +17,7 @@ from schemas.validation import ValidationResult
 from schemas.vectors import decode_vector, encode_vector
 
 STATE_VERSION = 3
+T = TypeVar("T")
 
 
 class StateCorrupt(ValueError):
@@ -76,13 +78,8 @@ class SpaceState:
 
     @classmethod
     def decode(cls, raw: bytes) -> "SpaceState":
-        try:
-            d = decode_json(raw)
-            if d.get("sv") != STATE_VERSION:
-                raise StateCorrupt("unknown space state version")
-            return cls(space=d["space"], pages=int(d["pages"]), core=_arrays_in(d["core"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StateCorrupt(f"unreadable space state: {exc}") from exc
+        return _decode_state(raw, "space state", lambda d: cls(
+            space=d["space"], pages=int(d["pages"]), core=_arrays_in(d["core"])))
 
 
 @dataclass(frozen=True)
@@ -96,21 +93,22 @@ class PatternPage:
 
     @classmethod
     def decode(cls, raw: bytes) -> "PatternPage":
-        d = _decode_state(raw, "pattern page")
-        try:
-            return cls(pattern_ids=tuple(str(i) for i in d["ids"]))
-        except (KeyError, TypeError) as exc:
-            raise StateCorrupt(f"unreadable pattern page: {exc}") from exc
+        return _decode_state(raw, "pattern page", lambda d: cls(pattern_ids=tuple(str(i) for i in d["ids"])))
 
 
-def _decode_state(raw: bytes, what: str) -> dict:
+def _decode_state(raw: bytes, what: str, build: Callable[[dict], T]) -> T:
+    """``build`` over the decoded state record: a missing or malformed field, like bytes that are
+    not JSON, is a StateCorrupt that names ``what``."""
     try:
         d = decode_json(raw)
     except ValueError as exc:
         raise StateCorrupt(f"unreadable {what}: {exc}") from exc
     if not isinstance(d, dict) or d.get("sv") != STATE_VERSION:
         raise StateCorrupt(f"unknown {what} version")
-    return d
+    try:
+        return build(d)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateCorrupt(f"unreadable {what}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -133,12 +131,9 @@ class OptimizationState:
 
     @classmethod
     def decode(cls, raw: bytes) -> "OptimizationState":
-        d = _decode_state(raw, "optimization state")
-        try:
-            return cls(memory=d["memory"], published=d["published"],
-                       dependents=tuple((str(p), str(m)) for p, m in d.get("dependents", ())))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StateCorrupt(f"unreadable optimization state: {exc}") from exc
+        return _decode_state(raw, "optimization state", lambda d: cls(
+            memory=d["memory"], published=d["published"],
+            dependents=tuple((str(p), str(m)) for p, m in d.get("dependents", ()))))
 
 
 @dataclass(frozen=True)
@@ -155,11 +150,8 @@ class OptimizationIndex:
 
     @classmethod
     def decode(cls, raw: bytes) -> "OptimizationIndex":
-        d = _decode_state(raw, "optimization index")
-        try:
-            return cls(entries={(p, m): float(ts) for p, m, ts in d["entries"]})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StateCorrupt(f"unreadable optimization index: {exc}") from exc
+        return _decode_state(raw, "optimization index", lambda d: cls(
+            entries={(p, m): float(ts) for p, m, ts in d["entries"]}))
 
 
 @dataclass(frozen=True)
@@ -186,14 +178,11 @@ class RecentRecognition:
 
     @classmethod
     def decode(cls, raw: bytes) -> "RecentRecognition":
-        d = _decode_state(raw, "recent recognition")
-        try:
-            return cls(event_id=d["event_id"], pattern_id=d["pattern_id"], similarity=float(d["similarity"]),
-                       confidence=float(d["confidence"]), new=bool(d["new"]), offset=int(d["offset"]),
-                       changed=tuple((str(p), str(e)) for p, e in d.get("changed", ())),
-                       removed=tuple(str(p) for p in d.get("removed", ())))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StateCorrupt(f"unreadable recent recognition: {exc}") from exc
+        return _decode_state(raw, "recent recognition", lambda d: cls(
+            event_id=d["event_id"], pattern_id=d["pattern_id"], similarity=float(d["similarity"]),
+            confidence=float(d["confidence"]), new=bool(d["new"]), offset=int(d["offset"]),
+            changed=tuple((str(p), str(e)) for p, e in d.get("changed", ())),
+            removed=tuple(str(p) for p in d.get("removed", ()))))
 
 
 @dataclass(frozen=True)
@@ -213,12 +202,9 @@ class RecentInteraction:
 
     @classmethod
     def decode(cls, raw: bytes) -> "RecentInteraction":
-        d = _decode_state(raw, "recent interaction")
-        try:
-            return cls(interaction_id=d["interaction_id"], pattern_id=d["pattern_id"], offset=int(d["offset"]),
-                       optimizations=tuple(d["optimizations"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StateCorrupt(f"unreadable recent interaction: {exc}") from exc
+        return _decode_state(raw, "recent interaction", lambda d: cls(
+            interaction_id=d["interaction_id"], pattern_id=d["pattern_id"], offset=int(d["offset"]),
+            optimizations=tuple(d["optimizations"])))
 
 
 @dataclass(frozen=True)
@@ -242,12 +228,9 @@ class JournalEntry:
 
     @classmethod
     def decode(cls, raw: bytes) -> "JournalEntry":
-        d = _decode_state(raw, "journal entry")
-        try:
-            return cls(applied={str(k): int(v) for k, v in d["applied"].items()}, writes=_writes_in(d["writes"]),
-                       parts=int(d.get("parts", 0)), slot=int(d.get("slot", 0)))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StateCorrupt(f"unreadable journal entry: {exc}") from exc
+        return _decode_state(raw, "journal entry", lambda d: cls(
+            applied={str(k): int(v) for k, v in d["applied"].items()}, writes=_writes_in(d["writes"]),
+            parts=int(d.get("parts", 0)), slot=int(d.get("slot", 0))))
 
 
 @dataclass(frozen=True)
@@ -261,11 +244,7 @@ class JournalPart:
 
     @classmethod
     def decode(cls, raw: bytes) -> "JournalPart":
-        d = _decode_state(raw, "journal part")
-        try:
-            return cls(writes=_writes_in(d["writes"]))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StateCorrupt(f"unreadable journal part: {exc}") from exc
+        return _decode_state(raw, "journal part", lambda d: cls(writes=_writes_in(d["writes"])))
 
 
 def _writes_out(writes) -> list:
