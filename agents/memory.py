@@ -340,7 +340,8 @@ class MemoryProcessor:
         then the acknowledgements of its records (streams.state.checkpoint)."""
         runtime = self.runtime
         uncommitted = self._uncommitted[space]
-        await runtime.checkpoint.commit((space,), lambda _: _in_partition_of(uncommitted.event))
+        _in_partition_of(uncommitted.event)  # the space's writes go to its partition's database and changelog
+        await runtime.checkpoint.commit(space)
         await uncommitted.patterns.send(runtime.emit)  # each pattern changed, once, in its newest state
         del self._uncommitted[space]
         await self._ack(uncommitted.records)

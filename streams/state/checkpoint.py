@@ -22,7 +22,7 @@ was not acknowledged: after a crash it is delivered again and applied again, to 
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -86,15 +86,11 @@ class Checkpoint:
         """Whether any space holds writes that are not committed."""
         return bool(self.journal.held_spaces)
 
-    async def commit(self, spaces: Iterable[str] | None = None,
-                     in_partition: Callable[[str], None] = lambda space: None) -> None:
-        """The held writes of `spaces` (None: every space) to the table and its changelog, then the
-        changelog to the producer, in order. `in_partition(space)` makes a record of the space
-        current first: the table writes to the database and changelog partition of the current
-        record's."""
-        for space in self.journal.held_spaces if spaces is None else spaces:
-            in_partition(space)
-            self.journal.commit(space)
+    async def commit(self, space: str) -> None:
+        """The space's held writes to the table and its changelog, then the changelog to the
+        producer, in order. The table writes to the database and changelog partition of the current
+        record's: the caller makes one of the space's records current first."""
+        self.journal.commit(space)
         await self.flush()
 
     async def flush(self) -> None:

@@ -11,6 +11,7 @@ from unittest.mock import MagicMock
 
 import numpy as np
 
+import agents.memory
 from agents.memory import FEATURES, MemoryProcessor, Uncommitted
 from streams.core.patterns import Pattern
 from streams.core.sequence import Held
@@ -71,18 +72,22 @@ def apply_one(proc, checkpoint, offset: int, space: str = "s") -> Held:
     return held
 
 
-def test_a_commit_writes_the_state_then_sends_the_pattern_events_then_acknowledges():
+def test_a_commit_writes_the_state_then_sends_the_pattern_events_then_acknowledges(monkeypatch):
     table: dict = {}
     log: list = []
     proc, checkpoint, _ = processor(table, log)
+    current: list = []  # the table writes to the database and changelog of the current event's partition
+    monkeypatch.setattr(agents.memory, "set_current_event", lambda event: current.append((event, len(table))))
     for offset in range(3):
         apply_one(proc, checkpoint, offset)
     apply_one(proc, checkpoint, 3, space="t")
     proc._uncommitted["t"].since = time.monotonic()  # not due yet
     assert table == {} and log == []
+    s_event = proc._uncommitted["s"].event
     asyncio.run(proc._commit_due())
     written = len(table)
     assert written == 4 and JOURNAL_PREFIX + "s" in table and checkpoint.held
+    assert current == [(s_event, 0)], "one of the space's records was made current before its writes"
     assert log == [("send", "patterns", "s/a", written)] + [("ack", f"event{n}", written) for n in range(3)], \
         "one pattern event for three updates, after the state; then the acknowledgements"
     assert list(proc._uncommitted) == ["t"]

@@ -41,7 +41,7 @@ def test_commit_writes_the_journal_entry_then_the_writes_with_the_newest_offset_
         cp.journal["a"] = b"2"
         cp.journal["b"] = b"3"
         tx.applied("audio-features", 5)
-    asyncio.run(cp.commit())
+    asyncio.run(cp.commit("s"))
     assert list(table) == [JOURNAL_PREFIX + "s", "a", "b"]  # the journal entry first
     entry = JournalEntry.decode(table[JOURNAL_PREFIX + "s"])
     assert dict(entry.applied) == {"audio-features": 5, "interactions": 9}
@@ -50,23 +50,24 @@ def test_commit_writes_the_journal_entry_then_the_writes_with_the_newest_offset_
     assert [c.invalidated for c in caches] == [0, 0]
 
 
-def test_commit_makes_each_space_current_before_its_writes():
+def test_a_commit_writes_its_own_space_only():
     table: dict = {}
     cp, _ = checkpoint(table)
     for space in ("s", "t"):
         with cp.transaction(space) as tx:
             cp.journal[space] = b"1"
             tx.applied("audio-features", 0)
-    current = []
-    asyncio.run(cp.commit(in_partition=lambda space: current.append((space, len(table)))))
-    assert current == [("s", 0), ("t", 2)]
+    asyncio.run(cp.commit("s"))
+    assert set(table) == {JOURNAL_PREFIX + "s", "s"} and cp.held
+    asyncio.run(cp.commit("t"))
+    assert table["s"] == table["t"] == b"1" and not cp.held
     with cp.transaction("s") as tx:
         cp.journal["s"] = b"2"
         tx.applied("audio-features", 1)
     with cp.transaction("t") as tx:
         cp.journal["t"] = b"2"
         tx.applied("audio-features", 1)
-    asyncio.run(cp.commit(["t"]))  # one space: the other's writes stay held
+    asyncio.run(cp.commit("t"))  # one space: the other's writes stay held
     assert table["t"] == b"2" and table["s"] == b"1" and cp.journal["s"] == b"2" and cp.held
 
 
@@ -97,7 +98,7 @@ def test_a_failure_drops_its_own_writes_only_and_the_caches():
             tx.applied("audio-features", 1)
             1 / 0
     assert cp.journal["a"] == b"0" and cp.journal["b"] == b"1"
-    asyncio.run(cp.commit())
+    asyncio.run(cp.commit("s"))
     assert table == {"a": b"0", "b": b"1", JOURNAL_PREFIX + "s": table[JOURNAL_PREFIX + "s"]}
     assert [c.invalidated for c in caches] == [1, 1]
     with pytest.raises(RuntimeError):  # and the transaction is closed
@@ -119,7 +120,7 @@ def test_repair_restores_a_cut_record_once_and_drops_the_caches_only_then():
         cp.journal["a"] = b"1"
         cp.journal["b"] = b"2"
         tx.applied("audio-features", 0)
-    asyncio.run(cp.commit())
+    asyncio.run(cp.commit("s"))
     del table["b"]  # a crash cut the record's writes after the journal entry and "a"
     cp2, caches2 = checkpoint(table)
     with cp2.transaction("s"):
