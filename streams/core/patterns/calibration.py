@@ -63,7 +63,8 @@ Regrouping. A group's records keep arriving after the choice, and at the chosen 
 far from its group's centroid (another sound mixed in, a loud noise) starts a pattern of its own.
 So a space that took HDBSCAN's groups at its choice consolidates again every ``regroup`` (32)
 records until its sample is full, on the grown sample: a group that had two copies at the choice
-has four or five by then, dense enough to be found. On the 30 recorded and real streams of
+has four or five by then, dense enough to be found. A regroup reads the records as they came, not
+centred by mu (space_memory's ``_regroup`` says why and what it gained). On the 30 recorded and real streams of
 ``benchmarks/quality.py`` (380-500 records each) the mean ARI rose from 0.464 to 0.491, and from 20
 to 25 of them came within 0.02 of offline HDBSCAN over the whole stream; no stream lost more than
 0.002 (the choice of 2 or 3 alone: one stream, +0.066). A regroup costs ~10-20 ms at 512 records

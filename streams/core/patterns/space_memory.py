@@ -1258,8 +1258,19 @@ class SpaceMemory:
         the patterns they went to are one group. Only in a space whose full choice took HDBSCAN's
         groups: where the leader consensus separated the sample clearly better, the groups are large
         and evenly spread, HDBSCAN finds sub-groups of them or lumps neighbours, and the choice left
-        them whole already. The threshold stays."""
-        g = self._sample_gram()
+        them whole already. The threshold stays.
+
+        HDBSCAN sees the records here as they came, unit rows not centred by mu. Centring spreads
+        the similarities of a space whose records share a large component, so that one threshold
+        can cut it; density needs no such help, since each record's core distance sets its own
+        scale, and centring also magnifies what a copy does not share with its source (noise,
+        another sound mixed in). Measured on the benchmark's 30 recorded and real streams, in 4
+        orders other than its own, against the same regroups on centred rows: mean ARI 0.467 ->
+        0.473, up by more than 0.01 on 10 streams and down by more than 0.01 on one (recorded oxygen
+        resemblyzer, -0.015); in the benchmark's order 0.495 -> 0.499. The full choice keeps
+        the centred rows: there HDBSCAN's groups are weighed against the leader rule's at the
+        threshold, which lives in the centred geometry, and the unit rows scored lower."""
+        g = gram(np.stack(self._sample))
         if not self._consolidate(dense_groups(g, self.cfg.calibration_min_cluster).tolist(), events, merged):
             return False
         self._now_floor = self._now

@@ -76,15 +76,16 @@ def test_two_groups_on_a_circle_with_a_gap_split_at_the_gap():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_it_is_scikit_learns_hdbscan_on_the_same_distances(seed):
-    # The reference: scikit-learn (a benchmark-only dependency) with min_samples = min_cluster_size.
-    # With two records per group at least, tie-breaking never mattered on the benchmark's samples;
-    # with more, equal mutual reachability distances may be linked in another order.
+    # The reference: scikit-learn (a benchmark-only dependency) with min_samples = min_cluster_size,
+    # on the Euclidean distance between the unit rows (its default metric): the chord, whose inverse
+    # weighs the stabilities. With two records per group at least, tie-breaking never mattered on
+    # these samples; with more, equal mutual reachability distances may be linked in another order.
     cluster = pytest.importorskip("sklearn.cluster")
     rng = np.random.default_rng(seed)
     k = int(rng.integers(5, 40))
     x = rng.normal(size=(k, 20))[rng.integers(k, size=200)] + rng.uniform(0.3, 1.5) * rng.normal(size=(200, 20))
     g = gram(unit_rows(x))
-    d = np.maximum(1.0 - g / 2.0**20, 0.0)
+    d = np.sqrt(np.maximum(2.0 * (1.0 - g / 2.0**20), 0.0))
     np.fill_diagonal(d, 0.0)
     theirs = cluster.HDBSCAN(min_cluster_size=2, metric="precomputed", copy=True).fit_predict(d)
     theirs = np.where(theirs < 0, -1 - np.arange(len(theirs)), theirs)  # noise: alone
