@@ -43,7 +43,7 @@ class PatternConfig:
     calibration_warmup: int = 256  # records before the space's full choice (at most calibration_sample)
     calibration_regroup: int = 32  # records between consolidations after it, while the sample holds every record
     calibration_interval: int = 32768  # records between later choices, over the reservoir (~0.1 s each)
-    calibration_peak_share: float = 0.85  # the finest silhouette peak within this share of the best
+    calibration_peak_share: float = 0.8  # the finest silhouette peak within this share of the best
     calibration_clear: float = 0.6  # best silhouette that lets a space choose before its sample is full
     calibration_passes: int = 17  # orders of the sample whose consensus may consolidate the warm-up (1: stream order)
     # HDBSCAN's smallest group when the warm-up is consolidated (hdbscan.py): each size is tried, and
