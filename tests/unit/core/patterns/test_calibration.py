@@ -560,6 +560,37 @@ def test_after_its_choice_a_space_consolidates_again_while_its_sample_holds_ever
     assert rest == out[cut:]
 
 
+def test_a_regroup_reads_the_records_as_they_came_and_the_choice_reads_them_centred(monkeypatch):
+    # Density needs no spreading (_regroup's docstring): a regroup's HDBSCAN gets the Gram matrix of
+    # the sample's unit rows; the full choice weighs HDBSCAN against the leader rule at a threshold
+    # of the centred geometry, so it gets the centred one. The stream's groups share a large
+    # component, so the two matrices differ.
+    import streams.core.patterns.space_memory as sm
+
+    seen = []
+    real_dense, real_groups = sm.dense_groups, sm.groups
+    monkeypatch.setattr(sm, "dense_groups", lambda g, *a: seen.append(("regroup", m._n, g)) or real_dense(g, *a))
+    monkeypatch.setattr(sm, "groups", lambda g, *a: seen.append(("choice", m._n, g)) or real_groups(g, *a))
+    cfg = PatternConfig(match_threshold=None, calibration_clear=1.0, calibration_warmup=96,
+                        calibration_sample=192, calibration_regroup=16)
+    x = small_groups_of_varied_spread(40, 5, 32, seed=1, spread_range=(0.5, 1.2))
+    x = x + 3.0 * np.ones(x.shape[1]) / math.sqrt(x.shape[1])  # a component every record shares
+    m = SpaceMemory("s", cfg)
+    calls = []
+    for i, v in enumerate(x):
+        m.learn_one(f"e{i}", v, 1000.0 + i)
+        while seen:
+            what, n, g = seen.pop()
+            calls.append(what)
+            assert n == i + 1
+            raw = gram(np.stack(m.calibration_sample()))
+            if what == "regroup":
+                assert n in range(112, 193, 16) and np.array_equal(g, raw)
+            else:
+                assert n == 96 and not np.array_equal(g, raw) and np.array_equal(g, m._sample_gram())
+    assert calls.count("choice") == 1 and calls.count("regroup") == 6
+
+
 def key(r) -> tuple:
     return (r.pattern_id, r.new, r.event, r.merged, r.space_changed, r.similarity)
 
