@@ -49,6 +49,7 @@ class PatternConfig:
     # HDBSCAN's smallest group when the warm-up is consolidated (hdbscan.py): each size is tried, and
     # the one whose groups separate the sample better is taken (calibration.dense_groups)
     calibration_min_cluster: tuple[int, ...] = (2, 3)
+    calibration_regroup_min_cluster: int = 3  # a regroup's smallest group (calibration.fine_groups)
     calibration_merge_ratio: float = 0.125  # calibrated merge threshold: 1 - ratio * (1 - t)
     calibration_band_ratio: float = 0.25  # calibrated related band: ratio * (1 - t)
 
@@ -61,8 +62,10 @@ class PatternConfig:
             raise ValueError("calibration_sample must be >= 4, calibration_interval and calibration_passes >= 1")
         if not 4 <= self.calibration_warmup <= self.calibration_sample or self.calibration_regroup < 1:
             raise ValueError("calibration_warmup must be in [4, calibration_sample], calibration_regroup >= 1")
-        if not self.calibration_min_cluster or min(self.calibration_min_cluster) < 2:
-            raise ValueError("calibration_min_cluster must be one or more sizes >= 2")
+        if not self.calibration_min_cluster or min(self.calibration_min_cluster) < 2 \
+                or self.calibration_regroup_min_cluster < 2:
+            raise ValueError("calibration_min_cluster must be one or more sizes >= 2, "
+                             "calibration_regroup_min_cluster >= 2")
         if not (0.0 < self.calibration_peak_share <= 1.0 and -1.0 <= self.calibration_clear <= 1.0):
             raise ValueError("calibration_peak_share must be in (0, 1] and calibration_clear in [-1, 1]")
         if not (0.0 <= self.calibration_merge_ratio <= 1.0 and 0.0 <= self.calibration_band_ratio <= 2.0):

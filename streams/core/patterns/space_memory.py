@@ -287,7 +287,7 @@ from streams.core.patterns.arithmetic import (
 )
 from streams.core.patterns.calibration import (
     SAME_SCORE,
-    dense_groups,
+    fine_groups,
     derived_band,
     derived_merge,
     gram,
@@ -1269,9 +1269,10 @@ class SpaceMemory:
         0.473, up by more than 0.01 on 10 streams and down by more than 0.01 on one (recorded oxygen
         resemblyzer, -0.015); in the benchmark's order 0.495 -> 0.499. The full choice keeps
         the centred rows: there HDBSCAN's groups are weighed against the leader rule's at the
-        threshold, which lives in the centred geometry, and the unit rows scored lower."""
+        threshold, which lives in the centred geometry, and the unit rows scored lower. The groups
+        are HDBSCAN's finest (:func:`calibration.fine_groups` says why and what they gained)."""
         g = gram(np.stack(self._sample))
-        if not self._consolidate(dense_groups(g, self.cfg.calibration_min_cluster).tolist(), events, merged):
+        if not self._consolidate(fine_groups(g, self.cfg.calibration_regroup_min_cluster).tolist(), events, merged):
             return False
         self._now_floor = self._now
         return True

@@ -568,8 +568,8 @@ def test_a_regroup_reads_the_records_as_they_came_and_the_choice_reads_them_cent
     import streams.core.patterns.space_memory as sm
 
     seen = []
-    real_dense, real_groups = sm.dense_groups, sm.groups
-    monkeypatch.setattr(sm, "dense_groups", lambda g, *a: seen.append(("regroup", m._n, g)) or real_dense(g, *a))
+    real_fine, real_groups = sm.fine_groups, sm.groups
+    monkeypatch.setattr(sm, "fine_groups", lambda g, *a: seen.append(("regroup", m._n, g)) or real_fine(g, *a))
     monkeypatch.setattr(sm, "groups", lambda g, *a: seen.append(("choice", m._n, g)) or real_groups(g, *a))
     cfg = PatternConfig(match_threshold=None, calibration_clear=1.0, calibration_warmup=96,
                         calibration_sample=192, calibration_regroup=16)

@@ -90,3 +90,36 @@ def test_it_is_scikit_learns_hdbscan_on_the_same_distances(seed):
     theirs = cluster.HDBSCAN(min_cluster_size=2, metric="precomputed", copy=True).fit_predict(d)
     theirs = np.where(theirs < 0, -1 - np.arange(len(theirs)), theirs)  # noise: alone
     assert partition(hdbscan(g, 2)) == partition(theirs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_min_samples_apart_and_leaf_clusters_are_scikit_learns(seed):
+    # A regroup's setting (calibration.fine_groups): groups of 3 records or more, core distances at
+    # the nearest neighbour, the condensed tree's leaves. Same reference as above.
+    cluster = pytest.importorskip("sklearn.cluster")
+    rng = np.random.default_rng(100 + seed)
+    k = int(rng.integers(5, 40))
+    x = rng.normal(size=(k, 20))[rng.integers(k, size=200)] + rng.uniform(0.3, 1.5) * rng.normal(size=(200, 20))
+    g = gram(unit_rows(x))
+    d = np.sqrt(np.maximum(2.0 * (1.0 - g / 2.0**20), 0.0))
+    np.fill_diagonal(d, 0.0)
+    for method in ("eom", "leaf"):
+        theirs = cluster.HDBSCAN(min_cluster_size=3, min_samples=2, metric="precomputed", copy=True,
+                                 cluster_selection_method=method).fit_predict(d)
+        theirs = np.where(theirs < 0, -1 - np.arange(len(theirs)), theirs)
+        assert partition(hdbscan(g, 3, min_samples=2, leaves=method == "leaf")) == partition(theirs)
+
+
+def test_leaves_are_the_finest_groups_and_never_the_root():
+    # Arcs of a circle, a record every 2 degrees: A and B 3 degrees apart, C 60 degrees further.
+    # Excess of mass keeps A and B as one cluster (their union outlasts the two); the leaves are
+    # the three arcs. One group alone is the root, which is never a finding.
+    a = [2 * i for i in range(6)]
+    b = [a[-1] + 3 + 2 * i for i in range(6)]
+    c = [b[-1] + 60 + 2 * i for i in range(6)]
+    x = np.array([[math.cos(math.radians(t)), math.sin(math.radians(t)), 0.0] for t in a + b + c], dtype=np.float32)
+    arcs = {frozenset(range(6)), frozenset(range(6, 12)), frozenset(range(12, 18))}
+    assert partition(hdbscan(gram(x), 3, min_samples=2)) == {frozenset(range(12)), frozenset(range(12, 18))}
+    assert partition(hdbscan(gram(x), 3, min_samples=2, leaves=True)) == arcs
+    same = np.repeat(unit_rows(np.ones((1, 8))), 10, axis=0)
+    assert len(set(hdbscan(gram(same), 3, min_samples=2, leaves=True).tolist())) == 10
