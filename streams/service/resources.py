@@ -33,10 +33,6 @@ class ResourceSampler:
         m = rt.metrics
         rss = self.process.memory_info().rss
         cpu = self.process.cpu_percent(None)
-        try:
-            open_files = self.process.num_fds()
-        except (AttributeError, psutil.Error):
-            open_files = 0
         estimate = rt.store.memory_estimate_bytes()
         patterns = sum(rt.store.counts().values())
         optimizations = sum(rt.optimizations.counts().values())
