@@ -69,15 +69,15 @@ So a space that took HDBSCAN's groups at its choice consolidates again every ``r
 records until its sample is full, on the grown sample: a group that had two copies at the choice
 has four or five by then, dense enough to be found. A regroup reads the records as they came, not
 centred by mu (space_memory's ``_regroup`` says why and what it gained), and takes HDBSCAN's finest
-groups of 3 records or more (:func:`fine_groups`), one HDBSCAN with no silhouette. The figures
-that follow are of the first regroups (smallest group 2 or 3 by silhouette, excess of mass). On the 30 recorded and real streams of
-``benchmarks/quality.py`` (380-500 records each) the mean ARI rose from 0.464 to 0.491, and from 20
-to 25 of them came within 0.02 of offline HDBSCAN over the whole stream; no stream lost more than
-0.002 (the choice of 2 or 3 alone: one stream, +0.066). A regroup costs ~15 ms at 512 records of
-128-d (its Gram matrix ~4 ms, one HDBSCAN ~11 ms; the two HDBSCANs and silhouettes of the first
-regroups took ~31 ms), against ~150 ms for a full choice there, which is why it does not choose the
-threshold again. Where the consensus was taken the groups are large and evenly
-spread, and HDBSCAN on the grown sample would lump the closest of them: no regroup then.
+groups of 3 records or more (:func:`fine_groups`), one HDBSCAN with no silhouette. The first
+regroups (smallest group 2 or 3 by silhouette, excess of mass, centred rows) raised the mean ARI of
+the 30 recorded and real streams of ``benchmarks/quality.py`` (380-500 records each) from 0.464 to
+0.491, and from 20 to 25 of them came within 0.02 of offline HDBSCAN over the whole stream; no
+stream lost more than 0.002. A regroup costs ~15 ms at 512 records of 128-d (its Gram matrix ~4 ms,
+one HDBSCAN ~11 ms; the first regroups' two HDBSCANs and silhouettes took ~31 ms), against ~150 ms
+for a full choice there, which is why it does not choose the threshold again. Where the consensus
+was taken the groups are large and evenly spread, and HDBSCAN on the grown sample would lump the
+closest of them: no regroup then.
 The silhouette favours round groups, and a space follows groups that are not round through their
 members (space_memory, step 4), so the consensus has to be clearly better. Measured on the
 benchmark's streams (consensus minus HDBSCAN): at most +0.05 on 30 recorded and real streams, where

@@ -287,9 +287,9 @@ from streams.core.patterns.arithmetic import (
 )
 from streams.core.patterns.calibration import (
     SAME_SCORE,
-    fine_groups,
     derived_band,
     derived_merge,
+    fine_groups,
     gram,
     groups,
     select,
