@@ -266,6 +266,7 @@ work. BLAS should run single-threaded for products this small.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import sys
@@ -287,6 +288,7 @@ from streams.core.patterns.arithmetic import (
 )
 from streams.core.patterns.calibration import (
     SAME_SCORE,
+    dense_groups,
     derived_band,
     derived_merge,
     fine_groups,
@@ -1229,7 +1231,11 @@ class SpaceMemory:
         # handful of tight groups often show a finer peak that only splits off a group's first few.
         # It also needs a clear structure, and a cut that two neighbouring thresholds agree on: a
         # lone sharp peak in a small sample is often one group against the rest.
-        threshold, clarity, plateau, rise, cut = select(g, cfg.calibration_peak_share if final else 1.0)
+        # HDBSCAN's groups, computed at most once: they may arbitrate a finer peak (calibration.select)
+        # and consolidate the warm-up (calibration.groups).
+        hdbscans = functools.cache(lambda: dense_groups(g, cfg.calibration_min_cluster))
+        threshold, clarity, plateau, rise, cut = select(g, cfg.calibration_peak_share if final else 1.0,
+                                                        dense=hdbscans if final else None)
         if threshold is None or not (final or (clarity >= cfg.calibration_clear and plateau >= 2)):
             return False
         # Settling is space state too (it ends the early choices), even when the threshold stays.
@@ -1240,7 +1246,8 @@ class SpaceMemory:
         if self._n == len(self._sample):
             dense = False
             if rise >= SAME_SCORE:
-                found = groups(g, threshold, cfg.calibration_passes, cfg.calibration_min_cluster, cut)
+                found = groups(g, threshold, cfg.calibration_passes, cfg.calibration_min_cluster, cut,
+                               hdbscans())
                 dense = found.dense
                 if self._consolidate(found.labels.tolist(), events, merged):
                     changed = True

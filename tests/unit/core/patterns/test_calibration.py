@@ -24,6 +24,7 @@ from streams.core.patterns.calibration import (
 )
 from streams.core.patterns import PatternConfig, SpaceMemory, pattern_id_for
 from streams.core.patterns.calibration import CONSENSUS_MARGIN
+from streams.core.quality import adjusted_rand_index
 from streams.core.patterns.hdbscan import hdbscan
 
 CAL = PatternConfig(match_threshold=None)
@@ -119,6 +120,63 @@ def test_select_finds_clear_groups_and_declines_without_structure():
     z = centred_unit(groups_stream(5, 200, 48, 0.9, seed=10)[0])
     same = np.repeat(z[:1], 50, axis=0)  # one point: no candidate separates anything
     assert select(gram(same), 0.85) == (None, -1.0, 0, 0.0, None)
+
+
+def words_of_voices(voices: int, words: int, copies: int, dim: int, seed: int, word_spread: float,
+                    copy_spread: float) -> tuple[np.ndarray, np.ndarray]:
+    # Like one speaker's words as spectral statistics: each voice a lump, in it words that differ a
+    # little, each word in a few near copies.
+    rng = np.random.default_rng(seed)
+    voice = rng.normal(size=(voices, dim))
+    word = voice[np.repeat(np.arange(voices), words)] + word_spread * rng.normal(size=(voices * words, dim))
+    labels = np.repeat(np.arange(voices * words), copies)
+    x = word[labels] + copy_spread * rng.normal(size=(len(labels), dim))
+    order = rng.permutation(len(x))
+    return x[order], labels[order]
+
+
+def test_hdbscans_groups_arbitrate_a_finer_peak_that_the_silhouette_ranks_low():
+    # 7 voices of 8 words in 5 copies: the silhouette ranks the voices first and the words' finer
+    # peak below the peak share; HDBSCAN finds the words, and the finer peak's cut agrees with them.
+    x, words = words_of_voices(7, 8, 5, 64, seed=694, word_spread=0.435, copy_spread=0.277)
+    g = gram(centred_unit(x))
+    dense = dense_groups(g, (2, 3))
+    assert adjusted_rand_index(words.tolist(), dense.tolist()) > 0.95
+    alone = select(g, 0.8)
+    assert alone.threshold == 0.7 and adjusted_rand_index(words.tolist(), alone.labels.tolist()) < 0.3
+    asked = []
+    arbitrated = select(g, 0.8, dense=lambda: asked.append(1) or dense)
+    assert arbitrated.threshold == 0.9 and asked == [1]
+    assert (arbitrated.labels == leader(g, 0.9)).all()
+    assert adjusted_rand_index(words.tolist(), arbitrated.labels.tolist()) > 0.95
+    # A reference that agrees with the chosen cut keeps it: a finer peak has to agree better, by
+    # more than FINER_MARGIN.
+    assert select(g, 0.8, dense=lambda: alone.labels).threshold == 0.7
+    # Without a finer peak, the reference is not asked for (two HDBSCANs saved): groups so tight
+    # that the finest threshold of the grid still cuts them apart and whole.
+    y, _ = groups_stream(5, 200, 48, 0.995, seed=10)
+    assert select(gram(centred_unit(y)), 0.8, dense=lambda: asked.append(2) or dense).clarity > 0.9
+    assert asked == [1]
+
+
+def test_only_a_full_choice_is_arbitrated_and_it_runs_hdbscan_once(monkeypatch):
+    # An early choice takes the best cut of a small sample and never a finer one; the full choice
+    # hands select HDBSCAN's groups lazily, and the warm-up's consolidation reuses them.
+    import streams.core.patterns.space_memory as sm
+
+    real_select, real_dense = sm.select, sm.dense_groups
+    calls = []
+    monkeypatch.setattr(sm, "select", lambda g, share, grid=GRID, dense=None: calls.append(
+        ("select", g.shape[0], share, dense is not None)) or real_select(g, share, grid, dense))
+    monkeypatch.setattr(sm, "dense_groups", lambda g, *a: calls.append(("hdbscan", g.shape[0])) or real_dense(g, *a))
+    x, _ = words_of_voices(7, 8, 5, 64, seed=694, word_spread=0.435, copy_spread=0.277)
+    x = x + 2.0 * np.ones(x.shape[1]) / math.sqrt(x.shape[1])
+    m = SpaceMemory("s", CAL)
+    learn(m, x[:256])
+    selects = [c for c in calls if c[0] == "select"]
+    assert selects and all(not arbitrated for _, n, _, arbitrated in selects if n < 256)
+    assert selects[-1] == ("select", 256, CAL.calibration_peak_share, True)
+    assert calls.count(("hdbscan", 256)) <= 1 and all(c[1] == 256 for c in calls if c[0] == "hdbscan")
 
 
 def test_the_orders_are_permutations_that_start_at_different_records():
@@ -602,7 +660,7 @@ def test_the_last_choice_over_every_record_decides_whether_the_space_regroups(mo
     import streams.core.patterns.space_memory as space_memory
     from streams.core.patterns.calibration import Selection
 
-    def chosen(g, peak_share, grid=GRID):
+    def chosen(g, peak_share, grid=GRID, dense=None):
         peak = g.shape[0] < 256
         return Selection(0.6, 0.9, 3, 0.2 if peak else 0.0, np.zeros(g.shape[0], dtype=np.int64))
 
