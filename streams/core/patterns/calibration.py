@@ -44,10 +44,11 @@ selection instead, as one picks ``k`` for k-means):
    agreement gains of 0.053-0.54, and in one order of real mixed log-mel, seed 8 (gain 0.32; ARI
    0.300 -> 0.309). The gains it declined were 0.0-0.014: generated audio in one order, where
    taking it would have cost ARI 0.71 -> 0.65, and standardized speech log-mel in the benchmark's
-   order (0.0099). Speech
-   log-mel rose 0.025 -> 0.088 in the benchmark's order and 0.023 -> 0.078 over 4 others, speech
-   MFCC 0.050 -> 0.083 and standardized speech log-mel 0.022 -> 0.048 over the 4; no other stream
-   moved in any order. An early choice is not arbitrated: it takes the best cut (When, below).
+   order (0.0099). Speech log-mel rose 0.025 -> 0.088 in the benchmark's order and 0.023 -> 0.078
+   over 4 others, speech MFCC 0.050 -> 0.083 and standardized speech log-mel 0.022 -> 0.048 over
+   the 4; no other stream moved in any order. It costs ~5-7 ms once per full choice at 256 records
+   (two HDBSCANs, which the warm-up's consolidation then reuses). An early choice is not
+   arbitrated: it takes the best cut (When, below).
 
 When. Records before the first choice are learned at ``calibration_start``, strict on purpose: a
 record that starts a pattern it should have joined can be merged later (the absorbed id resolves to
@@ -431,7 +432,7 @@ def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID,
     top = max(peaks)
     if dense is not None:
         finer = _finer_peak(cuts, curve, top, dense)
-        if finer != top:
+        if finer != top:  # plateau 1: only early choices ask for it, and they are not arbitrated
             return Selection(grid[finer], best, 1, curve[finer] - curve[0], cuts[finer])
     # Neighbours with the very same score cut the sample the same way: take the middle of such a
     # plateau, the threshold with the most room on both sides, not its edge; the finer of two

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from streams.core.patterns.calibration import (
     GRID,
@@ -428,6 +428,9 @@ def test_the_sample_fills_then_keeps_its_size_as_a_deterministic_reservoir():
 
 @settings(max_examples=12, deadline=None)
 @given(st.integers(2, 7), st.integers(0, 10_000), st.floats(0.88, 0.97))
+# Found by hypothesis: group 2's first record joined, through a member at t^2 (0.25), the lone
+# record that group 4's first record had left at the strict start.
+@example(6, 1224, 0.90625)
 def test_property_groups_far_apart_give_one_pattern_each_and_replays_agree(k, seed, kappa):
     x, labels = groups_stream(k, 300, 48, kappa, seed=seed)
     a, b = SpaceMemory("s", CAL), SpaceMemory("s", CAL)
