@@ -159,7 +159,10 @@ async def drain(settings: Settings, topic: str, n: int, start, profile: Path | N
     spy = None
     if profile is not None and py_spy:
         spy = await asyncio.create_subprocess_exec(
-            py_spy, "record", "--nonblocking",
+            # --function: a frame's line is its function's first, not the current one. Reading the
+            # current line from a running process's line table is what makes py-spy 0.4.0 panic
+            # (benfred/py-spy#653, #735: seen in 2 of 3 runs here), and the summary drops lines anyway.
+            py_spy, "record", "--nonblocking", "--function",
             "--rate", "100", "--format", "raw", "--output", str(profile), "--pid", str(pid),
             stdout=asyncio.subprocess.DEVNULL, stderr=profile.with_suffix(".log").open("wb"))
     try:
@@ -211,7 +214,7 @@ def summarize_profile(path: Path, top: int = 25) -> dict:
     if not total:
         return {"error": (log.read_text().strip().splitlines() or ["py-spy wrote nothing"])[-1] if log.exists() else "no profile"}
     return {
-        "sampler": "py-spy record --nonblocking --rate 100, the worker process from its first output to its last",
+        "sampler": "py-spy record --nonblocking --function --rate 100, the worker process from its first output to its last",
         "stacks": "benchmarks/results/throughput_profile.collapsed.gz (collapsed stacks: flamegraph.pl, speedscope)",
         "samples": total,
         "self_share_by_area": {k: share(v) for k, v in areas.most_common()},
