@@ -14,6 +14,7 @@ import faust
 
 from schemas.records import BreakerState, ValidationLimits
 from streams.core.patterns import PatternConfig
+from streams.core.patterns.calibration import load_kernels
 from streams.core.resilience.breaker import wire_state
 from streams.core.resilience.health import HealthTracker
 from streams.core.resilience.limits import Limits
@@ -186,6 +187,8 @@ def create_runtime(settings: Settings) -> Runtime:
         return app.Table(name, default=None, partitions=settings.partitions,
                          key_type=bytes, value_type=bytes, options=rocksdb_options(settings))
 
+    # Before the first record: a space's first choice would otherwise load (or compile) them.
+    load_kernels()
     pattern_cfg = PatternConfig(
         match_threshold=settings.match_threshold,
         max_patterns=settings.max_patterns,

@@ -46,7 +46,7 @@ selection instead, as one picks ``k`` for k-means):
    taking it would have cost ARI 0.71 -> 0.65, and standardized speech log-mel in the benchmark's
    order (0.0099). Speech log-mel rose 0.025 -> 0.088 in the benchmark's order and 0.023 -> 0.078
    over 4 others, speech MFCC 0.050 -> 0.083 and standardized speech log-mel 0.022 -> 0.048 over
-   the 4; no other stream moved in any order. It costs ~5-7 ms once per full choice at 256 records
+   the 4; no other stream moved in any order. It costs ~3-6 ms once per full choice at 256 records
    (two HDBSCANs, which the warm-up's consolidation then reuses). An early choice is not
    arbitrated: it takes the best cut (When, below).
 
@@ -90,9 +90,9 @@ groups of 3 records or more (:func:`fine_groups`), one HDBSCAN with no silhouett
 regroups (smallest group 2 or 3 by silhouette, excess of mass, centred rows) raised the mean ARI of
 the 30 recorded and real streams of ``benchmarks/quality.py`` (380-500 records each) from 0.464 to
 0.491, and from 20 to 25 of them came within 0.02 of offline HDBSCAN over the whole stream; no
-stream lost more than 0.002. A regroup costs ~15 ms at 512 records of 128-d (its Gram matrix ~4 ms,
-one HDBSCAN ~11 ms; the first regroups' two HDBSCANs and silhouettes took ~31 ms), against ~150 ms
-for a full choice there, which is why it does not choose the threshold again. Where the consensus
+stream lost more than 0.002. A regroup costs ~4-15 ms at 288-512 records of 128-d (its Gram matrix and
+one HDBSCAN), against ~8-40 ms for a full choice over 500 records (~50-140 ms before its loops were
+compiled, streams.core.patterns.compiled), which is why it does not choose the threshold again. Where the consensus
 was taken the groups are large and evenly spread, and HDBSCAN on the grown sample would lump the
 closest of them: no regroup then.
 The silhouette favours round groups, and a space follows groups that are not round through their
@@ -125,11 +125,12 @@ from typing import NamedTuple
 import numpy as np
 
 from streams.core.patterns.arithmetic import GRAM_SHIFT
+from streams.core.patterns.compiled import kernel
 from streams.core.patterns.hdbscan import hdbscan
 from streams.core.quality import adjusted_rand_index
 
 __all__ = ["GRID", "Groups", "Selection", "consensus", "dense_groups", "fine_groups", "gram", "groups", "leader", "leaders",
-           "select", "silhouette"]
+           "load_kernels", "select", "silhouette"]
 
 GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 _SCALE = float(2**GRAM_SHIFT)  # fixed-point Gram entries: integers in steps of 2^-20
@@ -201,57 +202,65 @@ def leaders(g: np.ndarray, thresholds: tuple[float, ...], in_orders: list[np.nda
     """:func:`leader` passes side by side: row ``i`` is ``leader`` at ``thresholds[i]`` over the
     records in ``in_orders[i]`` (default: stream order), labelled by record.
 
-    One pass over the steps runs every pass's leader rule at once, so that the per-record numpy
-    calls are shared: a 256-record sample at the 14 thresholds of the grid costs ~15 ms instead of
-    ~25-40 ms in 14 separate loops, and the 16 further orders of :func:`consensus` ~15 ms instead
-    of ~35-70 ms (both at a space's first full sample, inside the call that learns its record).
-    The arithmetic is :func:`leader`'s: the Gram sums are integers held exactly in float64, and
-    each similarity is the same correctly rounded ``a / (sqrt(max(q, 1)) * 2^10)``, so the labels
-    are identical (tests/unit/core/patterns/test_calibration.py holds them equal). Pass ``i``
-    numbers its clusters in the order it founds them, as :func:`leader` over ``g`` permuted by
-    ``in_orders[i]`` does.
+    The passes run in a compiled loop (:func:`_leader_passes`): a 256-record sample at the 14
+    thresholds of the grid costs ~0.6 ms, and the 16 further orders of :func:`consensus` ~0.8 ms,
+    where the numpy loop that shared its per-record calls between the passes took ~40 and ~25 ms
+    (both at a space's first full sample, inside the call that learns its record). The arithmetic
+    is :func:`leader`'s: the Gram sums are integers held exactly in float64, and each similarity is
+    the same correctly rounded ``a / (sqrt(max(q, 1)) * 2^10)``, so the labels are identical
+    (tests/unit/core/patterns/test_calibration.py holds them equal). Pass ``i`` numbers its
+    clusters in the order it founds them, as :func:`leader` over ``g`` permuted by ``in_orders[i]``
+    does.
     """
     m, count = g.shape[0], len(thresholds)
-    gf = g.astype(np.float64)  # integers below 2^53: exact
-    limit = np.asarray(thresholds, dtype=np.float64)
     steps = np.tile(np.arange(m), (count, 1)) if in_orders is None else np.stack(in_orders)
-    # acc[i, c, r]: Gram sums of record r with the members of pass i's cluster c, cluster-major, so
-    # that a join adds one contiguous row (record-major, a join wrote a column: 1.5-2x slower at 512
-    # records). Entries of clusters a pass has not founded yet are masked below; zeros, not
-    # np.empty's leftovers, so that no NaN is ever divided.
-    acc = np.zeros((count, m, m))
-    q = np.zeros((count, m))
-    den = np.ones((count, m))
-    k = np.zeros(count, dtype=np.int64)
+    return _leader_passes(g.astype(np.float64), steps.astype(np.int64, copy=False),
+                          np.asarray(thresholds, dtype=np.float64), _ROOT_SCALE)
+
+
+@kernel
+def _leader_passes(gf: np.ndarray, steps: np.ndarray, limits: np.ndarray, root_scale: float) -> np.ndarray:
+    # numba: one pass is O(records x clusters) scalar steps, which numpy can only batch across
+    # passes (~100 us of per-call overhead per record). No fastmath: the same IEEE operations, in
+    # the same order, as leader's.
+    count, m = steps.shape
     labels = np.empty((count, m), dtype=np.int64)
-    rows = np.arange(count)
-    cols = np.arange(m)
-    for step in range(m):
-        xs = steps[:, step]  # the record each pass takes now
-        kmax = int(k.max())
-        if kmax:
-            sims = acc[rows[:, None], cols[None, :kmax], xs[:, None]] / den[:, :kmax]
-            sims[cols[None, :kmax] >= k[:, None]] = -np.inf
-            c = np.argmax(sims, axis=1)  # the first on ties, as leader's
-            join = sims[rows, c] >= limit
-        else:
-            c, join = np.zeros(count, dtype=np.int64), np.zeros(count, dtype=bool)
-        jt, jc = rows[join], c[join]
-        if len(jt):
-            jx = xs[jt]
-            q[jt, jc] += 2.0 * acc[jt, jc, jx] + gf[jx, jx]
-            den[jt, jc] = np.sqrt(np.maximum(q[jt, jc], 1.0)) * _ROOT_SCALE
-            acc[jt, jc, :] += gf[jx]
-            labels[jt, jx] = jc
-        nt = rows[~join]
-        if len(nt):
-            nk, nx = k[nt], xs[nt]
-            acc[nt, nk, :] = gf[nx]
-            q[nt, nk] = gf[nx, nx]
-            den[nt, nk] = np.sqrt(np.maximum(q[nt, nk], 1.0)) * _ROOT_SCALE
-            labels[nt, nx] = nk
-            k[nt] += 1
+    acc = np.empty((m, m))  # acc[c, r]: Gram sums of record r with the members of cluster c
+    q = np.empty(m)  # Gram sums of each cluster's members among themselves
+    den = np.empty(m)  # sqrt(max(q, 1)) * 2^10: a similarity is acc / den
+    for i in range(count):
+        limit = limits[i]
+        k = 0
+        for step in range(m):
+            x = steps[i, step]
+            c, best = -1, -np.inf
+            for j in range(k):  # the first on ties, as np.argmax
+                s = acc[j, x] / den[j]
+                if s > best:
+                    c, best = j, s
+            if c >= 0 and best >= limit:
+                q[c] += 2.0 * acc[c, x] + gf[x, x]
+                den[c] = math.sqrt(max(q[c], 1.0)) * root_scale
+                for r in range(m):
+                    acc[c, r] += gf[x, r]
+                labels[i, x] = c
+            else:
+                for r in range(m):
+                    acc[k, r] = gf[x, r]
+                q[k] = gf[x, x]
+                den[k] = math.sqrt(max(q[k], 1.0)) * root_scale
+                labels[i, x] = k
+                k += 1
     return labels
+
+
+def load_kernels() -> None:
+    """Load (or, on a machine's first run, compile) the compiled loops of calibration
+    (streams.core.patterns.compiled) now, on a sample of four records, rather than in the first
+    choice of the first space: the worker calls it before it consumes."""
+    g = gram(np.eye(4, dtype=np.float32))
+    leaders(g, (0.5,))
+    hdbscan(g, 2)
 
 
 def orders(m: int, passes: int) -> list[np.ndarray]:

@@ -42,7 +42,7 @@ class PatternConfig:
     calibration_sample: int = 512  # records the space keeps to choose from (first ones, then a reservoir)
     calibration_warmup: int = 256  # records before the space's full choice (at most calibration_sample)
     calibration_regroup: int = 32  # records between consolidations after it, while the sample holds every record
-    calibration_interval: int = 32768  # records between later choices, over the reservoir (~0.1 s each)
+    calibration_interval: int = 32768  # records between later choices, over the reservoir (~10-40 ms each)
     calibration_peak_share: float = 0.8  # the finest silhouette peak within this share of the best
     calibration_clear: float = 0.6  # best silhouette that lets a space choose before its sample is full
     calibration_passes: int = 17  # orders of the sample whose consensus may consolidate the warm-up (1: stream order)

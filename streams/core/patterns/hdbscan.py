@@ -59,6 +59,7 @@ import math
 import numpy as np
 
 from streams.core.patterns.arithmetic import GRAM_SHIFT
+from streams.core.patterns.compiled import kernel
 
 __all__ = ["hdbscan"]
 
@@ -98,23 +99,35 @@ def _mutual_reachability(g: np.ndarray, k: int) -> np.ndarray:
 
 def _spanning_tree(mr: np.ndarray) -> list[tuple[int, int, int]]:
     """Prim's minimum spanning tree: ``(weight, a, b)`` edges, sorted by weight, ties in tree order."""
+    weight, a, b = _prim(np.ascontiguousarray(mr, dtype=np.int64))
+    order = np.argsort(weight, kind="stable")
+    return list(zip(weight[order].tolist(), a[order].tolist(), b[order].tolist()))
+
+
+@kernel
+def _prim(mr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # numba: m steps of O(m) scalar work each, where a numpy step costs ~20 us of calls (~5 ms at
+    # 256 records, 0.1 ms compiled). Integers only: the same tree everywhere.
     m = mr.shape[0]
-    inside = np.zeros(m, dtype=bool)
+    inside = np.zeros(m, dtype=np.bool_)
     inside[0] = True
     best = mr[0].copy()
     via = np.zeros(m, dtype=np.int64)
-    edges = []
-    big = np.iinfo(np.int64).max
-    for _ in range(m - 1):
-        cand = np.where(inside, big, best)
-        j = int(np.argmin(cand))  # the first on ties
-        edges.append((int(best[j]), int(via[j]), j))
+    weight = np.empty(m - 1, dtype=np.int64)
+    a = np.empty(m - 1, dtype=np.int64)
+    b = np.empty(m - 1, dtype=np.int64)
+    for e in range(m - 1):
+        j = -1
+        for i in range(m):  # the first on ties
+            if not inside[i] and (j < 0 or best[i] < best[j]):
+                j = i
+        weight[e], a[e], b[e] = best[j], via[j], j
         inside[j] = True
-        closer = (mr[j] < best) & ~inside  # strict: an earlier attachment keeps its tie
-        best[closer] = mr[j][closer]
-        via[closer] = j
-    edges.sort(key=lambda e: e[0])  # stable
-    return edges
+        for i in range(m):
+            if not inside[i] and mr[j, i] < best[i]:  # strict: an earlier attachment keeps its tie
+                best[i] = mr[j, i]
+                via[i] = j
+    return weight, a, b
 
 
 def _condensed_tree(edges: list[tuple[int, int, int]], m: int, k: int):
