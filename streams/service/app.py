@@ -13,8 +13,7 @@ from typing import Any
 import faust
 
 from schemas.records import BreakerState, ValidationLimits
-from streams.core.patterns import PatternConfig
-from streams.core.patterns.calibration import load_kernels
+from streams.core.patterns import PatternConfig, load_kernels
 from streams.core.resilience.breaker import wire_state
 from streams.core.resilience.health import HealthTracker
 from streams.core.resilience.limits import Limits

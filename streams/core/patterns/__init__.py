@@ -20,7 +20,7 @@ from streams.core.patterns.pattern import (
     pattern_id_for,
     value_score,
 )
-from streams.core.patterns.space_memory import SpaceMemory
+from streams.core.patterns.space_memory import SpaceMemory, load_kernels
 
 __all__ = [
     "DimensionMismatch",
@@ -33,6 +33,7 @@ __all__ = [
     "confidence_at",
     "eviction_order",
     "is_established",
+    "load_kernels",
     "pattern_id_for",
     "value_score",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from streams.core.patterns.compiled import kernel
 
 F32 = np.float32
 LN2 = 0.6931471805599453
@@ -105,14 +106,45 @@ def exact_dot(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
     result cannot depend on order, SIMD width, threads, library version or
     where the row sits in memory. Requires ``|rows_i * other_i| <= 4`` (unit
     rows, or rows scaled by their largest magnitude); the absolute error is below
-    ``d * 2^-(shift+1)``, ~1e-12 at 768 dimensions. Vectorized over rows.
+    ``d * 2^-(shift+1)``, ~1e-12 at 768 dimensions. One row or a matrix of rows.
+
+    The loop is compiled (:mod:`streams.core.patterns.compiled`): the numpy form (scale, round,
+    cast, sum: four temporaries) cost ~10 us a call at 768 dimensions, on every record's path.
     """
     d = rows.shape[-1]
     shift = 58 - (d - 1).bit_length()  # |sum| <= d * 4 * 2^shift <= 2^60
-    # Scaling by a power of two is exact, so this is (rows * other) * 2^shift.
-    p = rows * (other * 2.0**shift)
+    other = np.asarray(other)
+    if other.ndim == 1 and rows.ndim == 1:
+        return np.float64(_fixed_dot(rows, other, math.ldexp(1.0, shift)) * math.ldexp(1.0, -shift))
+    if other.ndim == 1 and rows.ndim == 2:
+        out = np.empty(rows.shape[0])
+        _fixed_dots(rows, other, math.ldexp(1.0, shift), out)
+        return out
+    # Row by row against rows of the same shape (unit_rows, centred_rows): numpy, off the hot path.
+    # Scaling by a power of two is exact, so each product is (rows * other) * 2^shift.
+    p = rows * (other.astype(np.float64) * 2.0**shift)
     np.rint(p, out=p)
     return p.astype(np.int64, copy=False).sum(axis=-1).astype(np.float64) * 2.0**-shift
+
+
+@kernel
+def _fixed_dot(row: np.ndarray, other: np.ndarray, scale: float) -> float:
+    # In numpy's order: other scaled first (exact), then the product; np.rint rounds half to even,
+    # as numpy's; the int64 sum is exact in any order.
+    acc = 0
+    for j in range(row.shape[0]):
+        acc += np.int64(np.rint(row[j] * (np.float64(other[j]) * scale)))
+    return np.float64(acc)
+
+
+@kernel
+def _fixed_dots(rows: np.ndarray, other: np.ndarray, scale: float, out: np.ndarray) -> None:
+    inverse = 1.0 / scale  # a power of two: exact
+    for i in range(rows.shape[0]):
+        acc = 0
+        for j in range(rows.shape[1]):
+            acc += np.int64(np.rint(rows[i, j] * (np.float64(other[j]) * scale)))
+        out[i] = np.float64(acc) * inverse
 
 
 def scaled_dot(x: np.ndarray, y: np.ndarray) -> float:
@@ -185,19 +217,56 @@ def centred_rows(c: np.ndarray, mu64: np.ndarray | None, h2: float) -> tuple[np.
 
 
 def centred_row(c: np.ndarray, mu64: np.ndarray | None, h2: float) -> tuple[np.ndarray, float]:
-    """:func:`centred_rows` of one vector (the hot path): the same operations, the same bits."""
-    z = c.astype(np.float64)
-    if mu64 is not None:
-        z = z - mu64
-    m = float(np.max(np.abs(z)))
+    """:func:`centred_rows` of one vector (the hot path): the same operations, the same bits, in a
+    compiled loop (~20 us a call at 768 dimensions as six numpy calls)."""
+    out = np.empty(c.shape[0], dtype=F32)
+    w = _centred_row(c, _NO_MU if mu64 is None else mu64, mu64 is not None, h2, out)
+    return out, w
+
+
+_NO_MU = np.zeros(0)
+
+
+@kernel
+def _centred_row(c: np.ndarray, mu64: np.ndarray, centred: bool, h2: float, out: np.ndarray) -> float:
+    # centred_rows' operations, element by element: z = c - mu, s = z / max|z|, the exact dot of s
+    # with itself (exact_dot's fixed point, in its order of operations), s / norm rounded to float32.
+    d = c.shape[0]
+    z = np.empty(d)
+    m = 0.0
+    for j in range(d):
+        z[j] = np.float64(c[j]) - mu64[j] if centred else np.float64(c[j])
+        m = max(m, abs(z[j]))
     if m == 0.0:
         m = 1.0
-    s = z / m
-    if mu64 is None:
-        norm = math.sqrt(float(exact_dot(s, s)))
-        return (s / (norm or 1.0)).astype(F32), 0.0
-    norm = math.sqrt(float(exact_dot(s, s)) + h2 / (m * m)) or 1.0
-    return (s / norm).astype(F32), (math.sqrt(h2) / m) / norm
+    scale = math.ldexp(1.0, 58 - _bit_length(d - 1))  # exact_dot's 2^shift
+    acc = 0
+    for j in range(d):
+        z[j] = z[j] / m
+        acc += np.int64(np.rint(z[j] * (z[j] * scale)))
+    dot = np.float64(acc) * (1.0 / scale)
+    if not centred:
+        norm = math.sqrt(dot)
+        if norm == 0.0:
+            norm = 1.0
+        w = 0.0
+    else:
+        norm = math.sqrt(dot + h2 / (m * m))
+        if norm == 0.0:
+            norm = 1.0
+        w = (math.sqrt(h2) / m) / norm
+    for j in range(d):
+        out[j] = np.float32(z[j] / norm)
+    return w
+
+
+@kernel
+def _bit_length(n: int) -> int:
+    bits = 0
+    while n:
+        n >>= 1
+        bits += 1
+    return bits
 
 
 def move_centroid(c: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:

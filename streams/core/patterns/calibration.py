@@ -255,9 +255,9 @@ def _leader_passes(gf: np.ndarray, steps: np.ndarray, limits: np.ndarray, root_s
 
 
 def load_kernels() -> None:
-    """Load (or, on a machine's first run, compile) the compiled loops of calibration
-    (streams.core.patterns.compiled) now, on a sample of four records, rather than in the first
-    choice of the first space: the worker calls it before it consumes."""
+    """Load (or, on a machine's first run, compile) calibration's compiled loops
+    (streams.core.patterns.compiled) now, on a sample of four records (space_memory.load_kernels,
+    which the worker calls before it consumes)."""
     g = gram(np.eye(4, dtype=np.float32))
     leaders(g, (0.5,))
     hdbscan(g, 2)

@@ -301,6 +301,7 @@ from streams.core.patterns.calibration import (
     groups,
     select,
 )
+from streams.core.patterns.calibration import load_kernels as load_calibration_kernels
 from streams.core.patterns.config import DimensionMismatch, PatternConfig
 from streams.core.patterns.pattern import (
     Learned,
@@ -1625,3 +1626,15 @@ def _centre_agreement(count: int, match_threshold: float) -> float:
 def _single_merge(match_threshold: float) -> float:
     """Similarity at which a one-record pattern merges into another (docstring, step 6)."""
     return math.sqrt(match_threshold) if match_threshold > 0.0 else match_threshold
+
+
+def load_kernels() -> None:
+    """Load (or, on a machine's first run, compile) the core's compiled loops now
+    (streams.core.patterns.compiled), rather than in the first records and the first choice of the
+    first space: the worker calls it before it consumes. Forty records of two groups take the hot
+    path's loops through the types a worker's records give them."""
+    load_calibration_kernels()
+    memory = SpaceMemory("load-kernels", PatternConfig())
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        memory.learn_one(f"e{i}", rng.normal(size=8).astype(F32) + 4.0 * (i % 2), float(i))

@@ -5,14 +5,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.patterns import calibration, hdbscan
+from streams.core.patterns import arithmetic, calibration, hdbscan, load_kernels
 from streams.core.patterns.compiled import COMPILED
 
 
 def test_numba_compiles_the_kernels_here():
     # numba is a dependency: without it the core still runs, ~50x slower at each choice.
     assert COMPILED
-    for fn in (calibration._leader_passes, hdbscan._prim):
+    for fn in (calibration._leader_passes, hdbscan._prim, arithmetic._fixed_dot, arithmetic._fixed_dots,
+               arithmetic._centred_row):
         assert hasattr(fn, "py_func"), fn
 
 
@@ -49,5 +50,36 @@ def test_leader_passes_compiled_are_the_passes_in_python(seed, k, m):
 
 
 def test_loading_the_kernels_leaves_them_compiled_for_their_callers():
-    calibration.load_kernels()
-    assert calibration._leader_passes.signatures and hdbscan._prim.signatures
+    load_kernels()
+    for fn in (calibration._leader_passes, hdbscan._prim, arithmetic._fixed_dots, arithmetic._centred_row):
+        assert fn.signatures, fn
+
+
+def numpy_exact_dot(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """exact_dot as numpy alone computes it: the formula the compiled loops must match."""
+    shift = 58 - (rows.shape[-1] - 1).bit_length()
+    p = rows * (np.asarray(other, dtype=np.float64) * 2.0**shift)
+    np.rint(p, out=p)
+    return p.astype(np.int64).sum(axis=-1).astype(np.float64) * 2.0**-shift
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 800), st.integers(-8, 2), st.booleans())
+def test_the_hot_paths_compiled_arithmetic_is_numpys_bit_for_bit(seed, d, exponent, centred):
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(4, d)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    x = rows[0].astype(np.float64) * 0.5
+    assert arithmetic.exact_dot(rows, x).tobytes() == numpy_exact_dot(rows, x).tobytes()
+    assert arithmetic.exact_dot(rows[:, ::-1], x[::-1]).tobytes() == numpy_exact_dot(rows, x).tobytes()
+    assert float(arithmetic.exact_dot(rows[1], rows[2])).hex() == float(numpy_exact_dot(rows[1], rows[2])).hex()
+    # A centroid far from unit size, a mu or none, a lift: the single row is the batch's row.
+    c = (rng.normal(size=(1, d)) * 10.0**exponent).astype(np.float32)
+    mu = rng.normal(size=d) * 0.3 if centred else None
+    h2 = float(rng.random() * 0.02)
+    one, w = arithmetic.centred_row(c[0], mu, h2)
+    many, ws = arithmetic.centred_rows(c, mu, h2)
+    assert one.tobytes() == many[0].tobytes() and float(w).hex() == float(ws[0]).hex()
+    out = np.empty(d, dtype=np.float32)
+    plain_w = arithmetic._centred_row.py_func(c[0], arithmetic._NO_MU if mu is None else mu, centred, h2, out)
+    assert out.tobytes() == one.tobytes() and float(plain_w).hex() == float(w).hex()
