@@ -120,8 +120,12 @@ def exact_dot(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
         out = np.empty(rows.shape[0])
         _fixed_dots(rows, other, math.ldexp(1.0, shift), out)
         return out
-    # Row by row against rows of the same shape (unit_rows, centred_rows): numpy, off the hot path.
-    # Scaling by a power of two is exact, so each product is (rows * other) * 2^shift.
+    if other.ndim == 2 and rows.shape == other.shape:  # row by row (unit_rows, centred_rows: a batch)
+        out = np.empty(rows.shape[0])
+        _fixed_pairs(rows, other, math.ldexp(1.0, shift), out)
+        return out
+    # Anything else numpy broadcasts. Scaling by a power of two is exact, so each product is
+    # (rows * other) * 2^shift.
     p = rows * (other.astype(np.float64) * 2.0**shift)
     np.rint(p, out=p)
     return p.astype(np.int64, copy=False).sum(axis=-1).astype(np.float64) * 2.0**-shift
@@ -135,6 +139,16 @@ def _fixed_dot(row: np.ndarray, other: np.ndarray, scale: float) -> float:
     for j in range(row.shape[0]):
         acc += np.int64(np.rint(row[j] * (np.float64(other[j]) * scale)))
     return np.float64(acc)
+
+
+@kernel
+def _fixed_pairs(rows: np.ndarray, other: np.ndarray, scale: float, out: np.ndarray) -> None:
+    inverse = 1.0 / scale
+    for i in range(rows.shape[0]):
+        acc = 0
+        for j in range(rows.shape[1]):
+            acc += np.int64(np.rint(rows[i, j] * (np.float64(other[i, j]) * scale)))
+        out[i] = np.float64(acc) * inverse
 
 
 @kernel

@@ -327,6 +327,12 @@ _SCREEN_RECORDS = 64
 # product costs per record about what the record's own matrix-vector product does (OpenBLAS,
 # 1,000 x 768 rows; 2 records cost more than two products), and the screen's bookkeeping is extra.
 _SCREEN_MIN_RECORDS = 8
+# Nor does a space with fewer rows than this: each record's own product over a few hundred rows is
+# ~10 us, and a screen re-multiplies the row each join moves for the records left (a renewal, ~13 us
+# with its bookkeeping). benchmarks/batch_learn.py, in turns: 8 spaces of 125 patterns, batches of
+# ~8 records per space, learn_many 139 us per record screened against learn_one's 115; 1,000 rows
+# 107 screened against 134; 10,000 rows 331 against 1,569.
+_SCREEN_MIN_ROWS = 512
 # Records whose unit and matching-space rows are computed together: the float64 temporaries of
 # 32 x 768 stay in a core's cache (64 at once take five times as long per record).
 _BLOCK_RECORDS = 32
@@ -1559,7 +1565,7 @@ class _Screen:
         m._screen = self
         n = len(m._row_ids)
         records = self.stop - self.start
-        if records < _SCREEN_MIN_RECORDS:
+        if records < _SCREEN_MIN_RECORDS or n < _SCREEN_MIN_ROWS:
             self.p = None
             return
         # Room for the rows the covered records change (one or two each, as a rule) before a retake.

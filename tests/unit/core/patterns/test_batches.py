@@ -58,6 +58,13 @@ def check_rows(m: SpaceMemory) -> None:
     assert m._screen is None  # a finished batch holds no product
 
 
+@pytest.fixture(autouse=True)
+def screen_small_spaces(monkeypatch):
+    # The spaces here hold tens of rows: below space_memory._SCREEN_MIN_ROWS their records would each
+    # take their own product, and the screens' products, renewals and retakes would go untested.
+    monkeypatch.setattr(space_memory, "_SCREEN_MIN_ROWS", 0)
+
+
 class Spy:
     """Counts what the batch screens had to follow: rows multiplied again for a record because
     they changed after the product, and products taken again because a refresh moved mu."""

@@ -431,6 +431,11 @@ def test_the_sample_fills_then_keeps_its_size_as_a_deterministic_reservoir():
 # Found by hypothesis: group 2's first record joined, through a member at t^2 (0.25), the lone
 # record that group 4's first record had left at the strict start.
 @example(6, 1224, 0.90625)
+# Found by hypothesis, and not fixed yet: group 2's first record (record 48) joins group 6's pattern
+# through a member at t^2. The space chose t = 0.5, the middle of a plateau of thresholds that all
+# cut these groups alike, so t^2 = 0.25 is far below the ~kappa^2 = 0.82 at which members of one
+# group sit, and two groups whose centres happen to sit close (48-d) are joined.
+@example(7, 125, 0.90625).xfail(raises=AssertionError, reason="a join through a member at t^2 when t sits low on a plateau")
 def test_property_groups_far_apart_give_one_pattern_each_and_replays_agree(k, seed, kappa):
     x, labels = groups_stream(k, 300, 48, kappa, seed=seed)
     a, b = SpaceMemory("s", CAL), SpaceMemory("s", CAL)

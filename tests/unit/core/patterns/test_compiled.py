@@ -12,7 +12,7 @@ from streams.core.patterns.compiled import COMPILED
 def test_numba_compiles_the_kernels_here():
     # numba is a dependency: without it the core still runs, ~50x slower at each choice.
     assert COMPILED
-    for fn in (calibration._leader_passes, hdbscan._prim, arithmetic._fixed_dot, arithmetic._fixed_dots,
+    for fn in (calibration._leader_passes, hdbscan._prim, arithmetic._fixed_dot, arithmetic._fixed_dots, arithmetic._fixed_pairs,
                arithmetic._centred_row):
         assert hasattr(fn, "py_func"), fn
 
@@ -73,6 +73,8 @@ def test_the_hot_paths_compiled_arithmetic_is_numpys_bit_for_bit(seed, d, expone
     assert arithmetic.exact_dot(rows, x).tobytes() == numpy_exact_dot(rows, x).tobytes()
     assert arithmetic.exact_dot(rows[:, ::-1], x[::-1]).tobytes() == numpy_exact_dot(rows, x).tobytes()
     assert float(arithmetic.exact_dot(rows[1], rows[2])).hex() == float(numpy_exact_dot(rows[1], rows[2])).hex()
+    pairs = rows.astype(np.float64)[::-1] * 0.25  # row i against row i
+    assert arithmetic.exact_dot(rows, pairs).tobytes() == numpy_exact_dot(rows, pairs).tobytes()
     # A centroid far from unit size, a mu or none, a lift: the single row is the batch's row.
     c = (rng.normal(size=(1, d)) * 10.0**exponent).astype(np.float32)
     mu = rng.normal(size=d) * 0.3 if centred else None
