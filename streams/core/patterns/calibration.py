@@ -418,6 +418,9 @@ class Selection(NamedTuple):
     plateau: int  # neighbouring grid thresholds that cut the sample as the chosen one does
     rise: float  # the chosen cut's silhouette above the coarsest cut's: > 0 for an interior peak
     labels: np.ndarray | None  # the chosen cut: leader(g, threshold)
+    # The finest threshold of the chosen one's plateau, which cuts the sample the same way (the
+    # threshold itself when it has no plateau); None with no threshold. The member rule's bar.
+    finest: float | None = None
 
 
 def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID,
@@ -442,7 +445,7 @@ def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID,
     if dense is not None:
         finer = _finer_peak(cuts, curve, top, dense)
         if finer != top:  # plateau 1: only early choices ask for it, and they are not arbitrated
-            return Selection(grid[finer], best, 1, curve[finer] - curve[0], cuts[finer])
+            return Selection(grid[finer], best, 1, curve[finer] - curve[0], cuts[finer], grid[finer])
     # Neighbours with the very same score cut the sample the same way: take the middle of such a
     # plateau, the threshold with the most room on both sides, not its edge; the finer of two
     # middles, as a split can be merged later and a lump cannot be taken apart.
@@ -450,7 +453,7 @@ def select(g: np.ndarray, peak_share: float, grid: tuple[float, ...] = GRID,
     while low > 0 and curve[low - 1] == curve[top]:
         low -= 1
     chosen = (low + top + 1) // 2
-    return Selection(grid[chosen], best, top - low + 1, curve[top] - curve[0], cuts[chosen])
+    return Selection(grid[chosen], best, top - low + 1, curve[top] - curve[0], cuts[chosen], grid[top])
 
 
 def _is_peak(curve: list[float], i: int) -> bool:

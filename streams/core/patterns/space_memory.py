@@ -129,7 +129,14 @@ Defaults, and why (each is one principle, not a per-data-set tuning):
    (DBSCAN's core points), and a join at ``t^2`` through it would only be a lower threshold (a
    property test caught a group's first record joining another group's stray first record at
    t = 0.5; over the benchmark's 30 recorded and real streams in 5 orders it costs 0.0014 of mean
-   ARI, at most 0.008 on one stream-order).
+   ARI, at most 0.008 on one stream-order). The ``t`` of the bar is the finest threshold that
+   cut the sample as the chosen one did (``calibration.Selection.finest``, persisted as
+   ``member_threshold``): the space takes the middle of such a plateau, and groups far apart make
+   a wide one, whose middle's square let a record of one group join another's member when their
+   centres happened to sit close (a property test again: t = 0.5, t^2 = 0.25, members of one
+   group at ~0.82). Where the chosen threshold has no plateau the bar is its own square: on the
+   benchmark's 37 streams in 5 orders only generated imbalanced groups moved (up, 0.994 -> 0.997);
+   on 400 streams of up to 12 groups in 24 dimensions, 4 streams lumped two groups, 12 before.
 
    Otherwise a pattern is created (event ``"created"``) with ``c = u``,
    ``count = 1``, ``similarity_sum = 1.0``; if the space is full
@@ -377,6 +384,9 @@ class SpaceMemory:
         self._sample: list[np.ndarray] = []
         self._sample_of: list[str] = []  # by slot: the pattern its record went to (resolved when used)
         self._settled = False
+        # The member rule's threshold (its bar is the square): the finest threshold that cut the
+        # sample as the chosen one did (calibration.Selection.finest); None: the threshold's own.
+        self._member_t: float | None = None
         # Whether the full choice consolidated the warm-up by HDBSCAN's groups: then the space does so
         # again every calibration_regroup records while its sample still holds every record (_regroup).
         self._regrouping = False
@@ -519,6 +529,7 @@ class SpaceMemory:
             "threshold": float(self._t),
             "settled": self._settled,
             "regrouping": self._regrouping,
+            "member_threshold": self._member_t,
         }
 
     def restore(
@@ -593,6 +604,8 @@ class SpaceMemory:
         self._set_threshold(threshold)
         self._settled = bool(st.get("settled", False))
         self._regrouping = bool(st.get("regrouping", False))
+        member = st.get("member_threshold")  # None, or absent in a state written before it existed
+        self._member_t = None if member is None else float(member)
         self._sample = sample_rows
         self._members = None
         of = [str(pid) for pid in (sample_patterns or ())][: len(sample_rows)]
@@ -1198,7 +1211,8 @@ class SpaceMemory:
         cand = np.flatnonzero(approx >= approx.max() - self._tol)
         exact = exact_dot(rows[cand], z.astype(np.float64))
         slot = int(cand[int(np.argmax(exact))])  # the first slot of the best
-        if float(exact.max()) < self._t * self._t:
+        bar = self._t if self._member_t is None else max(self._t, self._member_t)
+        if float(exact.max()) < bar * bar:
             return None
         pid = self.resolve(self._sample_of[slot]) if self._sample_of[slot] else None
         if pid is None:  # its pattern was evicted meanwhile
@@ -1251,13 +1265,15 @@ class SpaceMemory:
         # HDBSCAN's groups, computed at most once: they may arbitrate a finer peak (calibration.select)
         # and consolidate the warm-up (calibration.groups).
         hdbscans = functools.cache(lambda: dense_groups(g, cfg.calibration_min_cluster))
-        threshold, clarity, plateau, rise, cut = select(g, cfg.calibration_peak_share if final else 1.0,
-                                                        dense=hdbscans if final else None)
+        threshold, clarity, plateau, rise, cut, finest = select(g, cfg.calibration_peak_share if final else 1.0,
+                                                                dense=hdbscans if final else None)
         if threshold is None or not (final or (clarity >= cfg.calibration_clear and plateau >= 2)):
             return False
+        member = threshold if finest is None else max(threshold, finest)
         # Settling is space state too (it ends the early choices), even when the threshold stays.
-        changed = not self._settled or threshold != self._t
+        changed = not self._settled or threshold != self._t or member != self._member_t
         self._settled = True
+        self._member_t = member
         if threshold != self._t:
             self._set_threshold(threshold)
         if self._n == len(self._sample):
