@@ -114,16 +114,15 @@ def exact_dot(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
     d = rows.shape[-1]
     shift = 58 - (d - 1).bit_length()  # |sum| <= d * 4 * 2^shift <= 2^60
     other = np.asarray(other)
-    if other.ndim == 1 and rows.ndim == 1:
-        return np.float64(_fixed_dot(rows, other, math.ldexp(1.0, shift)) * math.ldexp(1.0, -shift))
-    if other.ndim == 1 and rows.ndim == 2:
-        out = np.empty(rows.shape[0])
-        _fixed_dots(rows, other, math.ldexp(1.0, shift), out)
-        return out
-    if other.ndim == 2 and rows.shape == other.shape:  # row by row (unit_rows, centred_rows: a batch)
-        out = np.empty(rows.shape[0])
-        _fixed_pairs(rows, other, math.ldexp(1.0, shift), out)
-        return out
+    if rows.ndim <= 2 and (other.ndim == 1 or other.shape == rows.shape):
+        # One compiled loop for a row, rows against one vector (a broadcast view: no copy), and
+        # rows against rows of the same shape.
+        many = rows.ndim == 2
+        rows2 = rows if many else rows[None, :]
+        others = np.broadcast_to(other, rows2.shape)
+        out = np.empty(rows2.shape[0])
+        _fixed_dots(rows2, others, math.ldexp(1.0, shift), out)
+        return out if many else out[0]
     # Anything else numpy broadcasts. Scaling by a power of two is exact, so each product is
     # (rows * other) * 2^shift.
     p = rows * (other.astype(np.float64) * 2.0**shift)
@@ -132,32 +131,14 @@ def exact_dot(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 
 @kernel
-def _fixed_dot(row: np.ndarray, other: np.ndarray, scale: float) -> float:
-    # In numpy's order: other scaled first (exact), then the product; np.rint rounds half to even,
-    # as numpy's; the int64 sum is exact in any order.
-    acc = 0
-    for j in range(row.shape[0]):
-        acc += np.int64(np.rint(row[j] * (np.float64(other[j]) * scale)))
-    return np.float64(acc)
-
-
-@kernel
-def _fixed_pairs(rows: np.ndarray, other: np.ndarray, scale: float, out: np.ndarray) -> None:
-    inverse = 1.0 / scale
-    for i in range(rows.shape[0]):
-        acc = 0
-        for j in range(rows.shape[1]):
-            acc += np.int64(np.rint(rows[i, j] * (np.float64(other[i, j]) * scale)))
-        out[i] = np.float64(acc) * inverse
-
-
-@kernel
-def _fixed_dots(rows: np.ndarray, other: np.ndarray, scale: float, out: np.ndarray) -> None:
+def _fixed_dots(rows: np.ndarray, others: np.ndarray, scale: float, out: np.ndarray) -> None:
+    # In numpy's order: the other factor scaled first (exact: a power of two), then the product;
+    # np.rint rounds half to even, as numpy's; the int64 sum is exact in any order.
     inverse = 1.0 / scale  # a power of two: exact
     for i in range(rows.shape[0]):
         acc = 0
         for j in range(rows.shape[1]):
-            acc += np.int64(np.rint(rows[i, j] * (np.float64(other[j]) * scale)))
+            acc += np.int64(np.rint(rows[i, j] * (np.float64(others[i, j]) * scale)))
         out[i] = np.float64(acc) * inverse
 
 
@@ -234,7 +215,8 @@ def centred_row(c: np.ndarray, mu64: np.ndarray | None, h2: float) -> tuple[np.n
     """:func:`centred_rows` of one vector (the hot path): the same operations, the same bits, in a
     compiled loop (~20 us a call at 768 dimensions as six numpy calls)."""
     out = np.empty(c.shape[0], dtype=F32)
-    w = _centred_row(c, _NO_MU if mu64 is None else mu64, mu64 is not None, h2, out)
+    scale = math.ldexp(1.0, 58 - (c.shape[0] - 1).bit_length())  # exact_dot's 2^shift
+    w = _centred_row(c, _NO_MU if mu64 is None else mu64, mu64 is not None, h2, scale, out)
     return out, w
 
 
@@ -242,7 +224,8 @@ _NO_MU = np.zeros(0)
 
 
 @kernel
-def _centred_row(c: np.ndarray, mu64: np.ndarray, centred: bool, h2: float, out: np.ndarray) -> float:
+def _centred_row(c: np.ndarray, mu64: np.ndarray, centred: bool, h2: float, scale: float,
+                 out: np.ndarray) -> float:
     # centred_rows' operations, element by element: z = c - mu, s = z / max|z|, the exact dot of s
     # with itself (exact_dot's fixed point, in its order of operations), s / norm rounded to float32.
     d = c.shape[0]
@@ -253,7 +236,6 @@ def _centred_row(c: np.ndarray, mu64: np.ndarray, centred: bool, h2: float, out:
         m = max(m, abs(z[j]))
     if m == 0.0:
         m = 1.0
-    scale = math.ldexp(1.0, 58 - _bit_length(d - 1))  # exact_dot's 2^shift
     acc = 0
     for j in range(d):
         z[j] = z[j] / m
@@ -272,15 +254,6 @@ def _centred_row(c: np.ndarray, mu64: np.ndarray, centred: bool, h2: float, out:
     for j in range(d):
         out[j] = np.float32(z[j] / norm)
     return w
-
-
-@kernel
-def _bit_length(n: int) -> int:
-    bits = 0
-    while n:
-        n >>= 1
-        bits += 1
-    return bits
 
 
 def move_centroid(c: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:

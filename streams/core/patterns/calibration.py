@@ -130,7 +130,7 @@ from streams.core.patterns.hdbscan import hdbscan
 from streams.core.quality import adjusted_rand_index
 
 __all__ = ["GRID", "Groups", "Selection", "consensus", "dense_groups", "fine_groups", "gram", "groups", "leader", "leaders",
-           "load_kernels", "select", "silhouette"]
+           "select", "silhouette"]
 
 GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 _SCALE = float(2**GRAM_SHIFT)  # fixed-point Gram entries: integers in steps of 2^-20
@@ -252,15 +252,6 @@ def _leader_passes(gf: np.ndarray, steps: np.ndarray, limits: np.ndarray, root_s
                 labels[i, x] = k
                 k += 1
     return labels
-
-
-def load_kernels() -> None:
-    """Load (or, on a machine's first run, compile) calibration's compiled loops
-    (streams.core.patterns.compiled) now, on a sample of four records (space_memory.load_kernels,
-    which the worker calls before it consumes)."""
-    g = gram(np.eye(4, dtype=np.float32))
-    leaders(g, (0.5,))
-    hdbscan(g, 2)
 
 
 def orders(m: int, passes: int) -> list[np.ndarray]:

@@ -308,7 +308,6 @@ from streams.core.patterns.calibration import (
     groups,
     select,
 )
-from streams.core.patterns.calibration import load_kernels as load_calibration_kernels
 from streams.core.patterns.config import DimensionMismatch, PatternConfig
 from streams.core.patterns.pattern import (
     Learned,
@@ -1211,7 +1210,7 @@ class SpaceMemory:
         cand = np.flatnonzero(approx >= approx.max() - self._tol)
         exact = exact_dot(rows[cand], z.astype(np.float64))
         slot = int(cand[int(np.argmax(exact))])  # the first slot of the best
-        bar = self._t if self._member_t is None else max(self._t, self._member_t)
+        bar = self._t if self._member_t is None else self._member_t  # set with the threshold
         if float(exact.max()) < bar * bar:
             return None
         pid = self.resolve(self._sample_of[slot]) if self._sample_of[slot] else None
@@ -1269,7 +1268,7 @@ class SpaceMemory:
                                                                 dense=hdbscans if final else None)
         if threshold is None or not (final or (clarity >= cfg.calibration_clear and plateau >= 2)):
             return False
-        member = threshold if finest is None else max(threshold, finest)
+        member = threshold if finest is None else finest  # finest >= threshold
         # Settling is space state too (it ends the early choices), even when the threshold stays.
         changed = not self._settled or threshold != self._t or member != self._member_t
         self._settled = True
@@ -1654,8 +1653,9 @@ def load_kernels() -> None:
     """Load (or, on a machine's first run, compile) the core's compiled loops now
     (streams.core.patterns.compiled), rather than in the first records and the first choice of the
     first space: the worker calls it before it consumes. Forty records of two groups take the hot
-    path's loops through the types a worker's records give them."""
-    load_calibration_kernels()
+    path's loops and an early choice (the leader passes) through the types a worker's records give
+    them; HDBSCAN on a sample of four records takes Prim's tree."""
+    dense_groups(gram(np.eye(4, dtype=F32)), (2,))
     memory = SpaceMemory("load-kernels", PatternConfig())
     rng = np.random.default_rng(0)
     for i in range(40):
