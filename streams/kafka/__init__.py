@@ -6,7 +6,9 @@ pins (faust-streaming 0.15.3, aiokafka 0.14.0); tests/unit/kafka/test_kafka_inte
 assumption, so an upgrade that breaks one fails a test instead of a worker.
 
 - transport.py: faust's aiokafka transport with a short fetch long-poll (aiokafka's
-  ``_fetch_max_wait_ms``/``_fetch_min_bytes``, set before its Fetcher starts), acknowledgements only
+  ``_fetch_max_wait_ms``/``_fetch_min_bytes``, set before its Fetcher starts), aiokafka fetching only
+  the partitions faust takes records from (faust's ``_fetch_records``, then aiokafka's public
+  ``pause``/``resume``), acknowledgements only
   the memory makes (``Consumer.ack``), gaps in offsets only the memory accepts (``_add_gap``), the
   group's committed offsets asked of the broker (``_ensure_consumer``, ``call_thread``), and the app
   hook that builds it (``App._new_transport``). Also the producer's partitioner (public API).

@@ -103,3 +103,39 @@ def test_aiokafka_admin_has_no_public_group_deletion_and_a_request_sender():
 
     assert DeleteGroupsRequest.API_KEY == 42  # Kafka's DeleteGroups, sent to the group's coordinator
     assert list(inspect.signature(DeleteGroupsRequest).parameters) == ["group_names"]
+
+
+def test_aiokafka_fetches_only_the_partitions_faust_takes_records_from():
+    """transport.fetch_only, on aiokafka's public pause and resume: an assigned partition faust does
+    not take records from is paused in aiokafka, and resumed once faust takes them again."""
+    from aiokafka import TopicPartition
+    from faust.types import TP
+
+    from streams.kafka.transport import fetch_only
+
+    # faust calls the hook the transport overrides with the partitions it takes records from.
+    assert list(inspect.signature(driver.AIOKafkaConsumerThread._fetch_records).parameters) == [
+        "self", "consumer", "active_partitions", "timeout", "max_records"]
+
+    async def go():
+        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")  # not started: nothing connects
+        inputs = [TopicPartition("in", 0), TopicPartition("in", 1)]
+        changelog = TopicPartition("app-memory-changelog", 0)
+        consumer.assign([*inputs, changelog])
+        # After a recovery faust takes records of the inputs only (its TP type, as faust passes them).
+        fetch_only(consumer, {TP("in", 0), TP("in", 1)})
+        assert consumer.paused() == {changelog}
+        # The memory's buffer bounds one input: faust stops taking it, then takes it again.
+        fetch_only(consumer, {TP("in", 1)})
+        assert consumer.paused() == {changelog, inputs[0]}
+        fetch_only(consumer, {TP("in", 0), TP("in", 1)})
+        assert consumer.paused() == {changelog}
+        # A recovery takes the changelog's records: it is fetched again.
+        fetch_only(consumer, {TP("app-memory-changelog", 0)})
+        assert consumer.paused() == set(inputs)
+        # A new assignment (each rebalance) starts with nothing paused, so a recovery fetches as before.
+        consumer.assign([*inputs, changelog])
+        assert consumer.paused() == set()
+        await consumer.stop()
+
+    asyncio.run(go())
