@@ -150,22 +150,38 @@ FINER_MARGIN = 0.05
 CONSENSUS_MARGIN = 0.1
 
 
-def gram(rows: np.ndarray) -> np.ndarray:
+def gram(rows: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
     """Fixed-point Gram matrix ``round(rows @ rows.T * 2^20)`` of float32 rows of norm <= 1, as int64.
 
     The float64 BLAS product is within ``d * 2^-52`` of the exact one; an entry whose scaled value
     lies that close to a rounding boundary is recomputed exactly, so the result does not depend on
-    the BLAS, its threads or its blocking.
+    the BLAS, its threads or its blocking. Each entry is the rounding of its exact value, so
+    ``known``, the Gram matrix of the first ``k`` rows, gives the rest of it: only the new rows'
+    products are computed (a sample that grows by a few rows between two looks at it), to the same
+    bits as the whole.
     """
     z = np.asarray(rows, dtype=np.float32).astype(np.float64)
-    m, d = z.shape
-    scaled = (z @ z.T) * _SCALE
+    m = z.shape[0]
+    k = 0 if known is None else known.shape[0]
+    out = np.empty((m, m), dtype=np.int64)
+    if k:
+        out[:k, :k] = known
+    new = _fixed_products(z[k:], z)
+    out[k:, :] = new
+    out[:k, k:] = new[:, :k].T
+    return out
+
+
+def _fixed_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``round(a @ b.T * 2^20)`` as int64, each entry the rounding of its exact value (see gram)."""
+    d = b.shape[1]
+    scaled = (a @ b.T) * _SCALE
     out = np.rint(scaled)
     margin = (d + 8) * 2.0**-52 * _SCALE * 4.0
     frac = np.abs(scaled - np.floor(scaled) - 0.5)
     for i, j in zip(*np.nonzero(frac <= margin)):
         # float32 x float32 products are exact in float64; fsum rounds their sum once.
-        out[i, j] = np.rint(math.fsum((z[i] * z[j]).tolist()) * _SCALE)
+        out[i, j] = np.rint(math.fsum((a[i] * b[j]).tolist()) * _SCALE)
     return out.astype(np.int64)
 
 

@@ -90,11 +90,37 @@ def hdbscan(g: np.ndarray, min_cluster_size: int, min_samples: int | None = None
 
 
 def _mutual_reachability(g: np.ndarray, k: int) -> np.ndarray:
-    d = _ONE - np.asarray(g, dtype=np.int64)
-    np.maximum(d, 0, out=d)  # a float32 row's norm may round a hair above 1
-    np.fill_diagonal(d, 0)
-    core = np.partition(d, k - 1, axis=1)[:, k - 1]
-    return np.maximum(d, np.maximum(core[:, None], core[None, :]))
+    return _reach(np.ascontiguousarray(g, dtype=np.int64), k, _ONE)
+
+
+@kernel
+def _reach(g: np.ndarray, k: int, one: int) -> np.ndarray:
+    # numba: one pass of integer steps per row, where numpy's partition and three full temporaries
+    # cost ~3 ms at 512 records (a regroup's size), 0.4 ms compiled. Integers only: the same bits.
+    m = g.shape[0]
+    d = np.empty((m, m), dtype=np.int64)
+    core = np.empty(m, dtype=np.int64)
+    small = np.empty(k, dtype=np.int64)  # the row's k smallest distances, ascending
+    for i in range(m):
+        for s in range(k):
+            small[s] = np.iinfo(np.int64).max
+        for j in range(m):
+            # A float32 row's norm may round a hair above 1: no distance below 0, none to itself.
+            v = 0 if i == j else max(one - g[i, j], 0)
+            d[i, j] = v
+            if v < small[k - 1]:
+                s = k - 1
+                while s > 0 and small[s - 1] > v:
+                    small[s] = small[s - 1]
+                    s -= 1
+                small[s] = v
+        core[i] = small[k - 1]  # the k-th smallest, the row's own 0 included
+    for i in range(m):
+        for j in range(m):
+            c = max(core[i], core[j])
+            if d[i, j] < c:
+                d[i, j] = c
+    return d
 
 
 def _spanning_tree(mr: np.ndarray) -> list[tuple[int, int, int]]:

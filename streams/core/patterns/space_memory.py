@@ -390,6 +390,11 @@ class SpaceMemory:
         # again every calibration_regroup records while its sample still holds every record (_regroup).
         self._regrouping = False
         # Derived.
+        # The Gram matrix of the sample's first rows as the last regroup computed it (int32: entries
+        # are at most 2^20), so that the next one computes only the rows added since; None: none kept.
+        # Only while the sample grows in order, so at most calibration_sample^2 * 4 bytes, and not in
+        # memory_estimate_bytes (which must be a function of the state alone).
+        self._unit_gram: np.ndarray | None = None
         # The sample's rows in matching space without the lift (centred_rows(sample, mu64, 0)),
         # the first `_members_n` of them valid; None: rebuilt when next needed.
         self._members: np.ndarray | None = None
@@ -607,6 +612,7 @@ class SpaceMemory:
         self._member_t = None if member is None else float(member)
         self._sample = sample_rows
         self._members = None
+        self._unit_gram = None
         of = [str(pid) for pid in (sample_patterns or ())][: len(sample_rows)]
         self._sample_of = of + [""] * (len(sample_rows) - len(of))
         for p in ordered:
@@ -1174,6 +1180,7 @@ class SpaceMemory:
         self._sample[slot] = u
         self._sample_of[slot] = pid
         self._member_written(slot, u)
+        self._unit_gram = None  # a row it holds changed (regroups are over by now anyway)
         return slot
 
     def _member_written(self, slot: int, u: np.ndarray) -> None:
@@ -1310,7 +1317,9 @@ class SpaceMemory:
         the centred rows: there HDBSCAN's groups are weighed against the leader rule's at the
         threshold, which lives in the centred geometry, and the unit rows scored lower. The groups
         are HDBSCAN's finest (:func:`calibration.fine_groups` says why and what they gained)."""
-        g = gram(np.stack(self._sample))
+        g = gram(np.stack(self._sample), self._unit_gram)
+        # The sample grows in order until it is full, and the regroups end there.
+        self._unit_gram = g.astype(np.int32) if len(self._sample) < self.cfg.calibration_sample else None
         if not self._consolidate(fine_groups(g, self.cfg.calibration_regroup_min_cluster).tolist(), events, merged):
             return False
         self._now_floor = self._now

@@ -74,6 +74,18 @@ def test_gram_is_fixed_point_exact_and_does_not_depend_on_row_order():
     assert (gram(z[order]) == g[np.ix_(order, order)]).all()
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 120), st.integers(0, 40), st.sampled_from([3, 24, 128]))
+def test_a_gram_grown_from_the_known_rows_is_the_whole_gram_to_the_bit(seed, k, more, d):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(k + more, d))
+    x[rng.integers(k + more, size=(k + more) // 3)] = x[0]  # repeats: entries on rounding boundaries
+    z = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    whole = gram(z)
+    grown = gram(z, gram(z[:k]).astype(np.int32))  # as the regroups keep it
+    assert grown.dtype == np.int64 and (grown == whole).all()
+
+
 def test_leader_joins_at_the_threshold_and_not_below():
     z = centred_unit(groups_stream(3, 90, 32, 0.95, seed=8)[0])
     g = gram(z)

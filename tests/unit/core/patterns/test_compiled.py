@@ -12,7 +12,7 @@ from streams.core.patterns.compiled import COMPILED
 def test_numba_compiles_the_kernels_here():
     # numba is a dependency: without it the core still runs, ~50x slower at each choice.
     assert COMPILED
-    for fn in (calibration._leader_passes, hdbscan._prim, arithmetic._fixed_dots,
+    for fn in (calibration._leader_passes, hdbscan._prim, hdbscan._reach, arithmetic._fixed_dots,
                arithmetic._centred_row):
         assert hasattr(fn, "py_func"), fn
 
@@ -28,6 +28,26 @@ def test_prim_compiled_is_prim_in_python_ties_included(seed, m, levels):
     compiled, plain = hdbscan._prim(mr), hdbscan._prim.py_func(mr)
     for a, b in zip(compiled, plain):
         assert a.dtype == b.dtype and (a == b).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 90), st.integers(1, 5), st.integers(1, 30))
+def test_mutual_reachability_compiled_is_numpys_ties_included(seed, m, k, distinct):
+    rng = np.random.default_rng(seed)
+    # Few distinct rows: repeated distances (ties at the k-th smallest), and an entry a hair past
+    # the fixed-point one, as a float32 row's norm can give.
+    x = rng.normal(size=(distinct, 8))[rng.integers(distinct, size=m)]
+    z = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    g = calibration.gram(z)
+    g[0, -1] = g[-1, 0] = hdbscan._ONE + 2
+    k = min(k, m)
+    d = hdbscan._ONE - g
+    np.maximum(d, 0, out=d)
+    np.fill_diagonal(d, 0)
+    core = np.partition(d, k - 1, axis=1)[:, k - 1]
+    expected = np.maximum(d, np.maximum(core[:, None], core[None, :]))
+    for got in (hdbscan._mutual_reachability(g, k), hdbscan._reach.py_func(g, k, hdbscan._ONE)):
+        assert got.dtype == np.int64 and (got == expected).all()
 
 
 def test_prim_spans_the_records_with_the_least_total_weight():
