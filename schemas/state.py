@@ -54,12 +54,28 @@ def encode_pattern_state(state: dict) -> bytes:
 
 def decode_pattern_state(raw: bytes) -> dict:
     try:
-        d = decode_json(raw)
-        if d.pop("sv", None) != STATE_VERSION:
-            raise StateCorrupt("unknown pattern state version")
-        return _arrays_in(d)
+        return _state_in(decode_json(raw))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateCorrupt(f"unreadable pattern state: {exc}") from exc
+
+
+def _state_in(d: dict) -> dict:
+    if d.pop("sv", None) != STATE_VERSION:
+        raise StateCorrupt("unknown pattern state version")
+    return _arrays_in(d)
+
+
+def encode_state_block(entries: list[bytes]) -> bytes:
+    """Consecutive states under one key (a JSON list): each entry as `encode_pattern_state` made it,
+    embedded without decoding it again."""
+    return encode_json([orjson.Fragment(e) for e in entries])
+
+
+def decode_state_block(raw: bytes) -> list[dict]:
+    try:
+        return [_state_in(d) for d in decode_json(raw)]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StateCorrupt(f"unreadable state block: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import pytest
 from streams.core.resilience.limits import Limits, crossed_interval, evictions_needed
 from streams.core.patterns import PatternConfig
 from schemas.state import PatternPage, SpaceState
-from streams.state.patterns import PatternStore, page_key, pattern_key, sample_key
+from streams.state.patterns import SAMPLE_BLOCK, PatternStore, page_key, pattern_key, sample_block_key
 
 MB = 1024 * 1024
 
@@ -85,8 +85,9 @@ def test_tables_hold_exactly_the_live_patterns():
     memory = store.space("s")
     assert len(memory) <= 6
     assert set(patterns) == {pattern_key("s", pid) for pid in memory.pattern_ids()}
-    samples = {sample_key("s", slot) for slot in range(len(memory.calibration_sample()))}
-    assert len(samples) == min(300, cfg.calibration_sample)  # the calibration sample: every record, up to its size
+    # The calibration sample: every record, up to its size, in blocks as it filled.
+    assert len(memory.calibration_sample()) == min(300, cfg.calibration_sample)
+    samples = {sample_block_key("s", n) for n in range(-(-len(memory.calibration_sample()) // SAMPLE_BLOCK))}
     assert set(spaces) == {"s"} | samples | {page_key("s", n) for n in range(SpaceState.decode(spaces["s"]).pages)}
     listed = {pid for k, v in spaces.items() if k != "s" and k not in samples for pid in PatternPage.decode(v).pattern_ids}
     assert listed == set(memory.pattern_ids()), "the pages list exactly the live patterns"
@@ -157,3 +158,37 @@ def test_a_change_names_what_each_survivor_absorbed_through_chains():
     assert change.absorbed_by("c") == ("b", "a")
     assert change.absorbed_by("d") == ("e",)
     assert change.absorbed_by("a") == () and change.absorbed_by("x") == ()
+
+
+def test_the_calibration_sample_is_written_in_blocks_as_it_fills_and_restores_from_either_layout():
+    from streams.state.patterns import sample_key
+
+    cfg = PatternConfig(calibration_sample=40, calibration_warmup=32)
+    records = stream(150, 6, seed=11, spread=0.3)
+    patterns, spaces = {}, {}
+    reference = run(PatternStore(patterns, spaces, cfg), records)
+    # The 40 slots in 3 blocks (16, 16, 8); a replacement since is a key of its own.
+    assert {k for k in spaces if "\x1fb" in k} == {sample_block_key("s", n) for n in range(3)}
+    replaced = {k for k in spaces if "\x1fk" in k}
+    assert replaced and replaced <= {sample_key("s", slot) for slot in range(40)}
+
+    # A new worker every 7 records (mid-block too): the same results, and the same bytes in the tables.
+    p2, s2 = {}, {}
+    again = []
+    for i in range(0, len(records), 7):
+        again += run(PatternStore(p2, s2, cfg), records[i:i + 7])
+    assert again == reference and p2 == patterns and s2 == spaces
+
+    # A state written before the blocks (a key per slot), mid-fill: this version reads it, then fills on.
+    p3, s3 = {}, {}
+    first = run(PatternStore(p3, s3, cfg), records[:27])
+    store = PatternStore(p3, s3, cfg)
+    sample = store.space("s").calibration_sample()
+    of = store.space("s").calibration_sample_patterns()
+    from schemas.state import encode_pattern_state
+
+    for key in [k for k in s3 if "\x1fb" in k]:
+        del s3[key]
+    for slot, (vector, pid) in enumerate(zip(sample, of)):
+        s3[sample_key("s", slot)] = encode_pattern_state({"vector": vector, "pattern": pid})
+    assert first + run(PatternStore(p3, s3, cfg), records[27:]) == reference
