@@ -2,8 +2,8 @@
 
 Two kinds of loop pay for it:
 
-- Calibration's, on a space's sample: the leader rule's passes and Prim's spanning tree, O(records
-  x clusters) scalar steps. numpy can only batch such a loop across its passes and pays ~20-100 us
+- Calibration's, on a space's sample: the leader rule's passes, Prim's spanning tree and HDBSCAN's
+  mutual reachability (a k-th smallest per row), O(records x clusters) or O(records^2) scalar steps. numpy can only batch such a loop across its passes and pays ~20-100 us
   of calls per step: ~70 ms per full choice at 256 records, inside the call that learns the record
   that is due it. Compiled, the loops take ~1 ms and the choice ~16-20 ms.
 - The hot path's exact arithmetic (arithmetic.exact_dot, centred_row): a few numpy calls and
