@@ -926,7 +926,7 @@ class SpaceMemory:
             cand = np.arange(n)
         else:
             kth = approx.max() if k == 1 else np.partition(approx, n - k)[n - k]
-            cand = np.flatnonzero(approx >= kth - self._tol)
+            cand = (approx >= kth - self._tol).nonzero()[0]
         exact = self._exact(cand, a, w)
         scored = []
         for r, sim in zip(cand.tolist(), exact.tolist()):  # candidates only: usually one
@@ -979,7 +979,7 @@ class SpaceMemory:
             cone = math.acos(max(-1.0, min(1.0, floor))) + math.acos(max(-1.0, min(1.0, c_xt)))
             if cone < math.pi:
                 cut = math.cos(cone) - 2.0 * tol - 1e-6
-                cand = np.flatnonzero(approx_x >= cut)
+                cand = (approx_x >= cut).nonzero()[0]
                 cand = cand[cand != r]
                 if 8 * len(cand) < n:
                     approx = np.full(n, -math.inf)
@@ -996,7 +996,7 @@ class SpaceMemory:
         hi = self._t
         lo = hi - self._band
         k = cfg.max_related
-        idx = np.flatnonzero((approx >= lo - tol) & (approx < hi + tol))
+        idx = ((approx >= lo - tol) & (approx < hi + tol)).nonzero()[0]
         if len(idx) > 4 * k + 8:
             # Only the top k can be kept: rows surely inside the band set a
             # floor that every row of the exact top k clears, screened.
@@ -1053,7 +1053,7 @@ class SpaceMemory:
         calibrated = self.cfg.match_threshold is None
         while mt <= 1.0:
             approx, a, w = scan
-            cand = np.flatnonzero(approx >= lo - self._tol)
+            cand = (approx >= lo - self._tol).nonzero()[0]
             if len(cand) == 0:
                 break
             exact = self._exact(cand, a, w).tolist()
@@ -1123,7 +1123,7 @@ class SpaceMemory:
             cand = np.arange(n)
         else:
             kth = np.partition(v, k - 1)[k - 1]
-            cand = np.flatnonzero(v <= kth)  # the k lowest plus any tie
+            cand = (v <= kth).nonzero()[0]  # the k lowest plus any tie
         cand = cand.tolist()
         vals = v[cand].tolist()
         ranked = sorted(
@@ -1214,7 +1214,7 @@ class SpaceMemory:
         rows = self._member_rows()
         z = centred_row(u, self._mu64, 0.0)[0]
         approx = rows @ z  # a screen, as the patterns' product: decided on exact re-scores
-        cand = np.flatnonzero(approx >= approx.max() - self._tol)
+        cand = (approx >= approx.max() - self._tol).nonzero()[0]
         exact = exact_dot(rows[cand], z.astype(np.float64))
         slot = int(cand[int(np.argmax(exact))])  # the first slot of the best
         bar = self._t if self._member_t is None else self._member_t  # set with the threshold
