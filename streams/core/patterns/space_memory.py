@@ -295,6 +295,7 @@ from streams.core.patterns.arithmetic import (
     move_centroid,
     scaled_dot,
     tree_sum_rows,
+    unit_row,
     unit_rows,
     unit_vector,
 )
@@ -342,9 +343,10 @@ _SCREEN_MIN_ROWS = 512
 # Records whose unit and matching-space rows are computed together: the float64 temporaries of
 # 32 x 768 stay in a core's cache (64 at once take five times as long per record).
 _BLOCK_RECORDS = 32
-# Up to this many records, a batch's matching-space rows are centred_row's, one record at a time (the
-# same bits): the compiled loop costs 2.9 us a record, centred_rows' numpy calls ~24 us a block of one
-# record and ~27 of two, the worker's usual batch per space at 1,000 records/s over 8 spaces.
+# Up to this many records, a batch's unit rows and matching-space rows are unit_row's and
+# centred_row's, one record at a time (the same bits): the compiled loop costs ~3 us a record,
+# unit_rows' and centred_rows' numpy calls ~24 us each for a block of one record and ~27 of two, the
+# worker's usual batch per space at 1,000 records/s over 8 spaces.
 _ROW_BY_ROW = 8
 
 
@@ -694,8 +696,11 @@ class SpaceMemory:
         if not vectors:
             return
         # Per row the bits of unit_vector (arithmetic).
-        units = np.concatenate([unit_rows(np.stack(vectors[i : i + _BLOCK_RECORDS]))
-                                for i in range(0, len(vectors), _BLOCK_RECORDS)])
+        if len(vectors) <= _ROW_BY_ROW:
+            units = np.stack([unit_row(v) for v in vectors])
+        else:
+            units = np.concatenate([unit_rows(np.stack(vectors[i : i + _BLOCK_RECORDS]))
+                                    for i in range(0, len(vectors), _BLOCK_RECORDS)])
         screen = _Screen(units)
         try:
             for i, (event_id, _, _) in enumerate(items):
@@ -1670,11 +1675,13 @@ def _single_merge(match_threshold: float) -> float:
 def load_kernels() -> None:
     """Load (or, on a machine's first run, compile) the core's compiled loops now
     (streams.core.patterns.compiled), rather than in the first records and the first choice of the
-    first space: the worker calls it before it consumes. Forty records of two groups take the hot
-    path's loops and an early choice (the leader passes) through the types a worker's records give
+    first space: the worker calls it before it consumes. Eighty records of two groups, one by one
+    and in batches of two, take the hot path's loops and an early choice (the leader passes) through the types a worker's records give
     them; HDBSCAN on a sample of four records takes Prim's tree."""
     dense_groups(gram(np.eye(4, dtype=F32)), (2,))
     memory = SpaceMemory("load-kernels", PatternConfig())
     rng = np.random.default_rng(0)
     for i in range(40):
         memory.learn_one(f"e{i}", rng.normal(size=8).astype(F32) + 4.0 * (i % 2), float(i))
+    for i in range(40, 80, 2):  # the worker's path: batches (row by row while small)
+        memory.learn_many([(f"e{j}", rng.normal(size=8).astype(F32) + 4.0 * (j % 2), float(j)) for j in (i, i + 1)])

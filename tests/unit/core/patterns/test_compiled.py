@@ -106,3 +106,6 @@ def test_the_hot_paths_compiled_arithmetic_is_numpys_bit_for_bit(seed, d, expone
     scale = 2.0 ** (58 - (d - 1).bit_length())
     plain_w = arithmetic._centred_row.py_func(c[0], arithmetic._NO_MU if mu is None else mu, centred, h2, scale, out)
     assert out.tobytes() == one.tobytes() and float(plain_w).hex() == float(w).hex()
+    # One record's unit row is the batch's row (float64 input, not float32-representable).
+    v = rng.normal(size=(2, d)) * 10.0**exponent
+    assert arithmetic.unit_row(v[1]).tobytes() == arithmetic.unit_rows(v)[1].tobytes()
