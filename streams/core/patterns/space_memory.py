@@ -1676,12 +1676,13 @@ def load_kernels() -> None:
     """Load (or, on a machine's first run, compile) the core's compiled loops now
     (streams.core.patterns.compiled), rather than in the first records and the first choice of the
     first space: the worker calls it before it consumes. Eighty records of two groups, one by one
-    and in batches of two, take the hot path's loops and an early choice (the leader passes) through the types a worker's records give
-    them; HDBSCAN on a sample of four records takes Prim's tree."""
+    and in batches of two, take the hot path's loops and an early choice (the leader passes) through
+    the types a worker's records give them; HDBSCAN on a sample of four records takes Prim's tree."""
     dense_groups(gram(np.eye(4, dtype=F32)), (2,))
     memory = SpaceMemory("load-kernels", PatternConfig())
     rng = np.random.default_rng(0)
     for i in range(40):
         memory.learn_one(f"e{i}", rng.normal(size=8).astype(F32) + 4.0 * (i % 2), float(i))
-    for i in range(40, 80, 2):  # the worker's path: batches (row by row while small)
-        memory.learn_many([(f"e{j}", rng.normal(size=8).astype(F32) + 4.0 * (j % 2), float(j)) for j in (i, i + 1)])
+    for i in range(40, 80, 2):  # the worker's path: batches, row by row while small (_ROW_BY_ROW)
+        memory.learn_many([(f"e{j}", rng.normal(size=8).astype(F32) + 4.0 * (j % 2), float(j))
+                           for j in (i, i + 1)])
