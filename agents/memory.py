@@ -7,9 +7,10 @@ inputs into one timestamp-ordered sequence, the same live and in a replay.
 The agent only hands what it consumes to the sequencer; `run` applies what is ready. Records
 that are waiting are applied in batches, held open for FMS_APPLY_LINGER_MS after the first record:
 each space's records of a batch are one journal transaction (streams.state.journal), whose writes
-are held until the next commit, every FMS_COMMIT_INTERVAL_S: a pattern that many records touch
-between two commits is written to the table and its changelog once (the order of repair, begin,
-keep and commit is streams.state.checkpoint's). Each record is still applied exactly as it would be
+are held until the space's next commit, every FMS_COMMIT_INTERVAL_S (the spaces' commits spread
+over it, streams.core.commit_pacing): a pattern that many records touch between two commits is
+written to the table and its changelog once (the order of repair, begin, keep and commit is
+streams.state.checkpoint's). Each record is still applied exactly as it would be
 alone, and gets its recognition or optimization records when its batch is applied; a pattern's
 "updated" records are folded into its newest until the commit (agents.recognition.PatternEvents),
 so what fms.patterns keeps of each key is what the records applied one by one would have left
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +41,7 @@ from agents.recognition import PatternEvents
 from schemas.codec import decode
 from schemas.validation import ValidationResult
 from schemas.vectors import check_dimension
+from streams.core.commit_pacing import due_at
 from streams.core.sequence import Held, Sequencer
 from streams.kafka.internals import set_current_event, wake_ack_waiters
 
@@ -201,6 +204,7 @@ class MemoryProcessor:
         # Per space, what was applied since its last commit, oldest first: acknowledged once the
         # space's state is committed, after the pattern events of its batches (folded per key).
         self._uncommitted: dict[str, Uncommitted] = {}
+        self._last_commit = -math.inf  # when a space was last committed (time.monotonic)
         metrics = runtime.metrics
         self._records_in = {name: metrics.records_in.labels(topic=name) for name in INPUTS}
         self._seconds = {FEATURES: metrics.recognition_seconds, INTERACTIONS: metrics.interaction_seconds}
@@ -320,20 +324,23 @@ class MemoryProcessor:
     def _wait_s(self) -> float:
         wait = 0.02 if self.sequencer.held else 0.5
         if self._uncommitted:
-            oldest = next(iter(self._uncommitted.values()))
-            wait = min(wait, max(0.0, oldest.since + self.commit_s - time.monotonic()))
+            wait = min(wait, max(0.0, self._due_at() - time.monotonic()))
         return wait
 
+    def _due_at(self) -> float:
+        """When the space held longest is to be committed (streams.core.commit_pacing)."""
+        oldest = next(iter(self._uncommitted.values()))
+        return due_at(oldest.since, self._last_commit, len(self._uncommitted), self.commit_s)
+
     async def _commit_due(self) -> None:
-        """Commit the space whose commit is due, if one is: the one held longest, once it has
-        been held commit_interval_s, or when the held writes are over their bound. One space per
-        turn, so that the spaces' commits spread out instead of stalling the input together."""
+        """Commit the space whose commit is due, if one is: the one held longest, once
+        commit_pacing says so or when the held writes are over their bound. One space per turn,
+        so that the spaces' commits spread out instead of stalling the input together."""
         if not self._uncommitted:
             return
-        space, oldest = next(iter(self._uncommitted.items()))
-        if (time.monotonic() - oldest.since >= self.commit_s
+        if (time.monotonic() >= self._due_at()
                 or self.runtime.checkpoint.journal.held_bytes >= self.cache_max_bytes):
-            await self.commit(space)
+            await self.commit(next(iter(self._uncommitted)))
 
     async def commit(self, space: str) -> None:
         """The space's state held since its last commit, then the pattern events of its batches,
@@ -344,6 +351,7 @@ class MemoryProcessor:
         await runtime.checkpoint.commit(space)
         await uncommitted.patterns.send(runtime.emit)  # each pattern changed, once, in its newest state
         del self._uncommitted[space]
+        self._last_commit = time.monotonic()
         await self._ack(uncommitted.records)
 
     async def _ack(self, records: list[Held]) -> None:

@@ -130,6 +130,8 @@ class Settings:
     # delivered again and applied again, to the same state, and their recognitions are emitted
     # again: this bounds the duplicates a kill -9 leaves (about twice this many seconds of input)
     # and how late a pattern event is. Longer: fewer changelog messages and pattern events.
+    # The spaces' commits are spread over the interval, each space's after half of it at least
+    # (streams.core.commit_pacing).
     commit_interval_s: float = 1.0
     # Writes held between two commits, at most (Kafka Streams' statestore.cache.max.bytes): more
     # commits at once.
