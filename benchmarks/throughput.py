@@ -9,7 +9,7 @@ per input; the faust loop (faust_loop.py) does the baseline's work as an agent i
 app, so that what the framework costs per record is seen apart from what the memory costs.
 Beside the rate it reports where a record's cost goes: the worker's CPU per record between the
 first and the last output, and the messages written per input record to every topic of the run
-(outputs and the memory's changelog).
+(outputs and the memory's changelog), the changelog's also by the kind of state they hold.
 
     python benchmarks/throughput.py [--records 20000] [--dim 768] [--spaces 8] [--patterns 1000]
 """
@@ -125,6 +125,9 @@ async def run(bootstrap: str, args) -> dict:
                   for topic, n in sorted(written.items()) if not topic.endswith(("audio-features", "baseline-out", "faust-loop-out"))
                   and not topic.startswith(f"{run_id}-faust-loop")}
     print(f"messages written per input record: {per_record}", flush=True)
+    changelog = [t for t in written if t.endswith("-changelog")]
+    by_kind = {kind: round(n / len(feats), 3) for kind, n in (await changelog_kinds(settings, changelog)).items()}
+    print(f"changelog messages per input record, by the kind of state they hold: {by_kind}", flush=True)
     return {
         "records": len(feats), "dim": args.dim, "spaces": args.spaces, "patterns": args.patterns,
         "partitions": args.partitions,
@@ -140,6 +143,8 @@ async def run(bootstrap: str, args) -> dict:
         "worker_cpu_share_of_a_core": round(cpu / (w["last"] - w["first"]), 3),
         "messages_per_record": per_record,
         "messages_per_record_total": round(sum(per_record.values()), 3),
+        "changelog_messages_per_record_by_kind": by_kind,
+        "changelog_kinds": CHANGELOG_KINDS,
         "profile": profiled,
     }
 
@@ -247,19 +252,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def messages_written(settings: Settings, run_id: str) -> dict[str, int]:
-    """Messages in every topic of the run (changelog, outputs): the sum of their end offsets."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def partitions_of(settings: Settings, select) -> list:
+    """The partitions of every topic whose name `select` accepts."""
+    from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
-        topics = [t for t in await admin.list_topics() if t.startswith(run_id)]
-        described = await admin.describe_topics(topics)
+        topics = [t for t in await admin.list_topics() if select(t)]
+        described = await admin.describe_topics(topics) if topics else []
     finally:
         await admin.close()
-    tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    return [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+
+
+async def messages_written(settings: Settings, run_id: str) -> dict[str, int]:
+    """Messages in every topic of the run (changelog, outputs): the sum of their end offsets."""
+    from aiokafka import AIOKafkaConsumer
+
+    tps = await partitions_of(settings, lambda t: t.startswith(run_id))
     consumer = AIOKafkaConsumer(**kafka_client_options(settings))
     await consumer.start()
     try:
@@ -270,6 +282,48 @@ async def messages_written(settings: Settings, run_id: str) -> dict[str, int]:
     for tp, end in ends.items():
         out[tp.topic] = out.get(tp.topic, 0) + end
     return out
+
+
+# The memory table's views by key prefix (streams.state.patterns, streams.state.optimizations,
+# streams.state.journal), and what they hold.
+CHANGELOG_KINDS = {
+    "p": "pattern states, one value per pattern",
+    "s": "space states, pattern-id pages, calibration-sample blocks and replaced sample slots",
+    "j": "journal entries and their parts, one entry per space per commit",
+    "rq": "recent recognitions, ring values of 64 records",
+    "iq": "recent interactions, ring values of 64 records",
+    "o": "optimization states",
+    "oi": "optimization indexes",
+}
+
+
+async def changelog_kinds(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """The messages of the memory's changelog topics, counted by the view their key belongs to
+    (the key's prefix up to its first "/", CHANGELOG_KINDS)."""
+    from aiokafka import AIOKafkaConsumer
+
+    tps = await partitions_of(settings, lambda t: t in topics)
+    if not tps:
+        return {}
+    counts: Counter = Counter()
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        left = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end > 0}
+        deadline = time.monotonic() + 120
+        while left and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                for m in messages:
+                    key = (m.key or b"").decode(errors="replace")
+                    counts[key.split("/", 1)[0] if "/" in key else "other"] += 1
+            for tp in list(left):  # read to its end (compaction may have left gaps before it)
+                if await consumer.position(tp) >= left[tp]:
+                    del left[tp]
+    finally:
+        await consumer.stop()
+    return dict(sorted(counts.items()))
 
 
 def main() -> int:
