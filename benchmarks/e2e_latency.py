@@ -10,15 +10,18 @@ patterns over 8 spaces, common.stream) on their own topics, and are measured the
   is noted by event id and also carried in the record's `meta` as {"sent": ...};
 - a consumer on the output topic (fms.recognitions for the worker, the baseline's own output topic)
   notes time.time() when each event id arrives; latency = arrival - send, same machine, same clock;
-- per offered rate: p50/p90/p99/max latency, the achieved send and output rates, and the backlog
-  when the last record of the rate was sent (records sent but not yet output). Each rate drains
+- per offered rate: p50/p90/p99/max latency, the achieved send and output rates, the backlog
+  when the last record of the rate was sent (records sent but not yet output), and the 100 ms
+  windows of send time where the tail came from (`slow_windows`). Each rate drains
   before the next starts. Beside them, the cores each process used and, read from the worker's
   /metrics, the garbage collections it paused for while the rate was offered; for the worker, the
   messages its records caused per input record (outputs and changelog, from the start of the rate
   to the start of the next, so that its last commits count).
 
-Before measuring, 2,000 records are published as fast as possible and their outputs awaited, so
-that every pattern exists and startup (worker recovery, consumer group joins) is excluded.
+Before measuring, 544 records a space (4,352 for 8) are published as fast as possible and their
+outputs awaited, so that every pattern exists, every space is past its calibration phase, and
+startup (worker recovery, consumer group joins) is excluded; the worker's first rate then waits for
+the warm-up's commits, as each later rate waits for the commits of the rate before it.
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 python benchmarks/e2e_latency.py [--rates 250,500,1000] [--seconds 15]
 """
@@ -39,12 +42,20 @@ import orjson
 from common import CpuSampler, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
 import faust_loop  # noqa: E402
 from throughput import baseline_loop, free_port, messages_written, worker_env
+from streams.core.patterns import PatternConfig
 from streams.ops.publish import publish
 from streams.service.settings import Settings
 from streams.service.topics import ensure_topics, kafka_client_options
 from streams.ops.worker_process import WorkerProcess
 
 GOAL = {"p99_ms": 50.0, "at_records_per_s": 1000}
+# A space's calibration phase (streams.core.patterns.space_memory._maybe_calibrate) ends once its
+# sample is full: the full choice at 256 records, regroups every 32 until 512. Spaces that cross it
+# together stall the input together (seen: 8 spaces' choices, ~150 ms, in the first 0.3 s of the
+# first rate). The warm-up takes every space past it, so that the rates measure the steady state;
+# a new space's first minutes are the `--warmup 0` shape (e2e_latency_new_space.json).
+_CFG = PatternConfig()
+WARMUP_PER_SPACE = _CFG.calibration_sample + _CFG.calibration_regroup
 # Kept up: when the last record of a rate was sent, less than this much input was still waiting.
 KEPT_UP_BACKLOG_S = 0.25
 
@@ -174,9 +185,27 @@ async def measure(settings: Settings, arrivals: Arrivals, feats, rate: float, dr
         "backlog_at_end": backlog,
         "drain_s": round(max(arrived.values()) - last, 2) if drained else None,
         "kept_up": drained and backlog <= KEPT_UP_BACKLOG_S * rate,
+        "slow_windows": slow_windows(sent_at - first, lat),
         "cpu": cores,
         **({"worker_gc": gc_row} if gc_row is not None else {}),
     }
+
+
+def slow_windows(sent_s: np.ndarray, lat_s: np.ndarray, width_s: float = 0.1, most: int = 20) -> list:
+    """Where the tail comes from: the `width_s` windows of send time whose slowest record took more
+    than twice the rate's p90, as [start s from the rate's first send, slowest ms, records], in
+    time order (at most `most`, the slowest kept). Windows that recur at the commit interval point
+    at the commits (the waves streams.core.commit_pacing spreads); a run of them at the start of a
+    rate, at work the rate's first records set off (a calibration phase the warm-up did not pass)."""
+    if not lat_s.size:
+        return []
+    bar = 2.0 * float(np.percentile(lat_s, 90))
+    window = (sent_s / width_s).astype(np.int64)
+    slow = []
+    for w in np.unique(window[lat_s > bar]):
+        sel = lat_s[window == w]
+        slow.append([round(float(w) * width_s, 2), round(float(sel.max()) * 1000, 1), int(sel.size)])
+    return sorted(sorted(slow, key=lambda row: -row[1])[:most])
 
 
 async def written_since(settings: Settings, run_id: str, before: dict[str, int] | None) -> dict[str, int]:
@@ -185,6 +214,11 @@ async def written_since(settings: Settings, run_id: str, before: dict[str, int] 
     now = {topic: n for topic, n in (await messages_written(settings, run_id)).items()
            if not topic.endswith("audio-features")}
     return now if before is None else {topic: n - before.get(topic, 0) for topic, n in now.items()}
+
+
+def commit_wait_s(settings: Settings) -> float:
+    """Long enough for the worker to commit what it applied (it reads its interval from the environment)."""
+    return float(os.environ.get("FMS_COMMIT_INTERVAL_S", settings.commit_interval_s)) + 0.5
 
 
 async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, chunks, rates, pids: dict,
@@ -196,6 +230,10 @@ async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, ch
     if not await arrivals.wait_for([f.id for f in warm], 180, also):
         raise TimeoutError(f"{name}: warm-up outputs did not all arrive in 180s")
     print(f"{name}: warm-up of {len(warm)} records done in {time.perf_counter() - t:.1f}s", flush=True)
+    if run_id:
+        # The warm-up's commits before the first rate, as each rate's before the next: a rate's
+        # latency and messages are its own records'.
+        await asyncio.sleep(commit_wait_s(settings))
     rows = []
     cpu = CpuSampler(pids)
     sampling = asyncio.create_task(cpu.run())
@@ -205,8 +243,7 @@ async def run_phases(name: str, settings: Settings, arrivals: Arrivals, warm, ch
             row = await measure(settings, arrivals, feats, rate, drain_s=max(20.0, len(feats) / rate), also=also,
                                 cpu=cpu, worker_url=worker_url)
             if run_id:
-                # its records' last commits (the worker reads its interval from the environment)
-                await asyncio.sleep(float(os.environ.get("FMS_COMMIT_INTERVAL_S", settings.commit_interval_s)) + 0.5)
+                await asyncio.sleep(commit_wait_s(settings))  # its records' last commits
                 written = await written_since(settings, run_id, counted)
                 counted = {t: counted.get(t, 0) + n for t, n in written.items()}
                 per_input = {t.removeprefix(settings.topic_prefix).removeprefix(f"{settings.app_id}-"):
@@ -317,7 +354,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[250.0, 500.0, 1000.0, 2000.0])
     p.add_argument("--seconds", type=float, default=15.0, help="per offered rate")
-    p.add_argument("--warmup", type=int, default=2000)
+    p.add_argument("--warmup", type=int, default=None,
+                   help="records before the first rate (default: enough for every space to pass its "
+                        "calibration phase, WARMUP_PER_SPACE records each)")
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--spaces", type=int, default=8)
     p.add_argument("--patterns", type=int, default=1000)
@@ -327,6 +366,8 @@ def main() -> int:
                    help="results/<name>.json (another shape than the issue's, e.g. a new space of 128-d: "
                         "--dim 128 --spaces 1 --patterns 44 --warmup 0 --save-as e2e_latency_new_space)")
     args = p.parse_args()
+    if args.warmup is None:
+        args.warmup = args.spaces * WARMUP_PER_SPACE
     started = time.perf_counter()
     with broker() as bootstrap:
         results = asyncio.run(run(bootstrap, args))
