@@ -20,3 +20,24 @@ async def partitions_of(client_options: dict[str, Any], topics: list[str]) -> di
         await admin.close()
     wanted = set(topics)
     return {t["topic"]: {p["partition"] for p in t["partitions"]} for t in described if t["topic"] in wanted}
+
+
+async def committed_behind(client_options: dict[str, Any], group: str, topics: list[str]) -> int:
+    """How many records of ``topics`` lie past ``group``'s committed offsets (a partition the group
+    never committed counts from its start): 0 once the group has committed every record there is."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    tps = [TopicPartition(topic, p) for topic, partitions in sorted((await partitions_of(client_options, topics)).items())
+           for p in sorted(partitions)]
+    admin = AIOKafkaAdminClient(**client_options)
+    consumer = AIOKafkaConsumer(**client_options, group_id=None, enable_auto_commit=False)
+    try:
+        await admin.start()
+        await consumer.start()
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return sum(max(0, end - max(0, committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())

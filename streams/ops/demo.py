@@ -23,6 +23,7 @@ import numpy as np
 from schemas.codec import decode
 from schemas.records import AudioFeature, Interaction, Outcome
 from streams.core.quality import adjusted_rand_index, contingency, normalized_mutual_information, purity
+from streams.kafka.metadata import committed_behind
 from streams.ops.publish import publish, read_topic
 from streams.service.settings import Settings
 from streams.service.topics import ensure_topics, kafka_client_options, topic_specs
@@ -168,6 +169,17 @@ async def demo_optimizations(settings: Settings, feats, by_event) -> dict[tuple[
     return latest
 
 
+async def _wait_for_commit(settings: Settings, topic: str, timeout: float) -> None:
+    """Until the worker's group has committed every record of `topic` (its state and pattern events
+    went out before that), or `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while await committed_behind(kafka_client_options(settings), settings.memory_app_id, [topic]) > 0:
+        if time.monotonic() > deadline:
+            print(f"  (the worker had not committed all of {topic} after {timeout:.0f}s: the patterns below may lag)")
+            return
+        await asyncio.sleep(0.5)
+
+
 async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> int:
     started_broker = False
     if not _reachable(base.bootstrap_servers):
@@ -200,6 +212,9 @@ async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> i
             by_event[rec.event_id] = rec
         predicted = [by_event[f.id].pattern_id for f in feats]
 
+        # Pattern events go out at each space's commit, every FMS_COMMIT_INTERVAL_S; the memory
+        # acknowledges its inputs after it, and faust commits their offsets as often.
+        await _wait_for_commit(settings, settings.topic("audio-features"), 4 * settings.commit_interval_s + 30)
         latest: dict[str, bytes | None] = {}
         for key, raw in await read_topic(settings, settings.topic("patterns")):
             latest[key] = raw

@@ -125,7 +125,9 @@ async def publish_file(settings: Settings, path: Path, *, space: str, model_id: 
 
 async def space_dimensions(settings: Settings, spaces: set[str], timeout: float = 15.0) -> dict[str, int]:
     """The vector dimension of each of ``spaces`` that has a live pattern on ``fms.patterns`` (its
-    centroid's): what a running memory will hold the space's records to. Spaces with none are left out."""
+    centroid's): what a running memory will hold the space's records to. Spaces with none are left out.
+    A space's pattern events go out at its commit (``FMS_COMMIT_INTERVAL_S``), so a space whose first
+    records are younger than that may not be known yet; the memory then dead-letters a wrong dimension."""
     topic = settings.topic("patterns")
     if not await topic_exists(settings, topic):
         return {}

@@ -63,31 +63,15 @@ def run_stream(settings: Settings, feats: list[AudioFeature]) -> tuple[dict, dic
 async def settled(settings: Settings, timeout: float = 60.0) -> None:
     """Wait until the memory's group has committed every record of its inputs. faust flushes a
     record's outputs before it commits its offset, so a topic read after this holds them all."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
+    from streams.kafka.metadata import committed_behind
     from streams.service.topics import kafka_client_options
 
-    tps = [TopicPartition(settings.topic(name), p) for name in ("audio-features", "interactions")
-           for p in range(settings.partitions)]
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=None, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        end = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        while True:
-            committed = await admin.list_consumer_group_offsets(settings.memory_app_id, partitions=tps)
-            behind = {tp: end[tp] for tp in tps if end[tp] > 0 and committed[tp].offset < end[tp]}
-            if not behind:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{settings.memory_app_id} has not committed up to {behind}")
-            await asyncio.sleep(0.2)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    inputs = [settings.topic("audio-features"), settings.topic("interactions")]
+    deadline = time.monotonic() + timeout
+    while behind := await committed_behind(kafka_client_options(settings), settings.memory_app_id, inputs):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{settings.memory_app_id} has not committed {behind} records of {inputs}")
+        await asyncio.sleep(0.2)
 
 
 def expected_memory(feats: list[AudioFeature]) -> dict[str, SpaceMemory]:

@@ -15,7 +15,7 @@ import numpy as np
 from schemas.codec import decode, encode_json
 from streams.ops.publish import read_topic
 from streams.service.topics import ensure_topics, kafka_client_options, topic_specs
-from tests.integration.test_recognition import settings_of
+from tests.integration.test_recognition import settings_of, settled
 
 
 def fms(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -147,7 +147,9 @@ def test_fms_publish_jsonl_and_watch(memory_env, workers, tmp_path):
     assert len(features) == 6, "nothing of the bad file was sent"
 
     # The worker holds space "cli" at 3 dimensions: a 4-dimensional file for it is refused before
-    # anything is sent, as is a file whose records of one space disagree.
+    # anything is sent, as is a file whose records of one space disagree. fms publish learns a
+    # space's dimension from fms.patterns, whose events go out at the space's commit.
+    asyncio.run(settled(settings_of(env)))
     wide = tmp_path / "wide.jsonl"
     wide.write_bytes(encode_json({"id": "w", "space": "cli", "vector": [1.0, 0.0, 0.5, 0.2]}) + b"\n")
     refused = subprocess.run([sys.executable, "-m", "streams.ops.cli", "publish", str(wide)],
