@@ -1342,8 +1342,10 @@ class SpaceMemory:
         is record ``i``), ``labels`` are the groups of those very records (:func:`calibration.groups`:
         HDBSCAN's or the leader rule's consensus, whichever separates them better): each pattern
         goes to the group that holds most of its sampled records (the earliest on a tie), and the
-        patterns that share a group merge into the oldest, as the merge rule's merges do (absorbed
-        ids resolve to the survivor). Splitting is never done: a pattern id a user has seen keeps
+        patterns that share a group merge into the one that holds the most records, the oldest of
+        those on a tie (absorbed ids resolve to the survivor): the id most of the group's
+        recognitions so far have named. The merge rule's merges keep the older pattern instead, as
+        a pinned space always has. Splitting is never done: a pattern id a user has seen keeps
         standing for all its records.
         """
         votes: dict[str, dict[int, int]] = {}
@@ -1357,7 +1359,7 @@ class SpaceMemory:
             groups.setdefault(min(v, key=lambda c: (-v[c], c)), []).append(live)
         survivors = []
         for label in sorted(groups):
-            ids = sorted(groups[label], key=lambda q: (self._patterns[q].created_ts, q))
+            ids = sorted(groups[label], key=lambda q: (-self._patterns[q].count, self._patterns[q].created_ts, q))
             if len(ids) < 2:
                 continue
             survivor = self._patterns[ids[0]]

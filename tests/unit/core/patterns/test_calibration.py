@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -344,7 +345,8 @@ def random_groups(k: int, n: int, dim: int, kappa: float, seed: int) -> tuple[np
 def test_the_warm_up_is_consolidated_when_the_space_chooses(passes):
     # No early choice: the strict start (0.9) keeps groups at ~0.72 pairwise apart in many patterns;
     # the choice at 256 records merges them as the chosen threshold cuts them (in stream order, or
-    # as most of 17 orders do), into the oldest.
+    # as most of 17 orders do), each group into the pattern that named most of its records (the
+    # oldest of those on a tie).
     cfg = PatternConfig(match_threshold=None, calibration_clear=1.0, calibration_passes=passes)
     x, labels = random_groups(12, 400, 12, 0.85, seed=21)
     m = SpaceMemory("s", cfg)
@@ -354,8 +356,10 @@ def test_the_warm_up_is_consolidated_when_the_space_chooses(passes):
     assert len(at_choice.merged) > 100, "the strict start's patterns were merged when the space chose"
     assert not at_choice.new or at_choice.pattern_id not in dict(at_choice.merged).values()
     created = {pattern_id_for("s", f"e{i}"): i for i in range(256)}  # a pattern's id is its first record's
+    named = Counter(r.pattern_id for r in out[:256])  # the recognitions that named each pattern
+    assert max(named.values()) > 1 and any(named[s] != named[a] for s, a in at_choice.merged)
     for survivor, absorbed in at_choice.merged:
-        assert created[survivor] < created[absorbed]  # the oldest survives
+        assert (named[survivor], -created[survivor]) > (named[absorbed], -created[absorbed])
     final = [m.resolve(r.pattern_id) for r in out]
     by_group = {g: {p for p, l in zip(final, labels) if l == g} for g in set(labels.tolist())}
     assert all(len(ps) == 1 for ps in by_group.values()), by_group
