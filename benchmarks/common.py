@@ -181,6 +181,20 @@ def blas_info() -> dict:
     return info
 
 
+def package_versions() -> dict:
+    """Versions of the libraries a figure depends on (the baselines' too), as installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("numpy", "scipy", "numba", "faust-streaming", "aiokafka", "river", "scikit-learn", "torch",
+                 "transformers", "resemblyzer"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def save(name: str, results: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -189,7 +203,7 @@ def save(name: str, results: dict) -> Path:
         # The BLAS kernel numpy ran on belongs with every figure: OPENBLAS_CORETYPE, set on some
         # machines, changes numpy's speed (and the worker's, which runs the same numpy).
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "blas": blas_info()},
+                    "blas": blas_info(), "packages": package_versions()},
         **results,
     }
     path = RESULTS / f"{name}.json"
