@@ -5,19 +5,21 @@ from typing import Any
 
 
 async def partitions_of(client_options: dict[str, Any], topics: list[str]) -> dict[str, set[int]]:
-    """The partitions of each of ``topics`` that exists (a missing topic is left out).
-
-    It asks for every topic's metadata, not the named ones': on a broker that creates topics on
-    demand, a metadata request that names a topic can create it.
-    """
+    """The partitions of each of ``topics`` that exists (a missing topic is left out)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(**client_options)
     try:
         await admin.start()
-        described = await admin.describe_topics()
+        return await _partitions(admin, topics)
     finally:
         await admin.close()
+
+
+async def _partitions(admin, topics: list[str]) -> dict[str, set[int]]:
+    # It asks for every topic's metadata, not the named ones': on a broker that creates topics on
+    # demand, a metadata request that names a topic can create it.
+    described = await admin.describe_topics()
     wanted = set(topics)
     return {t["topic"]: {p["partition"] for p in t["partitions"]} for t in described if t["topic"] in wanted}
 
@@ -28,13 +30,13 @@ async def committed_behind(client_options: dict[str, Any], group: str, topics: l
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    tps = [TopicPartition(topic, p) for topic, partitions in sorted((await partitions_of(client_options, topics)).items())
-           for p in sorted(partitions)]
     admin = AIOKafkaAdminClient(**client_options)
     consumer = AIOKafkaConsumer(**client_options, group_id=None, enable_auto_commit=False)
     try:
         await admin.start()
         await consumer.start()
+        tps = [TopicPartition(topic, p) for topic, partitions in sorted((await _partitions(admin, topics)).items())
+               for p in sorted(partitions)]
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
         ends = await consumer.end_offsets(tps)
     finally:
