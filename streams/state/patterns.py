@@ -363,7 +363,7 @@ class Recent:
     """
 
     entry_type: type = RecentRecognition
-    id_field = "event_id"  # the entry's field that holds its id
+    id_field = "event_id"  # the entry's attribute that holds its id
     # Decoded ring values kept (by key, with the value they were decoded from), at most.
     _PAGES_KEPT = 64
 
@@ -402,7 +402,7 @@ class Recent:
                     continue
                 for k, entry in enumerate(decode_json(raw)):
                     if entry is not None:
-                        index[n * RING_PAGE + k] = _hash(str(entry[self.id_field]))
+                        index[n * RING_PAGE + k] = _hash(self.entry_type.id_of(entry))
         return index
 
     def remember(self, space: str, *entries) -> None:

@@ -165,6 +165,42 @@ def test_recent_recognitions_written_one_per_id_by_an_older_worker_are_still_fou
     assert recent.get("s", "e-old") == old and recent.get("s", "e-new").pattern_id == "p"
 
 
+def _object_layout(entry: RecentRecognition) -> bytes:
+    """An entry as workers wrote it before the array layout."""
+    from schemas.codec import encode_json
+    from schemas.state import STATE_VERSION
+
+    return encode_json({"sv": STATE_VERSION, "event_id": entry.event_id, "pattern_id": entry.pattern_id,
+                        "similarity": entry.similarity, "confidence": entry.confidence, "new": entry.new,
+                        "offset": entry.offset, "changed": [list(c) for c in entry.changed],
+                        "removed": list(entry.removed)})
+
+
+def test_an_entry_is_an_array_half_the_size_and_entries_of_the_object_layout_are_still_read():
+    from schemas.state import StateCorrupt
+
+    entry = RecentRecognition("e2e-0001-000012345", "s0-p00000abc", 0.9312000274658203, 0.7099999785423279,
+                              False, offset=12345, changed=(("s0-p00000abc", "updated"), ("s0-p0000dead", "merged")),
+                              removed=("s0-p0000beef",))
+    raw = entry.encode()
+    assert RecentRecognition.decode(raw) == entry and raw.startswith(b"[")
+    assert RecentRecognition.decode(_object_layout(entry)) == entry
+    assert len(raw) < 0.6 * len(_object_layout(entry))
+    for bad in (b"[3, \"e\"]", b"[2" + raw[2:], b"[]", b'{"sv": 3}'):
+        with pytest.raises(StateCorrupt):
+            RecentRecognition.decode(bad)
+    # A ring page written by an older worker (object entries) is indexed and read like a new one.
+    table: dict = {}
+    ring = Prefixed(table, "rq/")
+    old = [RecentRecognition(f"e{i}", f"p{i}", 0.9, 0.5, False, offset=i) for i in range(3)]
+    ring["s\x1f0"] = b"[" + b",".join([_object_layout(e) for e in old] + [b"null"] * (RING_PAGE - 3)) + b"]"
+    recent = RecentRecognitions(None, ring, capacity=RING_PAGE)
+    recent.remember("s", RecentRecognition("e3", "p3", 0.9, 0.5, False, offset=3))
+    assert [recent.get("s", f"e{i}") for i in range(3)] == old and recent.get("s", "e3").pattern_id == "p3"
+    fresh = RecentRecognitions(None, ring, capacity=RING_PAGE)
+    assert [fresh.get("s", f"e{i}") for i in range(4)] == old + [RecentRecognition("e3", "p3", 0.9, 0.5, False, offset=3)]
+
+
 def test_an_id_is_found_by_its_entry_not_by_its_hash_alone(monkeypatch):
     from streams.state import patterns
 
