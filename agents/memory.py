@@ -54,8 +54,6 @@ INPUTS = (FEATURES, INTERACTIONS)
 APPLIED, DUPLICATE, REJECTED, FAILED = "applied", "duplicate", "rejected", "failed"
 # How long a stop or a rebalance waits for the last commit before it lets its records go.
 COMMIT_ON_STOP_S = 5.0
-# Acknowledgements made between two turns of the event loop, while the next records are applied.
-ACK_SLICE = 256
 
 
 @dataclass
@@ -91,14 +89,6 @@ class Uncommitted:
     event: object  # one of them: the space's writes go to its partition's database and changelog
     records: list[Held] = field(default_factory=list)
     patterns: PatternEvents = field(default_factory=PatternEvents)
-
-
-@dataclass
-class Finishing:
-    """A committed space's sends and acknowledgements, under way while the next records are applied."""
-
-    uncommitted: Uncommitted
-    task: asyncio.Future | None  # None: it failed, and is tried again by the next commit or the stop
 
 
 @dataclass
@@ -215,7 +205,6 @@ class MemoryProcessor:
         # space's state is committed, after the pattern events of its batches (folded per key).
         self._uncommitted: dict[str, Uncommitted] = {}
         self._last_commit = -math.inf  # when a space was last committed (time.monotonic)
-        self._finishing: Finishing | None = None  # the last commit's sends and acknowledgements
         metrics = runtime.metrics
         self._records_in = {name: metrics.records_in.labels(topic=name) for name in INPUTS}
         self._seconds = {FEATURES: metrics.recognition_seconds, INTERACTIONS: metrics.interaction_seconds}
@@ -290,7 +279,6 @@ class MemoryProcessor:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            self._check_finishing()
             await self._commit_due()
             if self.gaps.refetching:
                 await self.gaps.resolve_gaps()
@@ -355,91 +343,37 @@ class MemoryProcessor:
             await self.commit(next(iter(self._uncommitted)))
 
     async def commit(self, space: str) -> None:
-        """The space's state held since its last commit to the table, its changelog queued; then,
-        while the next records are applied, the changelog and the pattern events of its batches to
-        the producer and the acknowledgements of its records (`_finish`, streams.state.checkpoint).
-
-        The sends wait for the producer's batches to drain, one broker round trip per batch, and
-        the acknowledgements cost ~9 us a record: at 1,000 records/s a 5-second commit took 30-100
-        ms (seen), all of it a stall of the records behind it when it was awaited here. A commit
-        now waits only for the one before it to finish: the changelog keeps the order of the
-        commits, and a record is acknowledged only after its state was handed to the producer."""
-        await self._finished()
+        """The space's state held since its last commit, then the pattern events of its batches,
+        then the acknowledgements of its records (streams.state.checkpoint)."""
+        runtime = self.runtime
         uncommitted = self._uncommitted[space]
         _in_partition_of(uncommitted.event)  # the space's writes go to its partition's database and changelog
-        self.runtime.checkpoint.write(space)
+        await runtime.checkpoint.commit(space)
+        await uncommitted.patterns.send(runtime.emit)  # each pattern changed, once, in its newest state
         del self._uncommitted[space]
         self._last_commit = time.monotonic()
-        self._finishing = Finishing(uncommitted, asyncio.ensure_future(self._finish(uncommitted)))
-
-    async def _finish(self, uncommitted: Uncommitted) -> None:
-        runtime = self.runtime
-        await runtime.checkpoint.flush()
-        await uncommitted.patterns.send(runtime.emit)  # each pattern changed, once, in its newest state
         await self._ack(uncommitted.records)
 
-    async def _finished(self) -> None:
-        """Wait for the commit that is finishing. Its failure is raised once (it stops the run);
-        the next call tries its sends again, as `_abandon` does."""
-        finishing = self._finishing
-        if finishing is None:
-            return
-        if finishing.task is None:
-            await self._finish(finishing.uncommitted)
-        else:
-            try:
-                await asyncio.shield(finishing.task)
-            except asyncio.CancelledError:
-                if not finishing.task.cancelled():
-                    raise  # this caller was cancelled, not the commit
-                finishing.task = None
-                raise
-            except Exception:
-                finishing.task = None
-                raise
-        self._finishing = None
-
-    def _check_finishing(self) -> None:
-        """Raise the failure of a commit that finished in the background."""
-        finishing = self._finishing
-        if finishing is None or finishing.task is None or not finishing.task.done():
-            return
-        task = finishing.task
-        if not task.cancelled() and task.exception() is None:
-            self._finishing = None
-            return
-        finishing.task = None  # tried again by the next commit or the stop
-        task.result()  # raises what it failed with
-
     async def _ack(self, records: list[Held]) -> None:
-        for n, held in enumerate(records, 1):
+        for held in records:
             self._applied.add((held.topic, held.partition, held.offset))
             await self.stream.ack(held.item)
-            if n % ACK_SLICE == 0:
-                await asyncio.sleep(0)  # ~9 us each: let the next records be applied between slices
 
     async def _commit_all(self) -> None:
         for space in list(self._uncommitted):
             await self.commit(space)
-        await self._finished()
 
     async def _abandon(self) -> None:
         """A rebalance or a stop: what was applied is committed, what was not is let go."""
         try:
             await asyncio.wait_for(self._commit_all(), COMMIT_ON_STOP_S)
         except (Exception, asyncio.TimeoutError):
-            unfinished = list(self._uncommitted.values())
-            if self._finishing is not None:  # its state is in the tables, its changelog not all sent
-                if self._finishing.task is not None:
-                    self._finishing.task.cancel()  # its records are let go: none may be acknowledged now
-                unfinished.append(self._finishing.uncommitted)
             log.exception("could not commit before a rebalance or a stop: %d records will be applied again",
-                          sum(len(u.records) for u in unfinished))
+                          sum(len(u.records) for u in self._uncommitted.values()))
             self.runtime.checkpoint.discard()
-            for uncommitted in unfinished:
+            for uncommitted in self._uncommitted.values():
                 for held in uncommitted.records:
                     self.gaps.forget(held.item)
-            self._finishing = None
             self._uncommitted.clear()
             wake_ack_waiters(self.runtime.app.consumer)
         dropped = self.sequencer.abandon()

@@ -12,14 +12,13 @@ exactly once is here, top to bottom:
    records write is held once, in its newest state); on any error, **rollback**: the transaction's
    writes are dropped, and the caches built from the tables with them;
 4. **commit**: each space's journal entry (every held write, and the last offset applied from each
-   input) and the writes go to RocksDB, their changelog messages queued (streams.state.changelog:
-   `write`); then the changelog queue to the producer (`flush`).
+   input) and the writes go to RocksDB, their changelog messages queued (streams.state.changelog);
+   then the changelog queue to the producer.
 
-Then the agent sends what waited for the commit and acknowledges the inputs, while it applies the
-next records (agents.memory), and faust commits their offsets after flushing its producer: the
-state is on the broker before the records that made it count as processed (as with faust's own
-table path). A record whose state is not committed yet was not acknowledged: after a crash it is
-delivered again and applied again, to the same result.
+Then the agent sends what waited for the commit and acknowledges the inputs, and faust commits
+their offsets after flushing its producer: the state is on the broker before the records that made
+it count as processed (as with faust's own table path). A record whose state is not committed yet
+was not acknowledged: after a crash it is delivered again and applied again, to the same result.
 """
 from __future__ import annotations
 
@@ -89,15 +88,10 @@ class Checkpoint:
 
     async def commit(self, space: str) -> None:
         """The space's held writes to the table and its changelog, then the changelog to the
-        producer, in order: `write`, then `flush`."""
-        self.write(space)
-        await self.flush()
-
-    def write(self, space: str) -> None:
-        """The space's held writes to the table, their changelog messages queued. The table writes
-        to the database and changelog partition of the current record's: the caller makes one of
-        the space's records current first."""
+        producer, in order. The table writes to the database and changelog partition of the current
+        record's: the caller makes one of the space's records current first."""
         self.journal.commit(space)
+        await self.flush()
 
     async def flush(self) -> None:
         """The changelog writes queued so far to the producer, in order."""

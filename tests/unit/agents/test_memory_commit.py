@@ -84,15 +84,7 @@ def test_a_commit_writes_the_state_then_sends_the_pattern_events_then_acknowledg
     proc._uncommitted["t"].since = time.monotonic()  # not due yet
     assert table == {} and log == []
     s_event = proc._uncommitted["s"].event
-
-    async def commit_due():
-        await proc._commit_due()
-        # The state is in the table when the commit returns; its sends and acknowledgements follow
-        # while the next records are applied.
-        assert len(table) == 4 and log == [] and proc._finishing is not None
-        await proc._finished()
-
-    asyncio.run(commit_due())
+    asyncio.run(proc._commit_due())
     written = len(table)
     assert written == 4 and JOURNAL_PREFIX + "s" in table and checkpoint.held
     assert current == [(s_event, 0)], "one of the space's records was made current before its writes"
@@ -121,62 +113,3 @@ def test_a_rebalance_commits_what_was_applied_and_a_commit_that_fails_lets_it_go
     assert log == [], "no pattern event and no acknowledgement for a state that is not on the broker"
     assert forgotten == ["event0"] and not checkpoint.held and not proc._uncommitted
     assert not proc.may_ack(SimpleNamespace(topic=TOPIC, partition=0, offset=0))
-
-
-def test_a_commit_waits_for_the_one_before_it_to_finish_and_a_failure_in_the_background_is_raised():
-    table: dict = {}
-    log: list = []
-    proc, checkpoint, forgotten = processor(table, log)
-    gate = asyncio.Event()
-    flushes: list = []
-
-    async def slow_send(flush):  # the producer's batches drain only when the gate opens
-        flushes.append(len(table))
-        await gate.wait()
-
-    checkpoint.send = slow_send
-
-    async def scenario():
-        apply_one(proc, checkpoint, 0)
-        apply_one(proc, checkpoint, 1, space="t")
-        await proc.commit("s")
-        await asyncio.sleep(0)
-        assert flushes == [2] and log == [], "the first commit's sends are waiting for the producer"
-        second = asyncio.ensure_future(proc.commit("t"))
-        await asyncio.sleep(0.01)
-        assert not second.done() and len(table) == 2, "the next commit waits: the changelog keeps the commits' order"
-        gate.set()
-        await second
-        await proc._finished()
-        assert [entry[:2] for entry in log] == [("send", "patterns"), ("ack", "event0"),
-                                                ("send", "patterns"), ("ack", "event1")]
-
-    asyncio.run(scenario())
-
-    table, log = {}, []
-    proc, checkpoint, forgotten = processor(table, log)
-    attempts: list = []
-
-    async def failing_once(flush):
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise ConnectionError("no broker")
-
-    checkpoint.send = failing_once
-
-    async def failure():
-        apply_one(proc, checkpoint, 0)
-        await proc.commit("s")
-        await asyncio.sleep(0)
-        try:
-            proc._check_finishing()
-        except ConnectionError:
-            pass
-        else:
-            raise AssertionError("a failed commit must stop the run")
-        assert log == [], "nothing acknowledged for a state whose changelog was not sent"
-        await proc._abandon()  # the stop tries the sends again, then acknowledges
-
-    asyncio.run(failure())
-    assert len(attempts) == 2 and [entry[0] for entry in log] == ["send", "ack"] and forgotten == []
-    assert proc._finishing is None
