@@ -126,8 +126,11 @@ async def run(bootstrap: str, args) -> dict:
                   and not topic.startswith(f"{run_id}-faust-loop")}
     print(f"messages written per input record: {per_record}", flush=True)
     changelog = [t for t in written if t.endswith("-changelog")]
-    by_kind = {kind: round(n / len(feats), 3) for kind, n in (await changelog_kinds(settings, changelog)).items()}
+    counts, sizes = await changelog_kinds(settings, changelog)
+    by_kind = {kind: round(n / len(feats), 3) for kind, n in counts.items()}
+    bytes_by_kind = {kind: round(n / len(feats), 1) for kind, n in sizes.items()}
     print(f"changelog messages per input record, by the kind of state they hold: {by_kind}", flush=True)
+    print(f"changelog bytes per input record, by kind: {bytes_by_kind}", flush=True)
     return {
         "records": len(feats), "dim": args.dim, "spaces": args.spaces, "patterns": args.patterns,
         "partitions": args.partitions,
@@ -144,6 +147,7 @@ async def run(bootstrap: str, args) -> dict:
         "messages_per_record": per_record,
         "messages_per_record_total": round(sum(per_record.values()), 3),
         "changelog_messages_per_record_by_kind": by_kind,
+        "changelog_bytes_per_record_by_kind": bytes_by_kind,
         "changelog_kinds": CHANGELOG_KINDS,
         "profile": profiled,
     }
@@ -297,15 +301,16 @@ CHANGELOG_KINDS = {
 }
 
 
-async def changelog_kinds(settings: Settings, topics: list[str]) -> dict[str, int]:
-    """The messages of the memory's changelog topics, counted by the view their key belongs to
-    (the key's prefix up to its first "/", CHANGELOG_KINDS)."""
+async def changelog_kinds(settings: Settings, topics: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """The messages of the memory's changelog topics, and their bytes (key and value), counted by
+    the view their key belongs to (the key's prefix up to its first "/", CHANGELOG_KINDS)."""
     from aiokafka import AIOKafkaConsumer
 
     tps = await partitions_of(settings, lambda t: t in topics)
     if not tps:
-        return {}
+        return {}, {}
     counts: Counter = Counter()
+    sizes: Counter = Counter()
     consumer = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20)
     await consumer.start()
@@ -317,13 +322,15 @@ async def changelog_kinds(settings: Settings, topics: list[str]) -> dict[str, in
             for messages in (await consumer.getmany(timeout_ms=1000)).values():
                 for m in messages:
                     key = (m.key or b"").decode(errors="replace")
-                    counts[key.split("/", 1)[0] if "/" in key else "other"] += 1
+                    kind = key.split("/", 1)[0] if "/" in key else "other"
+                    counts[kind] += 1
+                    sizes[kind] += len(m.key or b"") + len(m.value or b"")
             for tp in list(left):  # read to its end (compaction may have left gaps before it)
                 if await consumer.position(tp) >= left[tp]:
                     del left[tp]
     finally:
         await consumer.stop()
-    return dict(sorted(counts.items()))
+    return dict(sorted(counts.items())), dict(sorted(sizes.items()))
 
 
 def main() -> int:
