@@ -259,16 +259,11 @@ def free_port() -> int:
 async def partitions_of(settings: Settings, select) -> list:
     """The partitions of every topic whose name `select` accepts."""
     from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if select(t)]
-        described = await admin.describe_topics(topics) if topics else []
-    finally:
-        await admin.close()
-    return [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    from streams.kafka import metadata
+
+    found = await metadata.partitions_of(kafka_client_options(settings), select)
+    return [TopicPartition(topic, p) for topic, partitions in sorted(found.items()) for p in sorted(partitions)]
 
 
 async def messages_written(settings: Settings, run_id: str) -> dict[str, int]:

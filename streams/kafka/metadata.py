@@ -1,11 +1,14 @@
 """Topic metadata through aiokafka's public admin API."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
-async def partitions_of(client_options: dict[str, Any], topics: list[str]) -> dict[str, set[int]]:
-    """The partitions of each of ``topics`` that exists (a missing topic is left out)."""
+async def partitions_of(client_options: dict[str, Any],
+                        topics: Iterable[str] | Callable[[str], bool]) -> dict[str, set[int]]:
+    """The partitions of each of ``topics`` that exists (a missing topic is left out); ``topics``
+    may also be a test of a topic's name."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(**client_options)
@@ -16,12 +19,12 @@ async def partitions_of(client_options: dict[str, Any], topics: list[str]) -> di
         await admin.close()
 
 
-async def _partitions(admin, topics: list[str]) -> dict[str, set[int]]:
+async def _partitions(admin, topics: Iterable[str] | Callable[[str], bool]) -> dict[str, set[int]]:
     # It asks for every topic's metadata, not the named ones': on a broker that creates topics on
     # demand, a metadata request that names a topic can create it.
     described = await admin.describe_topics()
-    wanted = set(topics)
-    return {t["topic"]: {p["partition"] for p in t["partitions"]} for t in described if t["topic"] in wanted}
+    wanted = topics if callable(topics) else set(topics).__contains__
+    return {t["topic"]: {p["partition"] for p in t["partitions"]} for t in described if wanted(t["topic"])}
 
 
 async def committed_behind(client_options: dict[str, Any], group: str, topics: list[str]) -> int:
