@@ -257,7 +257,7 @@ def free_port() -> int:
 
 
 async def partitions_of(settings: Settings, select) -> list:
-    """The partitions of every topic whose name `select` accepts."""
+    """The partitions of the topics `select` names, or of every topic whose name it accepts."""
     from aiokafka import TopicPartition
 
     from streams.kafka import metadata
@@ -301,7 +301,7 @@ async def changelog_kinds(settings: Settings, topics: list[str]) -> tuple[dict[s
     the view their key belongs to (the key's prefix up to its first "/", CHANGELOG_KINDS)."""
     from aiokafka import AIOKafkaConsumer
 
-    tps = await partitions_of(settings, lambda t: t in topics)
+    tps = await partitions_of(settings, topics)
     if not tps:
         return {}, {}
     counts: Counter = Counter()

@@ -137,7 +137,7 @@ class Settings:
     # benchmarks/throughput.py's stream, 100,000 records: 1.49 messages per input against 2.63 at 1 s,
     # 801 against 996 us of worker CPU per record (benchmarks/README, 2026-12-05 14:37).
     # Recognitions do not wait for it, but a commit holds up the input while it runs: on one space at
-    # 1,000/s, ~60-250 ms every 5 s (p99 95.7 against 73.6 ms at 1 s; benchmarks/README, 18:10).
+    # 1,000/s, 30-100 ms every 5 s (p99 95.7 against 73.6 ms at 1 s; benchmarks/README, 18:10 and 19:40).
     commit_interval_s: float = 5.0
     # Writes held between two commits, at most (Kafka Streams' statestore.cache.max.bytes): more
     # commits at once.
