@@ -2,7 +2,7 @@
 
 Why: the generated streams say how the memory does on geometry we chose; these say how it does on
 what real feature extractors make of real recordings, where groups are neither isotropic nor equally
-spread, and some sounds are near-copies of others. Three sets, from disjoint Debian packages, so that
+spread, and some sounds are near-copies of others. Four sets, from disjoint Debian packages, so that
 a change tuned on one set can be checked on the others; ``sound-theme-freedesktop`` and
 ``alsa-utils`` are never read (not even listed): they are kept aside as a held-out check.
 
@@ -14,7 +14,11 @@ Sources (installed by :func:`ensure_packages`, as root, with ``apt-get install
 - ``mixed``: KDE's Oxygen theme (``oxygen-sounds``, Ogg Vorbis) and the Pingus game's sounds
   (``pingus-data``);
 - ``games``: game sound effects and jingles: ``heroes-sound-effects``, ``frozen-bubble-data`` (Ogg),
-  ``lbreakout2-data``.
+  ``lbreakout2-data``;
+- ``kids``: the Tux4Kids programs' cues: ``tuxpaint-data`` (tool sounds and a few spoken prompts),
+  ``tuxmath-data``, ``tuxtype-data`` (37 sounds once duplicates are left out).
+  A rehearsal of the held-out check, added on 2026-12-05 after the calibration was designed: no
+  setting was chosen on it, and none should be (``quality.py --rehearsal`` runs it alone).
 
 Each file (WAV, Ogg, FLAC) is decoded with soundfile, mixed to mono, resampled to 16 kHz
 (scipy.signal.resample_poly), trimmed of leading and trailing silence (40 dB under the loudest 10 ms)
@@ -96,6 +100,9 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "icons": ("sound-icons", "gnome-audio", "yaru-theme-sound", "deepin-sound-theme", "eiskaltdcpp-sounds"),
     "mixed": ("oxygen-sounds", "pingus-data"),
     "games": ("heroes-sound-effects", "frozen-bubble-data", "lbreakout2-data"),
+    # Last, so that the other sets' draws (seeded by their index) stay as they were.
+    # Not kbounce, which has sounds too: its dependencies install sound-theme-freedesktop.
+    "kids": ("tuxpaint-data", "tuxmath-data", "tuxtype-data"),
 }
 SETS = tuple(PACKAGES)
 FEATURES = ("logmel", "mfcc", "resemblyzer")
@@ -389,19 +396,24 @@ def build(set_name: str, features: Sequence[str] = FEATURES, seed: int = SEED, f
 
 def real_streams(feature: str, set_name: str, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, str]:
     """``(vectors (n, d) float32, labels (n,) int64, description)`` of one set ("icons", "mixed",
-    "games"; "real_icons" also works) and feature type ("logmel", "mfcc", "resemblyzer")."""
+    "games", "kids"; "real_icons" also works) and feature type ("logmel", "mfcc", "resemblyzer"; a
+    ``_std`` suffix standardizes each dimension over the stream, as recorded_sounds.py's do)."""
     set_name = set_name.removeprefix("real_")
-    if feature not in EXTRACTORS or set_name not in PACKAGES:
-        raise ValueError(f"feature must be one of {FEATURES} and set_name one of {SETS}")
-    path = _cache_path(set_name, feature, seed)
+    base = feature.removesuffix("_std")
+    if base not in EXTRACTORS or set_name not in PACKAGES:
+        raise ValueError(f"feature must be one of {FEATURES} (or one with _std) and set_name one of {SETS}")
+    path = _cache_path(set_name, base, seed)
     if not path.exists():
-        build(set_name, (feature,), seed)
+        build(set_name, (base,), seed)
     with np.load(path) as z:
         x, y, names = z["vectors"].astype(np.float32), z["labels"].astype(np.int64), z["sources"]
+    if feature.endswith("_std"):
+        x = ((x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-12)).astype(np.float32)
     k = len(names)
+    std = ", standardized per dimension" if feature.endswith("_std") else ""
     desc = (f"{k} real recorded sounds ({', '.join(PACKAGES[set_name])}) x {len(y) // max(1, k)} varied copies "
             f"(speed +-5%, shift/crop, gain +-6 dB, 30% mixed with another 15-25 dB down, white/pink noise "
-            f"10-30 dB SNR), {feature} ({x.shape[1]}-d), seed {seed}")
+            f"10-30 dB SNR), {base} ({x.shape[1]}-d){std}, seed {seed}")
     return x, y, desc
 
 
