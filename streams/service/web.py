@@ -102,7 +102,8 @@ def patterns_of(runtime, space: str) -> tuple[int, dict]:
                                  "field": "space"}]}
     return 200, {"space": space, "dim": memory.dim, "worker": runtime.settings.worker, "now": memory.now,
                  "threshold": memory.threshold, "calibrated": memory.calibrated,
-                 "patterns": [pattern_view(memory, p) for p in memory.patterns()]}
+                 "patterns": [pattern_view(memory, p) for p in memory.patterns()],
+                 "merged_into": memory.merged_into()}
 
 
 async def read_body(request, limit: int) -> bytes | None:

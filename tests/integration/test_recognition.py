@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import shutil
 import time
+import urllib.request
 
 import numpy as np
 
@@ -91,7 +93,7 @@ def strip_ts(record) -> dict:
 def test_features_in_recognitions_and_patterns_out(memory_env, workers):
     env = memory_env()
     feats, truth = two_space_stream(400)
-    workers(env)
+    worker = workers(env)
     recognitions, patterns = run_stream(settings_of(env), feats)
 
     assert set(recognitions) == {f.id for f in feats}, "every accepted feature has exactly one recognition"
@@ -123,6 +125,15 @@ def test_features_in_recognitions_and_patterns_out(memory_env, workers):
     for (space, absorbed), survivor in named.items():
         assert expected[space].resolve(absorbed) == expected[space].resolve(survivor)
         assert f"{space}/{absorbed}" not in live
+    # GET /patterns/<space> relabels them too, for a consumer that comes after compaction dropped
+    # the merge records: every recognized id to the live pattern it stands for now.
+    for space, memory in expected.items():
+        served = json.loads(urllib.request.urlopen(f"{worker.url}/patterns/{space}", timeout=10).read())
+        into = served["merged_into"]
+        assert {a for s, a in gone if s == space} <= set(into)
+        assert [into.get(recognitions[f.id].pattern_id, recognitions[f.id].pattern_id)
+                for f in feats if f.space == space] == [memory.resolve(recognitions[f.id].pattern_id)
+                                                        for f in feats if f.space == space]
 
 
 def test_same_input_into_fresh_state_gives_identical_output(memory_env, workers):

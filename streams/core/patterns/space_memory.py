@@ -477,6 +477,18 @@ class SpaceMemory:
             pid = nxt
         return None
 
+    def merged_into(self) -> dict[str, str]:
+        """Each absorbed id the space still remembers (the newest ``max_aliases``), oldest first, and
+        the live pattern it stands for now (:meth:`resolve`); one whose survivor was evicted since
+        stands for nothing and is left out. The recognitions a consumer saw name such ids: this
+        relabels them, also after the compacted ``fms.patterns`` has dropped the merge records."""
+        out = {}
+        for absorbed in self._aliases:
+            survivor = self.resolve(absorbed)
+            if survivor is not None:
+                out[absorbed] = survivor
+        return out
+
     def _at(self, now: float | None) -> float:
         if now is not None:
             return float(now)

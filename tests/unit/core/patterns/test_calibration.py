@@ -364,6 +364,10 @@ def test_the_warm_up_is_consolidated_when_the_space_chooses(passes):
     by_group = {g: {p for p, l in zip(final, labels) if l == g} for g in set(labels.tolist())}
     assert all(len(ps) == 1 for ps in by_group.values()), by_group
     assert len(m) == 12 and at_choice.pattern_id == m.resolve(out[255].pattern_id)
+    # What a consumer relabels its recognitions with: every id the merges absorbed, to its survivor.
+    into = m.merged_into()
+    assert {a for r in out for _, a in r.merged} <= set(into) and set(into.values()) <= {p.pattern_id for p in m.patterns()}
+    assert [into.get(r.pattern_id, r.pattern_id) for r in out] == final
     # The leader rule's cut these large evenly spread groups, not HDBSCAN's groups: so the space
     # does not regroup by density after its choice, which would lump the closest of them.
     assert not m.space_state()["regrouping"]
