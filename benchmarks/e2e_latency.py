@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from common import CpuSampler, broker, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
+from common import CpuSampler, broker, free_port, listener_pid, percentiles, save, stream  # noqa: E402  (sets sys.path)
 import faust_loop  # noqa: E402
-from throughput import baseline_loop, free_port, messages_written, worker_env
+from throughput import baseline_loop, messages_written, worker_env
 from streams.core.patterns import PatternConfig
 from streams.ops.publish import publish
 from streams.service.settings import Settings

@@ -21,7 +21,6 @@ import gzip
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import orjson
 
-from common import CpuSampler, broker, rate, save, stream, watch_outputs  # noqa: E402  (sets sys.path)
+from common import CpuSampler, broker, free_port, rate, save, stream, watch_outputs  # noqa: E402  (sets sys.path)
 import faust_loop  # noqa: E402
 from streams.ops.publish import publish
 from streams.service.settings import Settings
@@ -248,12 +247,6 @@ def worker_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     return {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "FMS_TOPIC_PREFIX": settings.topic_prefix,
             "FMS_APP_ID": settings.app_id, "FMS_LOG_LEVEL": "warning",
             "FMS_PARTITIONS": str(settings.partitions), "FMS_MAX_PATTERNS": str(settings.max_patterns)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def partitions_of(settings: Settings, select) -> list:
