@@ -8,7 +8,8 @@ stream it reports:
 - `ari_raw`: ARI of the pattern ids exactly as the recognitions named them, what a consumer that
   reads only the contract's fields sees;
 - `ari`: the same ids after following the merges announced on `fms.patterns` (a `merged` record's
-  `absorbed` ids, README), what quality.py calls `ari`;
+  `absorbed` ids, README), what quality.py calls `ari`; `ari_merged_into`: relabelled instead by
+  `GET /patterns/<space>`'s `merged_into`, as a consumer that comes after compaction would;
 - `same_as_in_process`: whether every recognition names the id that `SpaceMemory.learn_one` gives the
   same record in process (with the record's `ts`), which is what makes quality.py's figures the
   worker's.
@@ -27,6 +28,7 @@ import asyncio
 import dataclasses
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from common import broker, free_port, save  # noqa: E402  (sets sys.path)
@@ -64,6 +66,12 @@ def survivor(into: dict[tuple[str, str], str], space: str, pattern_id: str) -> s
     return pattern_id
 
 
+def served_merges(url: str, space: str) -> dict[str, str]:
+    """`GET /patterns/<space>`'s `merged_into`: each absorbed id to the live pattern it stands for."""
+    with urllib.request.urlopen(f"{url}/patterns/{space}", timeout=10) as reply:
+        return decode_json(reply.read())["merged_into"]
+
+
 async def run(bootstrap: str, names: list[str], seeds: list[int]) -> dict:
     run_id = f"kq{int(time.time())}"
     settings = dataclasses.replace(Settings.from_env(), bootstrap_servers=bootstrap, topic_prefix=f"{run_id}.",
@@ -91,6 +99,7 @@ async def run(bootstrap: str, names: list[str], seeds: list[int]) -> dict:
         # Pattern events go out at each space's commit: wait until every space has committed.
         await asyncio.sleep(2 * settings.commit_interval_s + 2)
         into = merges(await read_topic(settings, settings.topic("patterns")))
+        served = {space: await asyncio.to_thread(served_merges, worker.url, space) for _, _, space, _, _ in streams}
     finally:
         worker.stop()
         await _delete_topics(settings, [s.name for s in topic_specs(settings)] + [
@@ -105,14 +114,17 @@ async def run(bootstrap: str, names: list[str], seeds: list[int]) -> dict:
         memory = SpaceMemory(space, PatternConfig())
         in_process = [memory.learn_one(f.id, f.vector, f.ts).pattern_id for f in feats]
         resolved = [survivor(into, space, p) for p in named]
+        relabelled = [served[space].get(p, p) for p in named]
         row = {"stream": stream, "description": desc, "space": space, "records": len(feats),
                "ari_raw": round(adjusted_rand_index(truth, named), 4),
                "ari": round(adjusted_rand_index(truth, resolved), 4),
+               "ari_merged_into": round(adjusted_rand_index(truth, relabelled), 4),
                "ari_in_process": round(adjusted_rand_index(truth, [memory.resolve(p) or p for p in in_process]), 4),
                "patterns_named": len(set(named)), "patterns_after_merges": len(set(resolved)),
                "same_as_in_process": named == in_process}
         out.append(row)
         print(f"{stream:32s} raw ARI {row['ari_raw']:.3f}  following merges {row['ari']:.3f}  "
+              f"relabelled by merged_into {row['ari_merged_into']:.3f}  "
               f"(in process {row['ari_in_process']:.3f})  ids as in process: {row['same_as_in_process']}", flush=True)
     return {"elapsed_s": round(elapsed, 1), "records": total, "streams": out}
 
