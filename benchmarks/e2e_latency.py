@@ -45,7 +45,7 @@ from throughput import baseline_loop, messages_written, worker_env
 from streams.core.patterns import PatternConfig
 from streams.ops.publish import publish
 from streams.service.settings import Settings
-from streams.service.topics import ensure_topics, kafka_client_options
+from streams.service.topics import delete_topics, ensure_topics, kafka_client_options
 from streams.ops.worker_process import WorkerProcess
 
 GOAL = {"p99_ms": 50.0, "at_records_per_s": 1000}
@@ -264,16 +264,7 @@ def start_worker(settings: Settings, bootstrap: str, tmp: Path) -> WorkerProcess
 
 async def delete_run_topics(settings: Settings, run_id: str) -> None:
     """This run's topics (inputs kept forever by default, faust's changelogs): not left on a shared broker."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(f"{run_id}.") or t.startswith(f"{run_id}-")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+    await delete_topics(settings, lambda t: t.startswith(f"{run_id}.") or t.startswith(f"{run_id}-"))
 
 
 def fmt(r: dict) -> str:

@@ -38,11 +38,10 @@ from schemas.codec import decode, decode_json
 from schemas.records import AudioFeature
 from streams.core.patterns import PatternConfig, SpaceMemory
 from streams.core.quality import adjusted_rand_index
-from streams.ops.demo import _delete_topics
 from streams.ops.publish import publish, read_topic
 from streams.ops.worker_process import WorkerProcess
 from streams.service.settings import Settings
-from streams.service.topics import ensure_topics, topic_specs
+from streams.service.topics import delete_topics, ensure_topics, topic_specs
 
 DEFAULT_STREAMS = ("real_kids_logmel", "real_kids_logmel_std")
 T0 = 1_796_000_000.0
@@ -102,7 +101,7 @@ async def run(bootstrap: str, names: list[str], seeds: list[int]) -> dict:
         served = {space: await asyncio.to_thread(served_merges, worker.url, space) for _, _, space, _, _ in streams}
     finally:
         worker.stop()
-        await _delete_topics(settings, [s.name for s in topic_specs(settings)] + [
+        await delete_topics(settings, [s.name for s in topic_specs(settings)] + [
             f"{settings.app_id}-memory-changelog", f"{settings.app_id}-__assignor-__leader"])
     by_event = {}
     for _, raw in recognitions:

@@ -26,7 +26,7 @@ from streams.core.quality import adjusted_rand_index, contingency, normalized_mu
 from streams.kafka.metadata import committed_behind
 from streams.ops.publish import publish, read_topic
 from streams.service.settings import Settings
-from streams.service.topics import ensure_topics, kafka_client_options, topic_specs
+from streams.service.topics import delete_topics, ensure_topics, kafka_client_options, topic_specs
 from streams.ops.worker_process import WorkerProcess
 
 
@@ -60,20 +60,6 @@ def _reachable(bootstrap: str) -> bool:
             return True
     except OSError:
         return False
-
-
-async def _delete_topics(settings: Settings, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        doomed = [n for n in names if n in existing]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
 
 
 DEMO_CONFIGS = ({"beam": 1, "lm": False}, {"beam": 4, "lm": True}, {"beam": 8, "lm": True})
@@ -242,7 +228,7 @@ async def run_demo(base: Settings, *, records: int = 2000, groups: int = 6) -> i
         return 0
     finally:
         worker.stop()
-        await _delete_topics(settings, [s.name for s in topic_specs(settings)] + [
+        await delete_topics(settings, [s.name for s in topic_specs(settings)] + [
             f"fms-{run}-memory-changelog", f"fms-{run}-__assignor-__leader"])
         if started_broker:
             subprocess.run(["bash", str(BROKER_SCRIPT), "stop"], check=False)

@@ -8,6 +8,7 @@ that is what keeps all of one space's records and state on one worker.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from streams.service.settings import Settings
@@ -87,6 +88,26 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0, specs: list[T
             )
             await _wait_for_metadata(admin, {s.name for s in missing}, timeout)
         return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+async def delete_topics(settings: Settings, select: Iterable[str] | Callable[[str], bool]) -> list[str]:
+    """Delete the topics `select` names, or every topic whose name it accepts, that exist; returns the
+    names it deleted. For the demo and the benchmarks, which leave nothing of a run on a shared broker."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    await admin.start()
+    try:
+        existing = await admin.list_topics()
+        if callable(select):
+            doomed = sorted(t for t in existing if select(t))
+        else:
+            doomed = sorted(set(select) & set(existing))
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
     finally:
         await admin.close()
 
