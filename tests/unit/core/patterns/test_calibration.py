@@ -371,6 +371,10 @@ def test_the_warm_up_is_consolidated_when_the_space_chooses(passes):
     # The leader rule's cut these large evenly spread groups, not HDBSCAN's groups: so the space
     # does not regroup by density after its choice, which would lump the closest of them.
     assert not m.space_state()["regrouping"]
+    # An absorbed id whose survivor is evicted stands for nothing, and is no longer offered.
+    evicted = {p.pattern_id for p in m.evict(6)}
+    assert {a for a, s in into.items() if s in evicted} and m.merged_into() == {
+        a: s for a, s in into.items() if s not in evicted}
 
 
 def test_a_choice_no_better_separated_than_the_coarsest_cut_leaves_the_strict_start_alone():
