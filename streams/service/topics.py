@@ -100,11 +100,8 @@ async def delete_topics(settings: Settings, select: Iterable[str] | Callable[[st
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
-        existing = await admin.list_topics()
-        if callable(select):
-            doomed = sorted(t for t in existing if select(t))
-        else:
-            doomed = sorted(set(select) & set(existing))
+        wanted = select if callable(select) else set(select).__contains__  # as metadata.partitions_of
+        doomed = sorted(t for t in await admin.list_topics() if wanted(t))
         if doomed:
             await admin.delete_topics(doomed)
         return doomed
